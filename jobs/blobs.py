@@ -1,0 +1,207 @@
+"""Files on disk: uploads by content (sha256), and each job's published artifacts.
+
+Layout under the root (the data directory):
+    blobs/<sha[:2]>/<sha>   an upload, named by the sha256 of its bytes
+    tmp/                    uploads being written; renamed into blobs/ when complete
+    jobs/<job_id>/          a job's artifacts; names starting with '.' are unfinished
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Self
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
+_COPY_CHUNK = 1024 * 1024
+
+_MEDIA_TYPES = {
+    ".json": "application/json",
+    ".csv": "text/csv",
+    ".png": "image/png",
+    # A .pt2 archive is a zip file.
+    ".pt2": "application/zip",
+}
+
+
+class BlobTooLarge(ValueError):
+    """An upload grew past the limit given to `begin_upload`."""
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    name: str
+    bytes: int
+    media_type: str
+
+
+class BlobWriter:
+    """An upload in progress: hashed while written, visible under its sha256 only on commit.
+
+    Use as a context manager; leaving the block without `commit()` removes the temp file.
+    """
+
+    def __init__(self, store: BlobStore, max_bytes: int | None) -> None:
+        self._store = store
+        self._max_bytes = max_bytes
+        store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        # Inside the root, so the final rename stays on one filesystem and is atomic.
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        self._temp = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    def write(self, chunk: bytes) -> None:
+        """Append a chunk. Raises BlobTooLarge (after aborting) past the writer's limit."""
+        if self._file is None:
+            raise ValueError("the upload is already committed or aborted")
+        if self._max_bytes is not None and self._size + len(chunk) > self._max_bytes:
+            self.abort()
+            raise BlobTooLarge(f"the upload exceeds {self._max_bytes} bytes")
+        self._file.write(chunk)
+        self._hash.update(chunk)
+        self._size += len(chunk)
+
+    def commit(self) -> tuple[str, int]:
+        """Make the upload durable under its hash; returns (sha256, size)."""
+        if self._file is None:
+            raise ValueError("the upload is already committed or aborted")
+        self._file.flush()
+        # Durable before it becomes visible: a crash must not leave a blob whose name
+        # promises bytes that never reached the disk.
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        sha256 = self._hash.hexdigest()
+        target = self._store.path(sha256)
+        if target.exists():
+            # Same name, same bytes: the copy already there is as good as ours.
+            self._temp.unlink(missing_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._temp, target)
+            _fsync_dir(target.parent)
+        return sha256, self._size
+
+    def abort(self) -> None:
+        """Discard the upload; safe to call twice or after commit."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root.expanduser().resolve()
+        self.blobs_dir = self.root / "blobs"
+        self.tmp_dir = self.root / "tmp"
+        self.jobs_dir = self.root / "jobs"
+
+    # -- uploads --------------------------------------------------------------
+    def begin_upload(self, max_bytes: int | None = None) -> BlobWriter:
+        """Start writing an upload; `max_bytes` makes `write` refuse to grow past it."""
+        return BlobWriter(self, max_bytes)
+
+    def path(self, sha256: str) -> Path:
+        """Where the blob with this hash lives (whether or not it exists).
+
+        Raises:
+            ValueError: `sha256` is not 64 lowercase hex digits (it could name any path).
+        """
+        if not _SHA256_RE.fullmatch(sha256):
+            raise ValueError("not a sha256 digest (64 lowercase hex digits)")
+        return self.blobs_dir / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def delete(self, sha256: str) -> None:
+        """Remove a blob; removing one that is gone already is not an error."""
+        self.path(sha256).unlink(missing_ok=True)
+
+    def put_file(self, source: Path) -> tuple[str, int]:
+        """Copy a local file in; returns (sha256, size)."""
+        with self.begin_upload() as writer, source.open("rb") as handle:
+            while chunk := handle.read(_COPY_CHUNK):
+                writer.write(chunk)
+            return writer.commit()
+
+    # -- job files ------------------------------------------------------------
+    def job_dir(self, job_id: str) -> Path:
+        """The folder of a job's files (not created here).
+
+        Raises:
+            ValueError: `job_id` is not 32 lowercase hex digits.
+        """
+        if not _JOB_ID_RE.fullmatch(job_id):
+            raise ValueError("not a job ID (32 lowercase hex digits)")
+        return self.jobs_dir / job_id
+
+    def remove_job_dir(self, job_id: str) -> None:
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+
+    def list_artifacts(self, job_id: str) -> list[ArtifactInfo]:
+        """The job's published files, sorted by name; empty if it has none yet."""
+        folder = self.job_dir(job_id)
+        if not folder.is_dir():
+            return []
+        found = []
+        for entry in os.scandir(folder):
+            # Dot-names are files still being written (renamed into place when done);
+            # links and folders are never served, so nothing can point outside the folder.
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            media_type = _MEDIA_TYPES.get(Path(entry.name).suffix.lower())
+            found.append(
+                ArtifactInfo(
+                    name=entry.name,
+                    bytes=entry.stat(follow_symlinks=False).st_size,
+                    media_type=media_type or "application/octet-stream",
+                )
+            )
+        return sorted(found, key=lambda info: info.name)
+
+    def artifact_path(self, job_id: str, name: str) -> Path | None:
+        """The path of a listed artifact, or None.
+
+        `name` comes from a URL: it is compared with the listing, never joined onto a path
+        unchecked, so `../x`, `a/b` or an absolute path can only ever miss.
+        """
+        for info in self.list_artifacts(job_id):
+            if info.name == name:
+                return self.job_dir(job_id) / info.name
+        return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Persists the rename itself; without it a crash can forget the new directory entry.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

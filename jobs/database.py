@@ -1,0 +1,134 @@
+"""Engines for the job store, and the Alembic upgrade run at every start.
+
+SQLite is shared by several processes (the API and its embedded worker), PostgreSQL by
+several machines; the settings below are what makes each safe for that.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Any constant works, as long as every Deadweight process uses the same one.
+_PG_MIGRATION_LOCK = 0x64656164  # "dead"
+
+# A writer waits this long for another process's write to finish before giving up.
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a database URL; plain `postgresql://` and `postgres://` select psycopg 3.
+
+    SQLAlchemy's default PostgreSQL driver is psycopg2, which is not installed; users and
+    platforms commonly hand out driverless URLs.
+    """
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def create_store_engine(url: URL) -> Engine:
+    """The engine the store uses: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
+    if is_sqlite(url):
+        _make_sqlite_parent(url)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_on_connect)
+    else:
+        # pre-ping: a worker idles for hours between jobs, and servers drop idle connections.
+        # connect_timeout: /readyz must answer even when the server is unreachable.
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
+    # A Celery worker forks a child per job: pooled connections inherited from the parent
+    # must not be shared with it (two processes on one socket corrupt the protocol).
+    os.register_at_fork(after_in_child=functools.partial(_forget_pool, weakref.ref(engine)))
+    return engine
+
+
+def _forget_pool(ref: weakref.ref[Engine]) -> None:
+    engine = ref()
+    if engine is not None:
+        engine.dispose(close=False)
+
+
+def _make_sqlite_parent(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL: readers (API polling) do not block the writer (worker progress) or vice versa.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        # Durable at every checkpoint; in WAL mode NORMAL cannot corrupt the database.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Run `alembic upgrade head` on this engine's database; safe to call concurrently."""
+    with _migration_connection(engine) as connection:
+        config = Config()
+        # ConfigParser interpolates '%'; a path containing one must be escaped.
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        # Handing over the connection (not the URL) keeps the lock and the upgrade together.
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that no other process's migration runs beside.
+
+    Both backends have transactional DDL, so a migration either lands whole or not at all,
+    and the second process to arrive finds the schema at head and does nothing.
+    """
+    if is_sqlite(engine.url):
+        # BEGIN IMMEDIATE takes SQLite's write lock up front; the other process waits on it
+        # (busy timeout) instead of failing half-way with "table already exists".
+        immediate = create_engine(engine.url)
+        event.listen(immediate, "connect", _sqlite_on_connect)
+        event.listen(immediate, "connect", _sqlite_driver_autocommit)
+        event.listen(immediate, "begin", _sqlite_begin_immediate)
+        try:
+            with immediate.begin() as connection:
+                yield connection
+        finally:
+            immediate.dispose()
+    else:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                # Released at commit. Without it, two processes creating the same tables at
+                # once fail on PostgreSQL's catalog unique index.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            yield connection
+
+
+def _sqlite_driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+    # Stop Python's sqlite3 module from issuing its own BEGIN, so ours is the only one.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,147 @@
+"""Settings shared by the API and the workers, read from `DEADWEIGHT_*` environment variables.
+
+`get_settings()` builds them once per process, on first use rather than at import, so tests
+can change the environment and call `get_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+# torch device strings the worker accepts; anything else would fail only when a job runs.
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DEADWEIGHT_", extra="ignore")
+
+    data_dir: Path = Path("./deadweight-data")
+    broker_url: str | None = None
+    database_url: str | None = None
+    # Comma-separated `tenant=key` pairs; unset means the API runs without authentication.
+    api_keys: str | None = None
+    max_upload_bytes: int = 2 * GIB
+    lease_seconds: int = 60
+    max_attempts: int = 3
+    retention_days: int = 30
+    job_soft_time_limit: int = 6 * 3600
+    job_time_limit: int = 6 * 3600 + 300
+    batch_size: int = 256
+    device: str = "auto"
+    max_thresholds: int = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        # Collect every problem so one start-up error lists them all.
+        problems = [p for p in self._problems() if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _problems(self) -> list[str]:
+        at_least = {
+            "max_upload_bytes": 1,
+            "lease_seconds": 5,
+            "max_attempts": 1,
+            "retention_days": 1,
+            "job_soft_time_limit": 1,
+            "job_time_limit": 1,
+            "batch_size": 1,
+            "max_thresholds": 1,
+        }
+        problems = [
+            f"DEADWEIGHT_{name.upper()} must be at least {low}, got {getattr(self, name)}"
+            for name, low in at_least.items()
+            if getattr(self, name) < low
+        ]
+        if self.job_time_limit <= self.job_soft_time_limit:
+            # The soft limit lets a job stop cleanly; a hard limit below it would kill it first.
+            problems.append(
+                "DEADWEIGHT_JOB_TIME_LIMIT must exceed DEADWEIGHT_JOB_SOFT_TIME_LIMIT "
+                f"({self.job_time_limit} <= {self.job_soft_time_limit})"
+            )
+        if not _DEVICE_RE.fullmatch(self.device):
+            problems.append(
+                f"DEADWEIGHT_DEVICE must be auto, cpu, mps, cuda or cuda:<n>, got {self.device!r}"
+            )
+        try:
+            self.api_key_tenants()
+        except ValueError as exc:
+            problems.append(str(exc))
+        return problems
+
+    def resolved_data_dir(self) -> Path:
+        """The data directory as an absolute path (the worker may run from another directory)."""
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        """The job store URL; by default an SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir() / 'deadweight.db'}"
+
+    def resolved_broker_url(self) -> str:
+        """The Celery broker URL; by default Celery's filesystem transport (nothing to run)."""
+        return self.broker_url or "filesystem://"
+
+    def broker_transport_options(self) -> dict[str, Any]:
+        """Transport options for the broker in use; creates the filesystem broker's folders."""
+        scheme = self.resolved_broker_url().split("://", 1)[0].lower()
+        if scheme == "filesystem":
+            # API and worker must agree on one folder: in = out makes it a shared queue.
+            queue = self.resolved_data_dir() / "broker" / "queue"
+            processed = self.resolved_data_dir() / "broker" / "processed"
+            queue.mkdir(parents=True, exist_ok=True)
+            processed.mkdir(parents=True, exist_ok=True)
+            return {
+                "data_folder_in": str(queue),
+                "data_folder_out": str(queue),
+                "processed_folder": str(processed),
+                "store_processed": False,
+            }
+        if scheme in {"redis", "rediss", "sentinel"}:
+            # Redis redelivers an unacknowledged message once the visibility timeout passes.
+            # With acks_late a job is acked only when it ends, so the timeout must exceed the
+            # hard time limit, or a long job would be handed to a second worker and run twice.
+            return {"visibility_timeout": self.job_time_limit + 600}
+        return {}
+
+    def ensure_dirs(self) -> None:
+        """Create the blob and job-file folders under the data directory."""
+        root = self.resolved_data_dir()
+        for sub in ("blobs", "jobs"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def api_key_tenants(self) -> dict[str, str]:
+        """API key -> tenant, parsed from `api_keys`; empty when authentication is off.
+
+        Raises:
+            ValueError: a pair is not `tenant=key`, or a key is given twice.
+        """
+        result: dict[str, str] = {}
+        for raw in (self.api_keys or "").split(","):
+            pair = raw.strip()
+            if not pair:
+                continue
+            tenant, sep, key = (part.strip() for part in pair.partition("="))
+            if not sep or not tenant or not key:
+                raise ValueError("DEADWEIGHT_API_KEYS must be comma-separated tenant=key pairs")
+            if key in result:
+                # One key for two tenants would make the tenant ambiguous.
+                raise ValueError("DEADWEIGHT_API_KEYS gives the same key twice")
+            result[key] = tenant
+        return result
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,41 @@
+"""Job and upload states, and the transitions between them."""
+
+from enum import StrEnum
+
+
+class JobStatus(StrEnum):
+    """Lifecycle of a pruning job.
+
+    queued -> running -> succeeded | failed | cancelled; queued -> cancelled.
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+
+
+class ModelStatus(StrEnum):
+    """An uploaded model is `pending` until a worker has inspected its graph."""
+
+    PENDING = "pending"
+    READY = "ready"
+    INVALID = "invalid"
+
+
+class Stage(StrEnum):
+    """What a running job is doing; reported as `progress.stage`."""
+
+    QUEUED = "queued"
+    LOADING = "loading"
+    STATISTICS = "statistics"
+    BASELINE = "baseline"
+    CANDIDATES = "candidates"
+    PUBLISHING = "publishing"
+    DONE = "done"

@@ -1,0 +1,139 @@
+"""ORM tables of the job store. Only `jobs.store` touches these; callers get `jobs.records`.
+
+Every row carries its tenant; IDs are random 128-bit hex strings, so an ID seen in one
+tenant's URL says nothing about another tenant's.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_LENGTH = 32
+
+
+def new_id() -> str:
+    """An unguessable ID (128 random bits as lowercase hex)."""
+    return secrets.token_hex(ID_LENGTH // 2)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC timestamp on every backend.
+
+    SQLite has no timezone type and hands back naive datetimes; without this, records read
+    from SQLite and PostgreSQL would differ and naive/aware comparisons would raise.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the job store; use an aware UTC time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    # Fixed constraint names keep migrations identical on SQLite and PostgreSQL.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    # Indexed: deleting an upload asks whether any other row still needs its blob.
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # BigInteger: uploads can exceed 2 GiB, the limit of a 32-bit INTEGER.
+    size: Mapped[int] = mapped_column("bytes", BigInteger)
+    filename: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column("bytes", BigInteger)
+    filename: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(16))
+    samples: Mapped[int] = mapped_column(BigInteger)
+    x_shape: Mapped[list[int]] = mapped_column(JSON)
+    has_labels: Mapped[bool] = mapped_column(Boolean)
+    label_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # Listing a tenant's jobs newest first reads this index in order.
+        Index("ix_jobs_tenant_created_at", "tenant", "created_at"),
+        # The reaper (lost workers) and "is this upload in use" look jobs up by status.
+        Index("ix_jobs_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    # No foreign keys: a finished job keeps naming the uploads it ran on after they are
+    # deleted; whether an upload may go is the service's decision (uploads_in_use_by_jobs).
+    model_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    dataset_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    eval_dataset_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str] = mapped_column(String(32))
+    fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Reserved for worker leases (heartbeat + reaper); not used yet.
+    lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,259 @@
+"""The safe `.pt2` reader: an uploaded archive becomes an ExportedProgram without torch's loader.
+
+`torch.export.load` unpickles entries marked `use_pickle`, custom and opaque objects and the
+sample inputs, and torch's deserializer evaluates strings of the graph JSON. So this module
+reads the zip itself: entry names and sizes are checked, JSON is parsed as data and
+validated (`pruning.program_check`), weights are raw bytes whose sizes, strides and offsets
+are checked against the payload, and example inputs are never read from the file. Only the
+checked objects reach torch's deserializer, which accepts a state dict and constants as
+Python objects, so nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pruning.errors import UnsafeModel
+from pruning.program_check import check_program, check_tensor_meta, dtype_from_code
+
+# Entries of an archive written by torch.export.save, relative to its single top folder.
+_ALLOWED_ENTRY = re.compile(
+    r"^(archive_format|archive_version|byteorder|\.data/version|\.data/serialization_id"
+    r"|models/[A-Za-z0-9_]+\.json"
+    r"|data/weights/[A-Za-z0-9_]+_weights_config\.json|data/weights/weight_[0-9]+"
+    r"|data/constants/[A-Za-z0-9_]+_constants_config\.json|data/constants/tensor_[0-9]+"
+    r"|data/sample_inputs/[A-Za-z0-9_]+\.pt)$"
+)
+_TOP_DIR = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Caps that keep a hostile archive from exhausting the machine."""
+
+    max_entries: int = 20_000
+    max_total_bytes: int = 8 * 1024**3  # uncompressed, all entries
+    max_json_bytes: int = 256 * 1024**2
+    max_compression_ratio: float = 200.0  # zip bombs compress far better than weights do
+
+
+DEFAULT_LIMITS = ArchiveLimits()
+
+
+def read_program(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> torch.export.ExportedProgram:
+    """Read an uploaded `.pt2` archive into an ExportedProgram, refusing anything unsafe.
+
+    Args:
+        path: the archive, as uploaded.
+        limits: size caps.
+
+    Returns:
+        The program with its weights, on the CPU; `example_inputs` is None.
+
+    Raises:
+        UnsafeModel: the archive is malformed or holds something this reader refuses.
+    """
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnsafeModel(
+            "not a .pt2 archive (not a zip file): save the model with torch.export.save"
+        ) from exc
+    with zf:
+        top, entries = _check_entries(zf, limits)
+        return _build_program(zf, top, entries, limits)
+
+
+def _check_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> tuple[str, dict[str, zipfile.ZipInfo]]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise UnsafeModel(f"archive has {len(infos)} entries; at most {limits.max_entries} allowed")
+    entries: dict[str, zipfile.ZipInfo] = {}
+    tops: set[str] = set()
+    total = 0
+    for info in infos:
+        name = info.filename
+        if info.is_dir():
+            continue
+        top, _, rest = name.partition("/")
+        if not _TOP_DIR.match(top) or top in (".", "..") or not _ALLOWED_ENTRY.match(rest):
+            raise UnsafeModel(f"unexpected entry in archive: {name[:200]!r}")
+        if name in entries:
+            raise UnsafeModel(f"duplicate entry in archive: {name!r}")
+        if info.flag_bits & 0x1:
+            raise UnsafeModel(f"encrypted entry in archive: {name!r}")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise UnsafeModel(f"unsupported compression in entry {name!r}")
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > 1024**2:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > limits.max_compression_ratio:
+                raise UnsafeModel(f"entry {name!r} expands {ratio:.0f}x: refused as a zip bomb")
+        total += info.file_size
+        tops.add(top)
+        entries[rest] = info
+    if total > limits.max_total_bytes:
+        raise UnsafeModel(f"archive expands to {total} bytes; at most {limits.max_total_bytes}")
+    if len(tops) != 1:
+        raise UnsafeModel("a .pt2 archive has exactly one top-level folder")
+    return tops.pop(), entries
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """Read an entry, never more than `cap` bytes nor more than its declared size."""
+    limit = min(cap, info.file_size)
+    with zf.open(info) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeModel(f"entry {info.filename!r} is larger than it declares or allowed")
+    return data
+
+
+def _read_json(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits) -> Any:
+    raw = _read(zf, info, limits.max_json_bytes)
+    try:
+        # parse_constant refuses NaN/Infinity literals; object_pairs_hook refuses duplicate keys,
+        # which different parsers would resolve differently.
+        return json.loads(raw, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        raise UnsafeModel(f"entry {info.filename!r} is not valid JSON: {exc}") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _build_program(
+    zf: zipfile.ZipFile, top: str, entries: dict[str, zipfile.ZipInfo], limits: ArchiveLimits
+) -> torch.export.ExportedProgram:
+    fmt = entries.get("archive_format")
+    if fmt is None or _read(zf, fmt, 16).strip() != b"pt2":
+        raise UnsafeModel("archive_format is not 'pt2': save the model with torch.export.save")
+    order = entries.get("byteorder")
+    if order is not None and _read(zf, order, 16).strip() != b"little":
+        raise UnsafeModel("only little-endian archives are supported")
+    models = [name for name in entries if name.startswith("models/")]
+    if len(models) != 1:
+        raise UnsafeModel(f"the archive must hold exactly one program, found {len(models)}")
+    model_name = models[0][len("models/") : -len(".json")]
+
+    program = check_program(_read_json(zf, entries[models[0]], limits))
+    state_dict = _read_payload(zf, entries, f"data/weights/{model_name}_weights_config.json",
+                               "data/weights/", limits, required=True)
+    constants = _read_payload(zf, entries, f"data/constants/{model_name}_constants_config.json",
+                              "data/constants/", limits, required=False)
+    return _deserialize(program, state_dict, constants)
+
+
+def _read_payload(
+    zf: zipfile.ZipFile,
+    entries: dict[str, zipfile.ZipInfo],
+    config_name: str,
+    folder: str,
+    limits: ArchiveLimits,
+    *,
+    required: bool,
+) -> dict[str, torch.Tensor]:
+    info = entries.get(config_name)
+    if info is None:
+        if required:
+            raise UnsafeModel(f"{config_name} is missing from the archive")
+        return {}
+    config = _read_json(zf, info, limits)
+    if not isinstance(config, dict) or set(config) != {"config"} or not isinstance(config["config"], dict):
+        raise UnsafeModel(f"{config_name}: expected {{'config': {{...}}}}")
+    buffers: dict[str, torch.Tensor] = {}  # path_name -> flat payload; shared for tied weights
+    out: dict[str, torch.Tensor] = {}
+    for fqn, meta in config["config"].items():
+        out[_check_fqn(fqn, config_name)] = _payload_tensor(zf, entries, folder, fqn, meta, buffers)
+    return out
+
+
+_FQN = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+def _check_fqn(fqn: str, where: str) -> str:
+    if not _FQN.match(fqn) or "__" in fqn or len(fqn) > 512:
+        raise UnsafeModel(f"{where}: refused tensor name {fqn[:100]!r}")
+    return fqn
+
+
+def _payload_tensor(
+    zf: zipfile.ZipFile,
+    entries: dict[str, zipfile.ZipInfo],
+    folder: str,
+    fqn: str,
+    meta: Any,
+    buffers: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    if not isinstance(meta, dict) or set(meta) - {"path_name", "is_param", "use_pickle", "tensor_meta"}:
+        raise UnsafeModel(f"{fqn}: malformed payload entry")
+    if meta.get("use_pickle") is not False:
+        raise UnsafeModel(f"{fqn}: pickled payloads are refused (use_pickle)")
+    path_name = meta.get("path_name")
+    if not isinstance(path_name, str) or folder + path_name not in entries:
+        raise UnsafeModel(f"{fqn}: payload {str(path_name)[:100]!r} is not in the archive")
+    if not re.fullmatch(r"(weight|tensor)_[0-9]+", path_name):
+        raise UnsafeModel(f"{fqn}: refused payload name {path_name!r} (custom or opaque object)")
+    tmeta = check_tensor_meta(meta.get("tensor_meta"), fqn, concrete=True)
+    dtype = dtype_from_code(tmeta["dtype"], fqn)
+    sizes = [s["as_int"] for s in tmeta["sizes"]]
+    strides = [s["as_int"] for s in tmeta["strides"]]
+    offset = tmeta["storage_offset"]["as_int"]
+
+    flat = buffers.get(path_name)
+    if flat is None:
+        info = entries[folder + path_name]
+        element = torch.empty((), dtype=dtype).element_size()
+        if info.file_size % element:
+            raise UnsafeModel(f"{fqn}: payload size {info.file_size} is not a multiple of {element}")
+        raw = bytearray(_read(zf, info, info.file_size))
+        flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        buffers[path_name] = flat
+    elif flat.dtype != dtype:
+        raise UnsafeModel(f"{fqn}: payload {path_name} is shared with a different dtype")
+
+    numel = 1
+    for s in sizes:
+        numel *= s
+    if numel:
+        # The highest element the view touches must lie inside the payload.
+        last = offset + sum((size - 1) * stride for size, stride in zip(sizes, strides, strict=True))
+        if last >= flat.numel():
+            raise UnsafeModel(f"{fqn}: sizes/strides/offset reach past the payload")
+    tensor = torch.as_strided(flat, sizes, strides, offset)
+    if meta.get("is_param"):
+        return torch.nn.Parameter(tensor, requires_grad=bool(tmeta.get("requires_grad", False)))
+    return tensor
+
+
+def _deserialize(
+    program: dict[str, Any], state_dict: dict[str, torch.Tensor], constants: dict[str, torch.Tensor]
+) -> torch.export.ExportedProgram:
+    # Imported here: private torch API, kept in one place.
+    from torch._export.serde import schema
+    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+
+    try:
+        serialized = _dict_to_dataclass(schema.ExportedProgram, program)
+        # example_inputs=None: the sample inputs in the file are a pickle and are never read.
+        return ExportedProgramDeserializer().deserialize(serialized, state_dict, constants, None)
+    except UnsafeModel:
+        raise
+    except Exception as exc:  # torch raises many types for malformed graphs
+        raise UnsafeModel(f"the program could not be rebuilt: {type(exc).__name__}: {exc}") from exc

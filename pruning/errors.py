@@ -1,0 +1,25 @@
+"""Typed errors of the engine; the service maps them to HTTP in one place."""
+
+
+class PruningError(Exception):
+    """Base class: the message tells the user what to change."""
+
+
+class UnsafeModel(PruningError):
+    """The uploaded file is refused by the safe reader (never loaded)."""
+
+
+class UnsupportedModel(PruningError):
+    """The program is well-formed but uses something the engine cannot handle."""
+
+
+class InvalidDataset(PruningError):
+    """The dataset cannot be used with this model."""
+
+
+class InvalidConfig(PruningError):
+    """The job's settings are inconsistent (thresholds, metric, labels)."""
+
+
+class Cancelled(PruningError):
+    """The job was cancelled while it ran."""

@@ -1,0 +1,126 @@
+"""Scoring a program on evaluation data: metric, parameters, MACs — streamed batch by batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import fx
+
+from pruning.config import Metric
+from pruning.data import Batch, BatchSource, Feeder
+from pruning.errors import InvalidDataset
+
+HIGHER_IS_BETTER: dict[Metric, bool] = {
+    Metric.ACCURACY: True,
+    Metric.AGREEMENT: True,
+    Metric.MSE: False,
+}
+
+
+def first_output(out: object) -> torch.Tensor:
+    """The model's first output tensor (models may return tuples)."""
+    while isinstance(out, (tuple, list)):
+        if not out:
+            raise InvalidDataset("the model returns no tensor")
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise InvalidDataset(f"the model returns {type(out).__name__}, not a tensor")
+    return out
+
+
+@dataclass
+class Evaluator:
+    """Evaluates modules on one dataset with one metric.
+
+    For `agreement` the original model's top-1 predictions are the reference; they are
+    recorded by `evaluate(..., record_reference=True)` on the original module first.
+    """
+
+    metric: Metric
+    source: BatchSource
+    feeder: Feeder
+    reference: list[torch.Tensor] = field(default_factory=list)  # top-1 per batch
+
+    def evaluate(
+        self,
+        module: Callable[..., object],
+        *,
+        record_reference: bool = False,
+        on_batch: Callable[[Batch], None] | None = None,
+    ) -> float:
+        """The metric of `module` over the whole dataset."""
+        total = 0.0
+        count = 0
+        with torch.inference_mode():
+            for i, batch in enumerate(self.feeder(self.source)):
+                out = first_output(module(*batch.inputs))[: batch.valid]
+                if record_reference:
+                    self.reference.append(out.argmax(dim=-1).cpu())
+                value, n = self._batch_metric(out, batch, i)
+                total += value
+                count += n
+                if on_batch is not None:
+                    on_batch(batch)
+        if count == 0:
+            raise InvalidDataset("the evaluation dataset is empty")
+        return total / count
+
+    def _batch_metric(self, out: torch.Tensor, batch: Batch, index: int) -> tuple[float, int]:
+        if self.metric is Metric.AGREEMENT:
+            pred = out.argmax(dim=-1).cpu()
+            return float((pred == self.reference[index]).sum()), pred.numel()
+        if batch.y is None:
+            raise InvalidDataset(f"metric '{self.metric}' needs labels (y) in the evaluation data")
+        y = batch.y
+        if self.metric is Metric.ACCURACY:
+            if out.dim() < 2:
+                raise InvalidDataset("accuracy needs class scores (B, classes) from the model")
+            pred = out.argmax(dim=-1).cpu()
+            if y.shape != pred.shape:
+                raise InvalidDataset(
+                    f"labels have shape {list(y.shape[1:])} per sample, predictions {list(pred.shape[1:])}"
+                )
+            return float((pred == y.to(pred.dtype)).sum()), pred.numel()
+        target = y.to(out.device, torch.float64).reshape(out.shape) if y.numel() == out.numel() else None
+        if target is None:
+            raise InvalidDataset(
+                f"mse targets have {y.numel() // max(len(y), 1)} values per sample, "
+                f"the model outputs {out.numel() // max(len(out), 1)}"
+            )
+        err = (out.to(torch.float64) - target) ** 2
+        # Mean over output values per sample, summed over samples: averaged per sample later.
+        per_sample = err.reshape(len(out), -1).mean(dim=1)
+        return float(per_sample.sum()), len(out)
+
+
+def count_parameters(program: torch.export.ExportedProgram) -> int:
+    return sum(p.numel() for p in program.parameters())
+
+
+class _MacCounter(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm)
+        self.macs = 0
+
+    def run_node(self, n: fx.Node) -> object:
+        result = super().run_node(n)
+        if n.op == "call_function" and isinstance(result, torch.Tensor):
+            if n.target is torch.ops.aten.linear.default:
+                weight = self.env[n.args[1]]  # type: ignore[index]
+                self.macs += result.numel() * int(weight.shape[1])
+            elif n.target is torch.ops.aten.conv2d.default or n.target is torch.ops.aten.conv1d.default:
+                weight = self.env[n.args[1]]  # type: ignore[index]
+                self.macs += result.numel() * int(weight[0].numel())
+        return result
+
+
+def count_macs(gm: fx.GraphModule, feeder: Feeder) -> int:
+    """Multiply-accumulates of Linear/Conv layers for one sample."""
+    example = feeder.example()
+    counter = _MacCounter(gm)
+    with torch.inference_mode():
+        counter.run(*(t.to(feeder.device) for t in example))
+    batch = int(example[0].shape[0]) if example[0].dim() else 1
+    return counter.macs // max(batch, 1)

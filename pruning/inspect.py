@@ -1,0 +1,30 @@
+"""What a model upload holds, for `GET /v1/models/{id}`: inputs, prunable and frozen groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pruning.archive import read_program
+from pruning.evaluate import count_parameters
+from pruning.graph import analyse
+
+
+def inspect_model(path: Path) -> dict[str, Any]:
+    """Read a `.pt2` safely and describe it.
+
+    Returns:
+        {"parameters", "inputs": [{"name", "shape", "dtype"}], "layers": [{"name", "width",
+        "kind"}], "frozen": [{"name", "width", "kind", "reason"}]}.
+
+    Raises:
+        UnsafeModel: the file is refused by the safe reader.
+    """
+    program = read_program(path)
+    analysis = analyse(program.module())
+    return {
+        "parameters": count_parameters(program),
+        "inputs": [{"name": i.name, "shape": i.shape, "dtype": i.dtype} for i in analysis.inputs],
+        "layers": [g.describe() for g in analysis.prunable],
+        "frozen": [g.describe() for g in analysis.frozen],
+    }

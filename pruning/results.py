@@ -1,0 +1,112 @@
+"""What a run produces: per-layer statistics, candidates, and the choice among them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Statistics of one channel group's neurons, as the consuming layer sees them."""
+
+    name: str  # the group's name: the producing layer (e.g. "fc1")
+    neurons: int
+    count: int  # activations accumulated per neuron (samples x positions)
+    mean: list[float]
+    std: list[float]
+    abs_mean: list[float]
+    zero_fraction: list[float]
+    min: list[float]
+    max: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "neurons": self.neurons,
+            "count": self.count,
+            "mean": self.mean,
+            "std": self.std,
+            "abs_mean": self.abs_mean,
+            "zero_fraction": self.zero_fraction,
+            "min": self.min,
+            "max": self.max,
+        }
+
+
+@dataclass(frozen=True)
+class Baseline:
+    metric: float
+    parameters: int
+    bytes: int
+    macs: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "parameters": self.parameters,
+            "bytes": self.bytes,
+            "macs": self.macs,
+        }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    index: int
+    threshold: dict[str, float]
+    metric: float
+    metric_drop: float
+    parameters: int
+    bytes: int
+    macs: int
+    size_reduction: float
+    kept: dict[str, int]  # group name -> neurons kept, in graph order
+    kept_fraction: dict[str, float]
+    artifact: str  # file name of the pruned program, e.g. "pruned-0.pt2"
+    same_as: int | None = None  # index of an earlier candidate with the identical keep-set
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "threshold": self.threshold,
+            "metric": self.metric,
+            "metric_drop": self.metric_drop,
+            "parameters": self.parameters,
+            "bytes": self.bytes,
+            "macs": self.macs,
+            "size_reduction": self.size_reduction,
+            "kept": self.kept,
+            "kept_fraction": self.kept_fraction,
+            "artifact": self.artifact,
+            "same_as": self.same_as,
+        }
+
+
+@dataclass(frozen=True)
+class Results:
+    metric_name: str  # "accuracy" | "agreement" | "mse"
+    criterion: str
+    compensate: bool
+    max_metric_drop: float
+    baseline: Baseline
+    candidates: list[Candidate]
+    pareto: list[int]
+    recommended: int | None
+    layers: list[str]  # prunable groups, in graph order
+    frozen: list[dict[str, str]] = field(default_factory=list)  # [{"name", "reason"}]
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric_name,
+            "criterion": self.criterion,
+            "compensate": self.compensate,
+            "max_metric_drop": self.max_metric_drop,
+            "baseline": self.baseline.as_dict(),
+            "candidates": [c.as_dict() for c in self.candidates],
+            "pareto": self.pareto,
+            "recommended": self.recommended,
+            "layers": self.layers,
+            "frozen": self.frozen,
+            "notes": self.notes,
+        }

@@ -1,0 +1,123 @@
+"""Streaming per-neuron activation statistics, merged batch by batch in float64.
+
+Every batch contributes its count, mean and sum of squared deviations, merged with Chan's
+parallel update, so the result equals `torch.mean`/`torch.std` over all activations whatever
+the batch size, without keeping any activation beyond the current batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import fx
+
+from pruning.data import Batch
+from pruning.results import LayerStats
+
+
+@dataclass
+class RunningStats:
+    """Accumulator for one tensor's channels; channels on `channel_dim`, the rest are samples."""
+
+    channels: int
+    channel_dim: int = -1
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        zeros = torch.zeros(self.channels, dtype=torch.float64)
+        self.mean = zeros.clone()
+        self.m2 = zeros.clone()  # sum of squared deviations from the mean
+        self.abs_sum = zeros.clone()
+        self.zeros = zeros.clone()
+        self.min = torch.full((self.channels,), float("inf"), dtype=torch.float64)
+        self.max = torch.full((self.channels,), float("-inf"), dtype=torch.float64)
+
+    def update(self, activation: torch.Tensor) -> None:
+        """Merge one batch of activations, e.g. (N, C) or (N, T, C) for channel_dim=-1."""
+        a = activation.detach().movedim(self.channel_dim, -1).reshape(-1, self.channels)  # (M, C)
+        a = a.to(torch.float64)
+        n = a.shape[0]
+        if n == 0:
+            return
+        batch_mean = a.mean(dim=0)
+        batch_m2 = ((a - batch_mean) ** 2).sum(dim=0)
+        total = self.count + n
+        delta = batch_mean.cpu() - self.mean
+        self.mean += delta * (n / total)
+        self.m2 += batch_m2.cpu() + delta**2 * (self.count * n / total)
+        self.count = total
+        self.abs_sum += a.abs().sum(dim=0).cpu()
+        self.zeros += (a == 0).sum(dim=0).cpu().to(torch.float64)
+        self.min = torch.minimum(self.min, a.min(dim=0).values.cpu())
+        self.max = torch.maximum(self.max, a.max(dim=0).values.cpu())
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Sample standard deviation (Bessel-corrected, as torch.std)."""
+        if self.count < 2:
+            return torch.zeros_like(self.mean)
+        return (self.m2.clamp_min(0) / (self.count - 1)).sqrt()
+
+    def to_layer_stats(self, name: str) -> LayerStats:
+        n = max(self.count, 1)
+        return LayerStats(
+            name=name,
+            neurons=self.channels,
+            count=self.count,
+            mean=self.mean.tolist(),
+            std=self.std.tolist(),
+            abs_mean=(self.abs_sum / n).tolist(),
+            zero_fraction=(self.zeros / n).tolist(),
+            min=self.min.tolist(),
+            max=self.max.tolist(),
+        )
+
+
+class TapInterpreter(fx.Interpreter):
+    """Runs a module and hands the values of selected nodes to a callback as they appear."""
+
+    def __init__(self, gm: fx.GraphModule, taps: set[str], on_tap: Callable[[str, torch.Tensor], None]):
+        super().__init__(gm, garbage_collect_values=True)
+        self._taps = taps
+        self._on_tap = on_tap
+
+    def run_node(self, n: fx.Node) -> object:
+        result = super().run_node(n)
+        if n.name in self._taps and isinstance(result, torch.Tensor):
+            self._on_tap(n.name, result)
+        return result
+
+
+def collect(
+    gm: fx.GraphModule,
+    taps: dict[str, int],
+    batches: Iterable[Batch],
+    on_batch: Callable[[Batch], None] | None = None,
+) -> dict[str, RunningStats]:
+    """Accumulate statistics of the tapped nodes over all batches.
+
+    Args:
+        gm: the unlifted module, in eval mode, on the device of the batches.
+        taps: node name -> number of channels (the last dimension).
+        batches: model inputs; rows past `valid` pad a static batch and are not counted.
+        on_batch: called after each batch (progress, cancellation).
+
+    Returns:
+        node name -> its accumulated statistics.
+    """
+    stats = {name: RunningStats(channels=c) for name, c in taps.items()}
+    valid = 0
+
+    def on_tap(name: str, value: torch.Tensor) -> None:
+        stats[name].update(value[:valid])  # (B, ..., C): batch first
+
+    interp = TapInterpreter(gm, set(taps), on_tap)
+    with torch.inference_mode():
+        for batch in batches:
+            valid = batch.valid
+            interp.run(*batch.inputs)
+            if on_batch is not None:
+                on_batch(batch)
+    return stats

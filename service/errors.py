@@ -1,0 +1,169 @@
+"""Domain errors and their HTTP form, in one place.
+
+Every error leaves the service as `{"error": {"code": "...", "message": "..."}}`; the message
+tells the user what to change. Routes raise the classes below (or let `InvalidDataset` through)
+and never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from jobs.datasets import InvalidDataset
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error the client can act on; subclasses fix the HTTP status."""
+
+    status_code = 400
+    default_code = "bad_request"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+
+class BadRequest(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    default_code = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    default_code = "unsupported_media_type"
+
+
+class Unprocessable(ServiceError):
+    status_code = 422
+    default_code = "invalid_request"
+
+
+class Unavailable(ServiceError):
+    status_code = 503
+    default_code = "unavailable"
+
+
+def broker_unavailable(exc: Exception) -> Unavailable:
+    """The queue refused a message: nothing was stored, so the client can simply retry."""
+    log.warning("broker unavailable: %s", exc)
+    return Unavailable(
+        "the job queue (broker) is unreachable, so nothing was stored; retry in a moment",
+        code="broker_unavailable",
+    )
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    # ("body", "thresholds", 0, "fraction") -> "thresholds[0].fraction"; the "body" prefix
+    # says nothing to a user who sent one JSON object.
+    parts = list(loc[1:] if loc and loc[0] == "body" else loc)
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Pydantic's error list as plain `{"field", "message"}` pairs."""
+    out = []
+    for err in errors:
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if err.get("type") == "json_invalid":
+            out.append({"field": "body", "message": f"the body is not valid JSON ({message})"})
+            continue
+        out.append({"field": _field_name(err.get("loc", ())), "message": message})
+    return out
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+
+
+async def _invalid_dataset(_: Request, exc: InvalidDataset) -> JSONResponse:
+    return JSONResponse(error_body("invalid_dataset", str(exc)), status_code=422)
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    return JSONResponse(
+        error_body(code, str(exc.detail)),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    details = describe_validation_errors(exc.errors())
+    message = "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    return JSONResponse(error_body("invalid_request", message, details=details), status_code=422)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log only: it can name files, settings and internals.
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "internal server error; the incident was logged"),
+        status_code=500,
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    # Starlette types handlers as taking any Exception; each of these gets only its own class.
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(InvalidDataset, _invalid_dataset)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+ERROR_SCHEMA = {
+    "description": "Error",
+    "content": {
+        "application/json": {
+            "example": error_body("not_found", "job 5f0c... not found"),
+        }
+    },
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for the given error statuses."""
+    return {status: ERROR_SCHEMA for status in statuses}

@@ -1,0 +1,66 @@
+"""The FastAPI application: `create_app()` wires settings, stores, queue, routes and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+
+from jobs.blobs import BlobStore
+from jobs.queue import Queue, make_celery
+from jobs.settings import Settings, get_settings
+from jobs.store import JobStore
+from service.errors import install_error_handlers
+from service.routes import api_router
+
+DESCRIPTION = """\
+Deadweight finds the neurons of a trained network that carry almost no signal and cuts them
+out, handing back a genuinely smaller model.
+
+1. `POST /v1/models` a `torch.export` program (`.pt2`) and `POST /v1/datasets` calibration data.
+2. `POST /v1/jobs` to run a threshold sweep; poll `GET /v1/jobs/{id}`.
+3. Read `GET /v1/jobs/{id}/results` and download pruned models from `/artifacts`.
+
+Errors are `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("deadweight")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; `settings` defaults to the environment's (`get_settings()`)."""
+    resolved = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved.ensure_dirs()
+        store = JobStore(resolved.resolved_database_url())
+        # Idempotent: every process brings the schema up to date before serving.
+        store.migrate()
+        celery_app = make_celery(resolved)
+        app.state.settings = resolved
+        app.state.store = store
+        app.state.blobs = BlobStore(resolved.resolved_data_dir())
+        app.state.queue = Queue(celery_app)
+        try:
+            yield
+        finally:
+            celery_app.close()
+            store.dispose()
+
+    app = FastAPI(
+        title="Deadweight",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,227 @@
+"""Request and response bodies of the HTTP API (see CONTRACT.md; names and shapes are public).
+
+Suffixes say the role: `...Create`/`...In` come in, `...Public` goes out.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from jobs.blobs import ArtifactInfo
+from jobs.records import DatasetRecord, JobRecord, ModelRecord
+from jobs.states import JobStatus, ModelStatus
+
+
+class Schema(BaseModel):
+    # `model_id` is a field name of the public API, not pydantic's namespace.
+    model_config = ConfigDict(protected_namespaces=())
+
+
+class InputSchema(Schema):
+    # Unknown keys are typos the user wants to hear about; NaN/inf are never a valid setting.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the store writes UTC, so say so on the way out."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else utc(value)
+
+
+# -- vocabulary -----------------------------------------------------------------------------
+class Criterion(StrEnum):
+    SEED = "seed"  # |mean| < t_mean and std < t_std
+    VARIANCE = "variance"  # std < t_std; the mean is folded into the next layer
+
+
+class Metric(StrEnum):
+    ACCURACY = "accuracy"
+    AGREEMENT = "agreement"  # same top-1 as the original model; needs no labels
+    MSE = "mse"
+
+
+LABELLED_METRICS = frozenset({Metric.ACCURACY, Metric.MSE})
+
+
+# -- models and datasets --------------------------------------------------------------------
+class ModelPublic(Schema):
+    id: str
+    sha256: str
+    bytes: int
+    filename: str
+    status: ModelStatus
+    created_at: datetime
+    parameters: int | None = None
+    inputs: list[dict[str, Any]] | None = None
+    layers: list[dict[str, Any]] | None = None
+    frozen: list[dict[str, Any]] | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_record(cls, record: ModelRecord) -> Self:
+        info = record.info or {}
+        return cls(
+            id=record.id,
+            sha256=record.sha256,
+            bytes=record.bytes,
+            filename=record.filename,
+            status=record.status,
+            created_at=utc(record.created_at),
+            parameters=info.get("parameters"),
+            inputs=info.get("inputs"),
+            layers=info.get("layers"),
+            frozen=info.get("frozen"),
+            error=record.error,
+        )
+
+
+class DatasetPublic(Schema):
+    id: str
+    sha256: str
+    bytes: int
+    filename: str
+    format: str
+    samples: int
+    x_shape: list[int] = Field(description="per-sample shape, without the batch dimension")
+    has_labels: bool
+    label_column: str | None = None
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: DatasetRecord) -> Self:
+        return cls(
+            id=record.id,
+            sha256=record.sha256,
+            bytes=record.bytes,
+            filename=record.filename,
+            format=record.format,
+            samples=record.samples,
+            x_shape=list(record.x_shape),
+            has_labels=record.has_labels,
+            label_column=record.label_column,
+            created_at=utc(record.created_at),
+        )
+
+
+# -- jobs -----------------------------------------------------------------------------------
+class ThresholdIn(InputSchema):
+    """Absolute (`mean`, `std`; `variance` needs `std` only) or relative (`fraction`)."""
+
+    mean: float | None = Field(None, ge=0)
+    std: float | None = Field(None, ge=0)
+    fraction: float | None = Field(
+        None, ge=0, lt=1, description="share of prunable neurons to drop, lowest scores first"
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.fraction is not None:
+            if self.mean is not None or self.std is not None:
+                raise ValueError('a threshold is either {"mean", "std"} or {"fraction"}, not both')
+        elif self.std is None:
+            raise ValueError(
+                'a threshold needs "std" (with "mean" for criterion seed) or "fraction"'
+            )
+        return self
+
+    def as_config(self) -> dict[str, float]:
+        return self.model_dump(exclude_none=True)
+
+
+class JobCreate(InputSchema):
+    model_id: str = Field(min_length=1, max_length=64)
+    dataset_id: str = Field(min_length=1, max_length=64)
+    eval_dataset_id: str | None = Field(
+        None, max_length=64, description="evaluation data; default: the calibration dataset"
+    )
+    criterion: Criterion = Criterion.SEED
+    thresholds: list[ThresholdIn] | None = Field(
+        None, min_length=1, description="omitted: the engine's default sweep of fractions"
+    )
+    compensate: bool = Field(False, description="fold removed neurons' means into the next bias")
+    metric: Metric | None = Field(
+        None, description="omitted: accuracy when the evaluation data has labels, else agreement"
+    )
+    max_metric_drop: float = Field(0.005, ge=0)
+
+    @model_validator(mode="after")
+    def _thresholds_fit_criterion(self) -> Self:
+        if self.criterion is Criterion.SEED:
+            for i, t in enumerate(self.thresholds or []):
+                if t.fraction is None and t.mean is None:
+                    raise ValueError(
+                        f'thresholds[{i}]: criterion "seed" needs "mean" and "std" '
+                        '(or use "fraction", or criterion "variance" for "std" alone)'
+                    )
+        return self
+
+
+class ProgressPublic(Schema):
+    stage: str
+    fraction: float
+
+
+class JobPublic(Schema):
+    id: str
+    status: JobStatus
+    progress: ProgressPublic
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    model_id: str
+    dataset_id: str
+    eval_dataset_id: str | None
+    config: dict[str, Any]
+    attempts: int
+    cancel_requested: bool
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> Self:
+        return cls(
+            id=record.id,
+            status=record.status,
+            progress=ProgressPublic(stage=record.stage, fraction=record.fraction),
+            error=record.error,
+            created_at=utc(record.created_at),
+            started_at=utc_or_none(record.started_at),
+            finished_at=utc_or_none(record.finished_at),
+            model_id=record.model_id,
+            dataset_id=record.dataset_id,
+            eval_dataset_id=record.eval_dataset_id,
+            config=record.config,
+            attempts=record.attempts,
+            cancel_requested=record.cancel_requested,
+        )
+
+
+class JobsPublic(Schema):
+    data: list[JobPublic]
+    count: int = Field(description="all of the caller's jobs, not only this page")
+
+
+class ArtifactPublic(Schema):
+    name: str
+    bytes: int
+    media_type: str
+
+    @classmethod
+    def from_info(cls, info: ArtifactInfo) -> Self:
+        return cls(name=info.name, bytes=info.bytes, media_type=info.media_type)
+
+
+# -- operations -----------------------------------------------------------------------------
+class HealthPublic(Schema):
+    status: str
+
+
+class ReadyPublic(Schema):
+    status: str
+    checks: dict[str, str]

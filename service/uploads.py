@@ -1,0 +1,219 @@
+"""Streaming multipart uploads: the file part goes straight to the blob store, never whole in RAM.
+
+FastAPI's `UploadFile` would spool a second copy of a multi-GB model to a temporary file; here
+the request body is parsed as it arrives and the file part is written (and hashed) by a
+`BlobWriter`, so one copy ever exists and the size limit stops the transfer early.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+from jobs.blobs import BlobStore, BlobWriter
+from jobs.store import JobStore
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+FILE_FIELD = "file"
+MAX_FIELD_BYTES = 4096
+# Room for the multipart boundaries, part headers and small text fields on top of the file.
+FORM_OVERHEAD_BYTES = 64 * 1024
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A committed file part (content-addressed blob) and the form's text fields."""
+
+    sha256: str
+    size: int
+    filename: str
+    fields: dict[str, str]
+
+
+def multipart_openapi(text_fields: dict[str, str] | None = None) -> dict[str, Any]:
+    """The request body for /docs: routes read the stream themselves, so FastAPI cannot infer it."""
+    properties: dict[str, Any] = {FILE_FIELD: {"type": "string", "format": "binary"}}
+    for name, description in (text_fields or {}).items():
+        properties[name] = {"type": "string", "description": description}
+    schema = {"type": "object", "required": [FILE_FIELD], "properties": properties}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }
+
+
+def clean_filename(raw: str) -> str:
+    """The client's file name, for display only: no directories, no control characters."""
+    name = _UNSAFE_FILENAME.sub("", raw.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] or "upload"
+
+
+@dataclass
+class _Form:
+    """Receives the parser's callbacks; file bytes wait in `pending` until the route writes them."""
+
+    text_fields: frozenset[str]
+    max_file_bytes: int
+    fields: dict[str, str] = field(default_factory=dict)
+    filename: str | None = None
+    file_bytes: int = 0
+    pending: list[bytes] = field(default_factory=list)
+    ended: bool = False
+    _header_name: bytes = b""
+    _header_value: bytes = b""
+    _disposition: bytes = b""
+    _name: str = ""
+    _is_file: bool = False
+    _text: bytearray = field(default_factory=bytearray)
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_val,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_end": self._end,
+        }
+
+    def _part_begin(self) -> None:
+        self._disposition, self._text = b"", bytearray()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_val(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name, self._header_value = b"", b""
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        allowed = sorted({FILE_FIELD} | self.text_fields)
+        if name not in allowed:
+            raise BadRequest(
+                f"unexpected form field {name!r}; this endpoint takes: {', '.join(allowed)}"
+            )
+        self._is_file = name == FILE_FIELD
+        if self._is_file:
+            if self.filename is not None:
+                raise BadRequest(f"send one file in the form field {FILE_FIELD!r}, not several")
+            self.filename = clean_filename(options.get(b"filename", b"").decode("utf-8", "replace"))
+        self._name = name
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._is_file:
+            self.file_bytes += end - start
+            if self.file_bytes > self.max_file_bytes:
+                raise PayloadTooLarge(too_large_message(self.max_file_bytes))
+            self.pending.append(data[start:end])
+        else:
+            self._text += data[start:end]
+            if len(self._text) > MAX_FIELD_BYTES:
+                raise BadRequest(
+                    f"form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes"
+                )
+
+    def _part_end(self) -> None:
+        if not self._is_file:
+            try:
+                self.fields[self._name] = self._text.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequest(f"form field {self._name!r} is not UTF-8 text") from exc
+
+    def _end(self) -> None:
+        self.ended = True
+
+
+def too_large_message(limit: int) -> str:
+    return f"the file is larger than this server accepts: {limit} bytes (MAX_UPLOAD_BYTES)"
+
+
+def _boundary(request: Request) -> bytes:
+    content_type, params = parse_options_header(request.headers.get("content-type"))
+    if content_type != b"multipart/form-data" or not params.get(b"boundary"):
+        raise UnsupportedMediaType(
+            f"send the upload as multipart/form-data with the file in the field {FILE_FIELD!r}"
+        )
+    return params[b"boundary"]
+
+
+def _check_declared_length(request: Request, max_bytes: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise BadRequest("the Content-Length header is not a number")
+    if int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+        raise PayloadTooLarge(too_large_message(max_bytes))
+
+
+async def receive_upload(
+    request: Request,
+    blobs: BlobStore,
+    max_bytes: int,
+    text_fields: frozenset[str] = frozenset(),
+) -> Upload:
+    """Stream a multipart form into the blob store; the file part is required.
+
+    Raises:
+        PayloadTooLarge: by Content-Length at once, or as soon as the streamed file passes
+            `max_bytes` (the partial blob is discarded).
+        BadRequest / UnsupportedMediaType: malformed form, missing `file`, unknown fields.
+    """
+    _check_declared_length(request, max_bytes)
+    form = _Form(text_fields=text_fields, max_file_bytes=max_bytes)
+    try:
+        parser = MultipartParser(_boundary(request), form.callbacks())  # type: ignore[arg-type]
+    except FormParserError as exc:
+        raise BadRequest(f"bad multipart boundary: {exc}") from exc
+    writer: BlobWriter = blobs.begin_upload()
+    # The writer aborts (deletes its temporary file) on any exception, 413 included.
+    with writer:
+        await _pump(request, parser, form, writer, max_bytes + FORM_OVERHEAD_BYTES)
+        if not form.ended:
+            raise BadRequest("the multipart body ended before its closing boundary")
+        if form.filename is None:
+            raise BadRequest(f"the form field {FILE_FIELD!r} (the file to upload) is required")
+        sha256, size = await run_in_threadpool(writer.commit)
+    return Upload(sha256=sha256, size=size, filename=form.filename, fields=form.fields)
+
+
+async def _pump(
+    request: Request, parser: MultipartParser, form: _Form, writer: BlobWriter, max_body: int
+) -> None:
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_body:
+                raise PayloadTooLarge(too_large_message(form.max_file_bytes))
+            parser.write(chunk)
+            if form.pending:
+                # Disk writes and hashing block; keep them off the event loop.
+                data, form.pending = b"".join(form.pending), []
+                await run_in_threadpool(writer.write, data)
+        parser.finalize()
+    except FormParserError as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from exc
+    except ClientDisconnect as exc:
+        raise BadRequest("the client disconnected during the upload") from exc
+
+
+def discard_blob(store: JobStore, blobs: BlobStore, sha256: str) -> None:
+    """Remove a blob unless another model or dataset record still refers to it."""
+    if not store.blob_in_use(sha256):
+        blobs.delete(sha256)

@@ -1,0 +1,56 @@
+"""Helpers shared by the service tests (imported by name: tests/ is not a package)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+CLOSED_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+
+
+def npz_bytes(samples: int = 16, features: int = 4, labels: bool = True, **arrays: Any) -> bytes:
+    rng = np.random.default_rng(0)
+    content: dict[str, Any] = {"x": rng.normal(size=(samples, features)).astype(np.float32)}
+    if labels:
+        content["y"] = rng.integers(0, 3, size=samples)
+    content.update(arrays)
+    buf = io.BytesIO()
+    np.savez(buf, **content)
+    return buf.getvalue()
+
+
+def upload(client: TestClient, kind: str, data: bytes, filename: str, **fields: str) -> Any:
+    """POST a multipart upload to /v1/<kind>; returns the response."""
+    return client.post(
+        f"/v1/{kind}", files={"file": (filename, data, "application/octet-stream")}, data=fields
+    )
+
+
+def new_model(client: TestClient, model_bytes: bytes) -> dict[str, Any]:
+    response = upload(client, "models", model_bytes, "mlp.pt2")
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def new_dataset(
+    client: TestClient, data: bytes | None = None, filename: str = "data.npz", **fields: str
+) -> dict[str, Any]:
+    response = upload(client, "datasets", npz_bytes() if data is None else data, filename, **fields)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def broker_messages(client: TestClient) -> list[str]:
+    """The messages waiting in the filesystem broker's queue folder, as text."""
+    folder = Path(client.app.state.settings.resolved_data_dir()) / "broker" / "queue"
+    return [p.read_text(errors="replace") for p in sorted(folder.iterdir())]
+
+
+def blob_files(client: TestClient) -> list[Path]:
+    return sorted(p for p in client.app.state.blobs.blobs_dir.rglob("*") if p.is_file())

@@ -1,0 +1,182 @@
+"""POST /v1/jobs: what is checked before a job is stored, and what is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from api_helpers import CLOSED_BROKER, broker_messages, new_dataset, new_model, npz_bytes
+from conftest import ClientFactory
+from fastapi.testclient import TestClient
+
+from jobs.states import ModelStatus
+
+
+@pytest.fixture
+def ids(client: TestClient, model_bytes: bytes) -> dict[str, str]:
+    return {
+        "model_id": new_model(client, model_bytes)["id"],
+        "dataset_id": new_dataset(client, npz_bytes(labels=False))["id"],
+        "labelled_id": new_dataset(client, npz_bytes(labels=True))["id"],
+    }
+
+
+def _submit(client: TestClient, ids: dict[str, str], **fields: Any) -> Any:
+    body = {"model_id": ids["model_id"], "dataset_id": ids["dataset_id"], **fields}
+    return client.post("/v1/jobs", json=body)
+
+
+def test_submit_stores_the_resolved_config_and_sends_the_id(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    thresholds = [{"mean": 0.1, "std": 0.4}, {"fraction": 0.5}]
+    response = _submit(
+        client, ids, eval_dataset_id=ids["labelled_id"], thresholds=thresholds, compensate=True
+    )
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["status"] == "queued"
+    assert job["progress"] == {"stage": "queued", "fraction": 0.0}
+    assert (job["error"], job["started_at"], job["finished_at"]) == (None, None, None)
+    assert job["created_at"].endswith("Z")
+    assert job["eval_dataset_id"] == ids["labelled_id"]
+    assert job["attempts"] == 0
+    assert job["config"] == {
+        "criterion": "seed",
+        "thresholds": thresholds,
+        "compensate": True,
+        "metric": "accuracy",  # the evaluation data has labels
+        "max_metric_drop": 0.005,
+    }
+    assert any(job["id"] in message for message in broker_messages(client))
+    assert client.get(f"/v1/jobs/{job['id']}").json() == job
+
+
+def test_metric_defaults_to_agreement_without_labels(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    config = _submit(client, ids).json()["config"]
+    assert config["metric"] == "agreement"
+    assert config["thresholds"] is None  # the engine's default sweep
+
+
+@pytest.mark.parametrize("metric", ["accuracy", "mse"])
+def test_labelled_metrics_need_labels(client: TestClient, ids: dict[str, str], metric: str) -> None:
+    response = _submit(client, ids, metric=metric)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_job"
+    assert "has none" in error["message"] and "agreement" in error["message"]
+    # Labels on the calibration data do not help: the evaluation data is what is scored.
+    response = _submit(
+        client, {**ids, "dataset_id": ids["labelled_id"]}, metric=metric,
+        eval_dataset_id=ids["dataset_id"],
+    )
+    assert response.status_code == 422
+
+
+def test_variance_takes_std_alone(client: TestClient, ids: dict[str, str]) -> None:
+    response = _submit(client, ids, criterion="variance", thresholds=[{"std": 0.2}])
+    assert response.status_code == 202
+    assert response.json()["config"]["thresholds"] == [{"std": 0.2}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"thresholds": [{"fraction": 1.0}]}, "thresholds[0].fraction"),
+        ({"thresholds": [{"fraction": -0.1}]}, "thresholds[0].fraction"),
+        ({"thresholds": [{"fraction": 0.2, "std": 1}]}, "thresholds[0]"),
+        ({"thresholds": [{}]}, "thresholds[0]"),
+        ({"thresholds": [{"mean": 0.1, "std": 0.4, "p": 1}]}, "thresholds[0].p"),
+        ({"thresholds": [{"std": 0.4}]}, "body"),  # seed needs the mean too
+        ({"thresholds": [{"mean": -1, "std": 0.4}]}, "thresholds[0].mean"),
+        ({"thresholds": []}, "thresholds"),
+        ({"criterion": "magnitude"}, "criterion"),
+        ({"metric": "f1"}, "metric"),
+        ({"max_metric_drop": -0.1}, "max_metric_drop"),
+        ({"compensate": "maybe"}, "compensate"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_settings_are_422_naming_the_field(
+    client: TestClient, ids: dict[str, str], fields: dict[str, Any], field: str
+) -> None:
+    response = _submit(client, ids, **fields)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith("invalid request: ")
+    assert field in [d["field"] for d in error["details"]], error
+
+
+def test_malformed_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_too_many_thresholds(make_client: ClientFactory, model_bytes: bytes) -> None:
+    client = make_client(max_thresholds=2)
+    ids = {"model_id": new_model(client, model_bytes)["id"], "dataset_id": new_dataset(client)["id"]}
+    response = _submit(client, ids, thresholds=[{"fraction": f} for f in (0.1, 0.2, 0.3)])
+    assert response.status_code == 422
+    assert "at most 2" in response.json()["error"]["message"]
+
+
+def test_unknown_records_are_404_naming_which(client: TestClient, ids: dict[str, str]) -> None:
+    cases = [
+        ({"model_id": "nope"}, "model 'nope'"),
+        ({"dataset_id": "nope"}, "dataset 'nope'"),
+        ({"eval_dataset_id": "nope"}, "evaluation dataset 'nope'"),
+    ]
+    for fields, named in cases:
+        body = {"model_id": ids["model_id"], "dataset_id": ids["dataset_id"], **fields}
+        response = client.post("/v1/jobs", json=body)
+        assert response.status_code == 404
+        assert named in response.json()["error"]["message"]
+
+
+def test_an_invalid_model_is_refused_with_its_error(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    store = client.app.state.store
+    store.set_model_inspected(ids["model_id"], ModelStatus.INVALID, None, "op 'foo' is not allowed")
+    response = _submit(client, ids)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_model"
+    assert "op 'foo' is not allowed" in error["message"]
+
+
+def test_an_inspected_model_checks_the_data_shape(client: TestClient, ids: dict[str, str]) -> None:
+    store = client.app.state.store
+    info = {"parameters": 67, "inputs": [{"shape": [None, 4]}], "layers": [], "frozen": []}
+    store.set_model_inspected(ids["model_id"], ModelStatus.READY, info, None)
+    assert _submit(client, ids).status_code == 202
+
+    wrong = new_dataset(client, npz_bytes(features=5, labels=False))["id"]
+    for fields in ({"dataset_id": wrong}, {"eval_dataset_id": wrong}):
+        response = _submit(client, {**ids, **fields}) if "dataset_id" in fields else _submit(
+            client, ids, **fields
+        )
+        assert response.status_code == 422
+        error = response.json()["error"]
+        assert error["code"] == "invalid_dataset"
+        assert wrong in error["message"] and "[4]" in error["message"]
+
+
+def test_broker_down_is_503_and_leaves_no_job(
+    make_client: ClientFactory, model_bytes: bytes
+) -> None:
+    client = make_client(broker_url=CLOSED_BROKER)
+    store = client.app.state.store
+    # Uploading a model needs the broker (inspection); put the record in directly.
+    model = store.add_model("default", "0" * 64, 10, "m.pt2")
+    dataset_id = new_dataset(client)["id"]  # datasets need no broker
+    response = client.post("/v1/jobs", json={"model_id": model.id, "dataset_id": dataset_id})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "broker_unavailable"
+    assert store.list_jobs("default", 10, 0) == ([], 0)

@@ -1,0 +1,1 @@
+"""The Celery worker: receives job IDs, runs the engine, publishes results."""

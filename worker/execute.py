@@ -1,0 +1,160 @@
+"""Running one job or one model inspection against the stores; called by the task bodies.
+
+A job's files are written into a hidden folder of its own and renamed into place when the
+run has succeeded, so a client never sees half a result set, and a second delivery of the
+same message finds the job no longer queued and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from jobs.blobs import BlobStore
+from jobs.datasets import Dataset, InvalidDataset, open_dataset
+from jobs.records import DatasetRecord, JobRecord
+from jobs.settings import Settings
+from jobs.states import JobStatus, ModelStatus
+from jobs.store import JobStore
+from pruning.config import Criterion, Metric, PruneConfig, Threshold, default_thresholds
+from pruning.errors import Cancelled, PruningError
+
+log = logging.getLogger("deadweight.worker")
+
+PROGRESS_EVERY_S = 0.5
+CANCEL_POLL_EVERY_S = 1.0
+
+
+def execute_inspection(model_id: str, store: JobStore, blobs: BlobStore) -> None:
+    """Read an uploaded model with the safe reader and record what it holds, or why not."""
+    from pruning.inspect import inspect_model
+
+    record = store.get_model_any_tenant(model_id)
+    if record is None:
+        return  # deleted before the worker got to it
+    try:
+        info = inspect_model(blobs.path(record.sha256))
+    except PruningError as exc:
+        store.set_model_inspected(model_id, ModelStatus.INVALID, None, str(exc))
+        return
+    except Exception as exc:
+        log.exception("inspection of model %s failed", model_id)
+        store.set_model_inspected(model_id, ModelStatus.INVALID, None, f"could not read the model: {exc}")
+        return
+    store.set_model_inspected(model_id, ModelStatus.READY, info, None)
+
+
+def prune_config(config: dict[str, Any], settings: Settings) -> PruneConfig:
+    """The engine's configuration from a stored job request (validated by the API)."""
+    raw = config.get("thresholds")
+    thresholds = (
+        tuple(Threshold(**{k: float(v) for k, v in t.items()}) for t in raw) if raw else default_thresholds()
+    )
+    metric = config.get("metric")
+    return PruneConfig(
+        criterion=Criterion(config.get("criterion", "seed")),
+        thresholds=thresholds,
+        compensate=bool(config.get("compensate", False)),
+        metric=Metric(metric) if metric else None,
+        max_metric_drop=float(config.get("max_metric_drop", 0.005)),
+        batch_size=settings.batch_size,
+        device=settings.device,
+    )
+
+
+def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settings) -> None:
+    """Run a queued job to its end state; a job that is not queued any more is left alone."""
+    job = store.start_job(job_id)
+    if job is None:
+        log.info("job %s is not queued any more; nothing to do", job_id)
+        return
+    final = blobs.job_dir(job_id)
+    staging = final.with_name(f".{job_id}.attempt-{job.attempts}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    opened: list[Dataset] = []
+    try:
+        _run(job, store, blobs, settings, staging, opened)
+        # Publish first, then record success: a success on record always has its files.
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        if not store.finish_job(job_id, JobStatus.SUCCEEDED):
+            shutil.rmtree(final, ignore_errors=True)  # cancelled or taken over meanwhile
+    except Cancelled:
+        store.finish_job(job_id, JobStatus.CANCELLED, "cancelled by the client")
+    except (PruningError, InvalidDataset) as exc:
+        store.finish_job(job_id, JobStatus.FAILED, str(exc))
+    except SoftTimeLimitExceeded:
+        store.finish_job(job_id, JobStatus.FAILED,
+                         f"the job ran past its time limit ({settings.job_soft_time_limit} s)")
+    except Exception as exc:
+        log.exception("job %s failed", job_id)
+        store.finish_job(job_id, JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        for ds in opened:
+            ds.close()
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(
+    job: JobRecord,
+    store: JobStore,
+    blobs: BlobStore,
+    settings: Settings,
+    out_dir: Path,
+    opened: list[Dataset],
+) -> None:
+    from pruning.sweep import DataInput, run
+
+    model = store.get_model_any_tenant(job.model_id)
+    data = store.get_dataset_any_tenant(job.dataset_id)
+    if model is None or data is None:
+        raise InvalidDataset("the job's model or dataset was deleted before it ran")
+    eval_data = store.get_dataset_any_tenant(job.eval_dataset_id) if job.eval_dataset_id else None
+
+    def data_input(record: DatasetRecord) -> DataInput:
+        ds = open_dataset(blobs.path(record.sha256), label_column=record.label_column)
+        opened.append(ds)
+        return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
+
+    run(
+        blobs.path(model.sha256),
+        data_input(data),
+        data_input(eval_data) if eval_data else None,
+        prune_config(job.config, settings),
+        out_dir,
+        progress=_throttled_progress(store, job.id),
+        should_cancel=_throttled_cancel(store, job.id),
+    )
+
+
+def _throttled_progress(store: JobStore, job_id: str) -> Callable[[str, float], None]:
+    """Progress goes to the store on a stage change or at most twice a second."""
+    last: dict[str, Any] = {"stage": None, "at": 0.0}
+
+    def report(stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage != last["stage"] or now - last["at"] >= PROGRESS_EVERY_S or fraction >= 1.0:
+            store.set_progress(job_id, stage, round(fraction, 4))
+            last.update(stage=stage, at=now)
+
+    return report
+
+
+def _throttled_cancel(store: JobStore, job_id: str) -> Callable[[], bool]:
+    """The engine polls often; the store is asked at most once a second."""
+    last = {"at": 0.0, "value": False}
+
+    def should_cancel() -> bool:
+        now = time.monotonic()
+        if now - float(last["at"]) >= CANCEL_POLL_EVERY_S:
+            last.update(at=now, value=store.is_cancel_requested(job_id))
+        return bool(last["value"])
+
+    return should_cancel
