@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import EngFormatter
@@ -196,7 +197,9 @@ def _scale(set_scale: Callable[..., Any], values: np.ndarray) -> None:
     of dead neurons stay on the plot next to values orders of magnitude larger."""
     positive = values[values > 0]
     if positive.size and positive.max() > 100 * positive.min():
-        set_scale("symlog", linthresh=float(positive.min()), linscale=0.5)
+        # Linear below a round power of ten (and never more than six decades of log scale).
+        smallest = max(float(positive.min()), float(positive.max()) * 1e-6)
+        set_scale("symlog", linthresh=10.0 ** math.floor(math.log10(smallest)), linscale=1.0)
 
 
 def plot_stats(
@@ -228,7 +231,7 @@ def plot_stats(
     if points is not None:
         fig.colorbar(points, ax=list(axes), label="fraction of zero activations", shrink=0.8)
     handles = [
-        Patch(facecolor=c, alpha=0.3, edgecolor=c, label=threshold_label(t))
+        Patch(facecolor=to_rgba(c, 0.08), edgecolor=c, linewidth=1.6, label=threshold_label(t))
         for t, c, d in zip(thresholds, colours, drawable, strict=True)
         if d
     ]
@@ -254,7 +257,7 @@ def _stats_title(
     hidden = [threshold_label(t) for t, d in zip(thresholds, drawable, strict=True) if not d]
     if hidden:
         why = (
-            "rank neurons across layers"
+            "pick neurons by rank across all layers"
             if crit in ("seed", "variance")
             else "are not in this plane"
         )
@@ -282,12 +285,14 @@ def _stats_panel(
         vmin=0,
         vmax=1,
         s=size,
-        alpha=0.75,
+        alpha=0.8,
         linewidths=0,
+        clip_on=False,  # neurons at exactly 0 sit on the axes: draw them whole
+        zorder=3,
     )
-    limits = [v for t, d in zip(thresholds, drawable, strict=True) if d for v in t.values()]
-    _scale(ax.set_xscale, np.concatenate([x, limits]))
-    _scale(ax.set_yscale, np.concatenate([y, limits]))
+    drawn = [t for t, d in zip(thresholds, drawable, strict=True) if d]
+    _scale(ax.set_xscale, np.concatenate([x, [t["mean"] for t in drawn if "mean" in t]]))
+    _scale(ax.set_yscale, np.concatenate([y, [t["std"] for t in drawn]]))
     for t, d, colour in zip(thresholds, drawable, colours, strict=True):
         if not d:
             continue
@@ -297,14 +302,17 @@ def _stats_panel(
                     (0, 0),
                     t["mean"],
                     t["std"],
-                    facecolor=colour,
-                    alpha=0.15,
+                    facecolor=to_rgba(colour, 0.08),
                     edgecolor=colour,
-                    linewidth=1.2,
+                    linewidth=1.6,
                 )
             )
         else:  # variance: removed when std < t
-            ax.axhline(t["std"], color=colour, linewidth=1.2, linestyle="--")
+            ax.axhline(t["std"], color=colour, linewidth=1.6, linestyle="--")
+    constant = int(np.count_nonzero(y == 0))
+    if constant:
+        ax.text(0.98, 0.97, f"{constant} constant (std 0)", transform=ax.transAxes, ha="right",
+                va="top", fontsize=8, color="0.3")  # fmt: skip
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.set_title(f"{stats.name} ({stats.neurons} neurons)", fontsize=10)
@@ -386,7 +394,7 @@ def _label_points(ax: Axes, candidates: list[Candidate]) -> None:
         ax.annotate(
             ", ".join(names),
             (params, metric),
-            xytext=(5, 5),
+            xytext=(7, 7),
             textcoords="offset points",
             fontsize=8,
             color="0.25",
@@ -484,13 +492,14 @@ def _legend(results: Results, per_layer: bool) -> list[str]:
         "neurons kept per layer" if per_layer else "neurons kept overall (per layer: results.csv)"
     )
     lines = ["", f"kept: {kept}; * on the Pareto front ({results.metric_name} vs. parameters)"]
-    budget = f"{results.metric_name} drop of at most {results.max_metric_drop:g}"
+    change = "drop" if higher_is_better(results.metric_name) else "increase"
+    budget = f"{results.metric_name} {change} is at most {results.max_metric_drop:g}"
     chosen = next((c for c in results.candidates if c.index == results.recommended), None)
     if chosen is None:
-        lines.append(f"no candidate stays within the allowed {budget}")
+        lines.append(f"recommended: none, no candidate's {budget}")
     else:
         lines.append(
             f"recommended: #{chosen.index} ({threshold_label(chosen.threshold)}), "
-            f"the smallest candidate with a {budget}"
+            f"the smallest candidate whose {budget}"
         )
     return lines

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from jobs.blobs import ArtifactInfo
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
@@ -151,16 +158,20 @@ class JobCreate(InputSchema):
     )
     max_metric_drop: float = Field(0.005, ge=0)
 
-    @model_validator(mode="after")
-    def _thresholds_fit_criterion(self) -> Self:
-        if self.criterion is Criterion.SEED:
-            for i, t in enumerate(self.thresholds or []):
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_fit_criterion(
+        cls, thresholds: list[ThresholdIn] | None, info: ValidationInfo
+    ) -> list[ThresholdIn] | None:
+        # `criterion` is declared first, so it is validated (or missing) by now.
+        if info.data.get("criterion") is Criterion.SEED:
+            for i, t in enumerate(thresholds or []):
                 if t.fraction is None and t.mean is None:
                     raise ValueError(
-                        f'thresholds[{i}]: criterion "seed" needs "mean" and "std" '
+                        f'item {i} has no "mean": criterion "seed" needs "mean" and "std" '
                         '(or use "fraction", or criterion "variance" for "std" alone)'
                     )
-        return self
+        return thresholds
 
 
 class ProgressPublic(Schema):

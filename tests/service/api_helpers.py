@@ -1,13 +1,16 @@
-"""Helpers shared by the service tests (imported by name: tests/ is not a package)."""
+"""Helpers shared by the service tests."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+
+ClientFactory = Callable[..., TestClient]  # the `make_client` fixture
 
 CLOSED_BROKER = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from jobs.settings import Settings
 from service.main import create_app
-
-ClientFactory = Callable[..., TestClient]
+from tests.service.api_helpers import ClientFactory
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:

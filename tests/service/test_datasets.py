@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from api_helpers import blob_files, new_dataset, npz_bytes, upload
 from fastapi.testclient import TestClient
+
+from tests.service.api_helpers import blob_files, new_dataset, npz_bytes, upload
 
 CSV = b"a,b,label\n0.5,1.0,0\n1.5,-2.0,1\n2.5,3.0,1\n"
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_helpers import CLOSED_BROKER, broker_messages, new_dataset, new_model, npz_bytes
-from conftest import ClientFactory
 from fastapi.testclient import TestClient
 
 from jobs.states import ModelStatus
+from tests.service.api_helpers import (
+    CLOSED_BROKER,
+    ClientFactory,
+    broker_messages,
+    new_dataset,
+    new_model,
+    npz_bytes,
+)
 
 
 @pytest.fixture
@@ -69,7 +75,9 @@ def test_labelled_metrics_need_labels(client: TestClient, ids: dict[str, str], m
     assert "has none" in error["message"] and "agreement" in error["message"]
     # Labels on the calibration data do not help: the evaluation data is what is scored.
     response = _submit(
-        client, {**ids, "dataset_id": ids["labelled_id"]}, metric=metric,
+        client,
+        {**ids, "dataset_id": ids["labelled_id"]},
+        metric=metric,
         eval_dataset_id=ids["dataset_id"],
     )
     assert response.status_code == 422
@@ -89,7 +97,7 @@ def test_variance_takes_std_alone(client: TestClient, ids: dict[str, str]) -> No
         ({"thresholds": [{"fraction": 0.2, "std": 1}]}, "thresholds[0]"),
         ({"thresholds": [{}]}, "thresholds[0]"),
         ({"thresholds": [{"mean": 0.1, "std": 0.4, "p": 1}]}, "thresholds[0].p"),
-        ({"thresholds": [{"std": 0.4}]}, "body"),  # seed needs the mean too
+        ({"thresholds": [{"std": 0.4}]}, "thresholds"),  # seed needs the mean too
         ({"thresholds": [{"mean": -1, "std": 0.4}]}, "thresholds[0].mean"),
         ({"thresholds": []}, "thresholds"),
         ({"criterion": "magnitude"}, "criterion"),
@@ -120,7 +128,10 @@ def test_malformed_json_is_422(client: TestClient) -> None:
 
 def test_too_many_thresholds(make_client: ClientFactory, model_bytes: bytes) -> None:
     client = make_client(max_thresholds=2)
-    ids = {"model_id": new_model(client, model_bytes)["id"], "dataset_id": new_dataset(client)["id"]}
+    ids = {
+        "model_id": new_model(client, model_bytes)["id"],
+        "dataset_id": new_dataset(client)["id"],
+    }
     response = _submit(client, ids, thresholds=[{"fraction": f} for f in (0.1, 0.2, 0.3)])
     assert response.status_code == 422
     assert "at most 2" in response.json()["error"]["message"]
@@ -159,8 +170,10 @@ def test_an_inspected_model_checks_the_data_shape(client: TestClient, ids: dict[
 
     wrong = new_dataset(client, npz_bytes(features=5, labels=False))["id"]
     for fields in ({"dataset_id": wrong}, {"eval_dataset_id": wrong}):
-        response = _submit(client, {**ids, **fields}) if "dataset_id" in fields else _submit(
-            client, ids, **fields
+        response = (
+            _submit(client, {**ids, **fields})
+            if "dataset_id" in fields
+            else _submit(client, ids, **fields)
         )
         assert response.status_code == 422
         error = response.json()["error"]

@@ -7,19 +7,19 @@ import io
 import zipfile
 from collections.abc import Iterator
 
-from api_helpers import (
+from fastapi.testclient import TestClient
+
+from jobs.states import ModelStatus
+from service.uploads import clean_filename
+from tests.service.api_helpers import (
     CLOSED_BROKER,
+    ClientFactory,
     blob_files,
     broker_messages,
     new_dataset,
     new_model,
     upload,
 )
-from conftest import ClientFactory
-from fastapi.testclient import TestClient
-
-from jobs.states import ModelStatus
-from service.uploads import clean_filename
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -98,7 +98,10 @@ def test_unknown_ids_are_404(client: TestClient) -> None:
     for method in ("GET", "DELETE"):
         response = client.request(method, "/v1/models/nope")
         assert response.status_code == 404
-        assert response.json()["error"] == {"code": "not_found", "message": "model 'nope' not found"}
+        assert response.json()["error"] == {
+            "code": "not_found",
+            "message": "model 'nope' not found",
+        }
 
 
 def test_delete_removes_the_record_and_the_unshared_file(
@@ -154,8 +157,7 @@ def test_413_while_streaming_without_content_length(make_client: ClientFactory) 
     client = make_client(max_upload_bytes=1000)
     boundary = "deadweightboundary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-        f'filename="big.pt2"\r\n\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.pt2"\r\n\r\n'
     ).encode()
     tail = f"\r\n--{boundary}--\r\n".encode()
 
@@ -188,7 +190,7 @@ def test_form_errors_are_400_or_415(client: TestClient, model_bytes: bytes) -> N
     assert "unexpected form field 'comment'" in response.json()["error"]["message"]
     response = client.post(
         "/v1/models",
-        content=b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nab",
+        content=b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\nab',
         headers={"Content-Type": "multipart/form-data; boundary=b"},
     )
     assert response.status_code == 400  # no closing boundary

@@ -1,0 +1,219 @@
+"""The `deadweight` command: serve, worker, prune, example.
+
+This is the composition root: `worker`, `prune` and `example` import the worker and the
+engine lazily, inside the command, so the API process never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(Exception):
+    """A user error: one line on stderr, exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BadInput as exc:
+        print(f"deadweight: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deadweight",
+        description="Find and remove the neurons of a trained network that carry no signal.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the API (and an embedded worker)",
+        description="Run the HTTP API. Without settings: SQLite, a filesystem "
+        "broker and local files under DEADWEIGHT_DATA_DIR, and a worker "
+        "started as a child process.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--no-worker", action="store_true", help="run the API alone")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run a Celery worker only (scaled mode)",
+        description="Run a worker that takes jobs from DEADWEIGHT_BROKER_URL.",
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="jobs run at once in this worker (default 1; each uses all cores)",
+    )
+    worker.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
+    worker.set_defaults(func=_worker)
+
+    prune = sub.add_parser(
+        "prune",
+        help="run a pruning job locally, without a server",
+        description="Prune MODEL.pt2 with DATA locally and write the files a "
+        "service job publishes into --out.",
+    )
+    prune.add_argument("model", type=Path, metavar="MODEL.pt2", help="a torch.export program")
+    prune.add_argument(
+        "data", type=Path, metavar="DATA", help="calibration data (.npz, .safetensors, .csv)"
+    )
+    prune.add_argument("--eval-data", type=Path, help="evaluation data (default: DATA)")
+    prune.add_argument("--label-column", help="label column of CSV data")
+    prune.add_argument(
+        "--criterion",
+        default="seed",
+        choices=["seed", "variance"],
+        help="seed: |mean| and std both small; variance: std alone (default seed)",
+    )
+    prune.add_argument(
+        "--thresholds",
+        help="MEAN:STD pairs (0.1:0.4,0.5:1), STD values for "
+        "variance (0.1,0.2) or fractions (f0.2,f0.4); default: f0.1..f0.8",
+    )
+    prune.add_argument(
+        "--compensate",
+        action="store_true",
+        help="fold removed neurons' mean activations into the next layer's bias",
+    )
+    prune.add_argument(
+        "--metric",
+        choices=["accuracy", "agreement", "mse"],
+        help="default: accuracy with labels, else agreement with the original",
+    )
+    prune.add_argument(
+        "--max-metric-drop",
+        type=float,
+        default=0.005,
+        help="largest acceptable metric drop for the recommendation (default 0.005)",
+    )
+    prune.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    prune.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    prune.add_argument(
+        "--out",
+        type=Path,
+        default=Path("deadweight-out"),
+        help="output folder (default ./deadweight-out)",
+    )
+    prune.set_defaults(func=_prune)
+
+    example = sub.add_parser(
+        "example",
+        help="write a trained MLP and data to try the service",
+        description="Write model.pt2 (an MLP trained on scikit-learn's "
+        "digits), data.npz and eval.npz into --out.",
+    )
+    example.add_argument(
+        "--out", type=Path, default=Path("example"), help="folder (default ./example)"
+    )
+    example.set_defaults(func=_example)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from jobs.settings import get_settings
+    from service.main import create_app
+
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        raise BadInput(f"invalid settings: {exc}") from exc
+    settings.ensure_dirs()
+    child = None if args.no_worker else _start_embedded_worker()
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    finally:
+        if child is not None:
+            _stop(child)
+    return 0
+
+
+def _start_embedded_worker() -> subprocess.Popen[bytes]:
+    """A worker as a child process; it receives SIGTERM if this process dies."""
+
+    def die_with_parent() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env=os.environ.copy(),
+        preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import app
+
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={args.loglevel}",
+            f"--concurrency={args.concurrency}",
+            "--pool=prefork",
+            # Mingle/gossip/heartbeat need broadcast exchanges; job state lives in the store.
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ]
+    )
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from jobs.datasets import InvalidDataset
+    from pruning.errors import PruningError
+    from service.cli_prune import prune_locally
+
+    try:
+        table = prune_locally(args)
+    except (PruningError, InvalidDataset, OSError) as exc:
+        raise BadInput(str(exc)) from exc
+    print(table)
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    from pruning.example import write_example
+
+    for path in write_example(args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The safe reader: it rebuilds what torch.export.save wrote, and refuses what is unsafe."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from pruning.archive import read_program
+from pruning.errors import UnsafeModel
+from tests.tiny_models import MLP, export_to, randomize_bn
+
+
+class Canary:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    return export_to(randomize_bn(MLP()), tmp_path / "model.pt2")
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+    """Copy an archive, letting `edit(name, data)` change, drop (None) or add entries."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = edit(info.filename, zin.read(info))
+            if data is not None:
+                zout.writestr(info.filename, data)
+        extra = edit("__extra__", b"")
+        if isinstance(extra, list):
+            for name, data in extra:
+                zout.writestr(name, data)
+    return dst
+
+
+def _edit_json(suffix: str, change):  # type: ignore[no-untyped-def]
+    def edit(name: str, data: bytes) -> bytes | None | list[tuple[str, bytes]]:
+        if name.endswith(suffix):
+            doc = json.loads(data)
+            change(doc)
+            return json.dumps(doc).encode()
+        return data if name != "__extra__" else []
+    return edit
+
+
+def test_reads_back_what_torch_saved(saved: Path) -> None:
+    program = read_program(saved)
+    trusted = torch.export.load(saved)  # trusted: the test wrote this file itself
+    x = torch.randn(9, 6)
+    torch.testing.assert_close(program.module()(x), trusted.module()(x), rtol=0, atol=0)
+    assert program.example_inputs is None  # never read from the file
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    path = tmp_path / "x.pt2"
+    path.write_bytes(b"hello")
+    with pytest.raises(UnsafeModel, match="not a zip"):
+        read_program(path)
+
+
+def test_pickled_weight_is_refused_and_never_unpickled(saved: Path, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    payload = pickle.dumps(Canary(str(canary)))
+
+    def mark(doc: dict) -> None:  # type: ignore[type-arg]
+        entry = doc["config"]["fc1.weight"]
+        entry["use_pickle"] = True
+
+    bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("model_weights_config.json", mark))
+    bad = _rewrite(bad, tmp_path / "bad2.pt2",
+                   lambda n, d: payload if n.endswith("weights/weight_0") else (d if n != "__extra__" else []))
+    with pytest.raises(UnsafeModel, match="pickle"):
+        read_program(bad)
+    assert not canary.exists()
+
+
+def test_unknown_entries_and_traversal_are_refused(saved: Path, tmp_path: Path) -> None:
+    top = zipfile.ZipFile(saved).namelist()[0].split("/")[0]
+    for name in (f"{top}/../evil", f"{top}/extra/notes.txt", f"{top}/data/constants/custom_obj_0",
+                 "other/models/model.json"):
+        bad = _rewrite(saved, tmp_path / "bad.pt2",
+                       lambda n, d, name=name: [(name, b"x")] if n == "__extra__" else d)
+        with pytest.raises(UnsafeModel):
+            read_program(bad)
+
+
+def test_operator_outside_the_allowlist_is_refused(saved: Path, tmp_path: Path) -> None:
+    def retarget(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["graph_module"]["graph"]["nodes"][0]["target"] = "torch.ops.aten.from_file.default"
+
+    bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("models/model.json", retarget))
+    with pytest.raises(UnsafeModel, match="not supported"):
+        read_program(bad)
+
+
+@pytest.mark.parametrize("expr", [
+    "__import__('os').system('touch /tmp/x')",
+    "Symbol('s0').__class__",
+    "open('x')",
+    "s0[0]",
+])
+def test_symbolic_expressions_outside_the_grammar_are_refused(saved: Path, tmp_path: Path, expr: str) -> None:
+    def inject(doc: dict) -> None:  # type: ignore[type-arg]
+        values = doc["graph_module"]["graph"]["tensor_values"]
+        values["x"]["sizes"][0] = {"as_expr": {"expr_str": expr, "hint": {"as_int": 2}}}
+
+    bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("models/model.json", inject))
+    with pytest.raises(UnsafeModel, match="symbolic expression|refused name"):
+        read_program(bad)
+
+
+def test_guards_code_is_never_executed(saved: Path, tmp_path: Path) -> None:
+    canary = tmp_path / "guard-canary"
+
+    def inject(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["guards_code"] = [f"__import__('os').system('touch {canary}') == 0"]
+
+    bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("models/model.json", inject))
+    read_program(bad).module()(torch.randn(2, 6))
+    assert not canary.exists()
+
+
+def test_weights_that_reach_past_their_payload_are_refused(saved: Path, tmp_path: Path) -> None:
+    def grow(doc: dict) -> None:  # type: ignore[type-arg]
+        doc["config"]["fc1.weight"]["tensor_meta"]["storage_offset"] = {"as_int": 10_000}
+
+    bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("model_weights_config.json", grow))
+    with pytest.raises(UnsafeModel, match="past the payload"):
+        read_program(bad)
+
+
+def test_zip_bomb_is_refused(saved: Path, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.pt2"
+    top = zipfile.ZipFile(saved).namelist()[0].split("/")[0]
+    with zipfile.ZipFile(saved) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info))
+        zout.writestr(f"{top}/data/weights/weight_99", io.BytesIO(bytes(50 * 1024**2)).getvalue())
+    with pytest.raises(UnsafeModel, match="zip bomb"):
+        read_program(bomb)

@@ -1,0 +1,56 @@
+"""Thresholds become plans: absolute and fractional, never emptying a layer."""
+
+from __future__ import annotations
+
+import torch
+
+from pruning.config import Criterion, Threshold, parse_thresholds
+from pruning.criteria import select
+from pruning.stats import RunningStats
+
+
+def _stats(mean: list[float], std: list[float]) -> RunningStats:
+    s = RunningStats(channels=len(mean))
+    s.mean = torch.tensor(mean, dtype=torch.float64)
+    s.m2 = torch.tensor(std, dtype=torch.float64) ** 2  # count 2 -> std == sqrt(m2)
+    s.count = 2
+    return s
+
+
+def test_seed_drops_only_when_both_mean_and_std_are_small() -> None:
+    stats = {"a": _stats([0.0, 0.05, 2.0, 0.01], [0.01, 0.9, 0.01, 0.2])}
+    plan = select(Criterion.SEED, stats, Threshold(mean=0.1, std=0.4))
+    assert plan == {"a": [1, 2]}
+
+
+def test_variance_ignores_the_mean() -> None:
+    stats = {"a": _stats([0.0, 0.05, 2.0, 0.01], [0.01, 0.9, 0.01, 0.2])}
+    assert select(Criterion.VARIANCE, stats, Threshold(std=0.1)) == {"a": [1, 3]}
+
+
+def test_absolute_threshold_never_empties_a_layer() -> None:
+    stats = {"a": _stats([0.0, 0.0, 0.0], [0.01, 0.03, 0.02])}
+    assert select(Criterion.VARIANCE, stats, Threshold(std=1.0)) == {"a": [1]}
+
+
+def test_fraction_drops_that_share_of_all_prunable_neurons_across_layers() -> None:
+    stats = {
+        "a": _stats([0.0] * 4, [1.0, 2.0, 3.0, 4.0]),
+        "b": _stats([0.0] * 6, [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]),
+    }
+    plan = select(Criterion.VARIANCE, stats, Threshold(fraction=0.5))
+    assert sum(len(v) for v in plan.values()) == 5
+    # Layer-relative scores: layer b's scale does not protect it.
+    assert len(plan["b"]) < 6
+    assert all(plan[name] for name in plan)
+
+
+def test_fraction_keeps_one_neuron_per_layer() -> None:
+    stats = {"a": _stats([0.0] * 3, [0.0, 0.0, 0.0]), "b": _stats([0.0] * 3, [1.0, 1.0, 1.0])}
+    plan = select(Criterion.VARIANCE, stats, Threshold(fraction=0.99))
+    assert len(plan["a"]) == 1 and len(plan["b"]) == 1
+
+
+def test_parse_thresholds() -> None:
+    assert parse_thresholds("0.1:0.4,0.5:1") == (Threshold(mean=0.1, std=0.4), Threshold(mean=0.5, std=1.0))
+    assert parse_thresholds("f0.2, f0.4") == (Threshold(fraction=0.2), Threshold(fraction=0.4))
