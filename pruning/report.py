@@ -13,15 +13,18 @@ import io
 import json
 import math
 import os
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import EngFormatter
 
@@ -35,7 +38,7 @@ STATS_CSV: Final = "stats.csv"
 STATS_PNG: Final = "stats.png"
 TRADEOFF_PNG: Final = "tradeoff.png"
 
-MAX_PANELS: Final = 64  # a figure with more layers than this draws the first ones and says so
+MAX_PANELS: Final = 32  # a figure with more layers than this draws the first ones and says so
 MAX_TABLE_LAYERS: Final = 8  # more layers than this: one "kept" column instead of one per layer
 _DPI: Final = 110
 
@@ -78,7 +81,7 @@ def _json_safe(value: Any) -> Any:
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique per writer
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -231,19 +234,24 @@ def plot_stats(
     if points is not None:
         fig.colorbar(points, ax=list(axes), label="fraction of zero activations", shrink=0.8)
     handles = [
-        Patch(facecolor=to_rgba(c, 0.08), edgecolor=c, linewidth=1.6, label=threshold_label(t))
-        for t, c, d in zip(thresholds, colours, drawable, strict=True)
-        if d
+        _threshold_handle(t, c) for t, c, d in zip(thresholds, colours, drawable, strict=True) if d
     ]
     if handles:
         fig.legend(
             handles=handles,
             loc="outside lower center",
             ncols=min(6, len(handles)),
-            title="thresholds (neurons inside are removed)",
+            title="thresholds: neurons inside the box (seed) or below the line (variance) go",
         )
     fig.suptitle(_stats_title(layers, thresholds, drawable, criterion))
     return _save(fig, path)
+
+
+def _threshold_handle(threshold: dict[str, float], colour: str) -> Artist:
+    label = threshold_label(threshold)
+    if "mean" in threshold:
+        return Patch(facecolor=to_rgba(colour, 0.08), edgecolor=colour, linewidth=1.6, label=label)
+    return Line2D([], [], color=colour, linewidth=1.6, linestyle="--", label=label)
 
 
 def _drawable(threshold: dict[str, float], criterion: str) -> bool:
@@ -257,11 +265,11 @@ def _stats_title(
     hidden = [threshold_label(t) for t, d in zip(thresholds, drawable, strict=True) if not d]
     if hidden:
         why = (
-            "pick neurons by rank across all layers"
+            "fractions pick neurons by rank across all layers"
             if crit in ("seed", "variance")
-            else "are not in this plane"
+            else f"criterion {crit} does not threshold |mean| or std"
         )
-        title += f"\nthresholds {', '.join(hidden)} {why}: not drawn"
+        title += f"\nnot drawn: {', '.join(hidden)} ({why})"
     if len(layers) > MAX_PANELS:
         title += f"\nfirst {MAX_PANELS} of {len(layers)} layers shown (all in stats.csv)"
     return title
@@ -309,13 +317,11 @@ def _stats_panel(
             )
         else:  # variance: removed when std < t
             ax.axhline(t["std"], color=colour, linewidth=1.6, linestyle="--")
-    constant = int(np.count_nonzero(y == 0))
-    if constant:
-        ax.text(0.98, 0.97, f"{constant} constant (std 0)", transform=ax.transAxes, ha="right",
-                va="top", fontsize=8, color="0.3")  # fmt: skip
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    ax.set_title(f"{stats.name} ({stats.neurons} neurons)", fontsize=10)
+    constant = int(np.count_nonzero(y == 0))  # dead ReLUs sit at the origin, easy to miss
+    dead = f", {constant} constant" if constant else ""
+    ax.set_title(f"{stats.name} ({stats.neurons} neurons{dead})", fontsize=10)
     ax.set_xlabel("|mean| of activation")
     ax.set_ylabel("std of activation")
     ax.grid(True, alpha=0.3)
@@ -370,7 +376,7 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
         color="C3",
         linestyle="--",
         linewidth=1,
-        label=f"allowed drop {results.max_metric_drop:g}",
+        label=f"allowed {'drop' if up else 'increase'} {results.max_metric_drop:g}",
     )
     _label_points(ax, drawn)
     _annotate_recommended(ax, results)
@@ -404,7 +410,8 @@ def _label_points(ax: Axes, candidates: list[Candidate]) -> None:
 def _annotate_recommended(ax: Axes, results: Results) -> None:
     chosen = next((c for c in results.candidates if c.index == results.recommended), None)
     if chosen is None or not math.isfinite(chosen.metric):
-        text = f"nothing within the allowed drop of {results.max_metric_drop:g}"
+        change = "drop" if higher_is_better(results.metric_name) else "increase"
+        text = f"no candidate within the allowed {change} of {results.max_metric_drop:g}"
         ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=9, color="C3")
         return
     ax.scatter(

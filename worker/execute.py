@@ -17,7 +17,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobs.blobs import BlobStore
-from jobs.datasets import Dataset, InvalidDataset, open_dataset
+from jobs.datasets import Dataset, DatasetFormat, InvalidDataset, open_dataset
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
 from jobs.states import JobStatus, ModelStatus
@@ -119,7 +119,12 @@ def _run(
     eval_data = store.get_dataset_any_tenant(job.eval_dataset_id) if job.eval_dataset_id else None
 
     def data_input(record: DatasetRecord) -> DataInput:
-        ds = open_dataset(blobs.path(record.sha256), label_column=record.label_column)
+        ds = open_dataset(
+            blobs.path(record.sha256),
+            DatasetFormat(record.format),
+            label_column=record.label_column,
+            name=record.filename,  # blobs are named by hash: messages use the upload's name
+        )
         opened.append(ds)
         return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
 
