@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,9 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Any constant works, as long as every Deadweight process uses the same one.
 _PG_MIGRATION_LOCK = 0x64656164  # "dead"
+
+# Alembic keeps the running migration in module globals: one upgrade per process at a time.
+_ALEMBIC_LOCK = threading.Lock()
 
 # A writer waits this long for another process's write to finish before giving up.
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -86,7 +90,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Run `alembic upgrade head` on this engine's database; safe to call concurrently."""
-    with _migration_connection(engine) as connection:
+    with _ALEMBIC_LOCK, _migration_connection(engine) as connection:
         config = Config()
         # ConfigParser interpolates '%'; a path containing one must be escaped.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))

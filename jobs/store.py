@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, delete, exists, func, or_, select, text, update
+from sqlalchemy import CursorResult, Delete, Update, delete, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.database import create_store_engine, normalize_url, upgrade_to_head
@@ -53,11 +53,16 @@ class JobStore:
         with self._sessions.begin() as session:
             yield session
 
-    def _change(self, session: Session, statement: Update) -> bool:
-        """Run a conditional UPDATE; True when it matched a row."""
+    def _change(self, session: Session, statement: Update | Delete) -> bool:
+        """Run a conditional UPDATE or DELETE; True when it matched a row."""
         result = session.execute(statement.execution_options(synchronize_session=False))
+        # Always a CursorResult for DML; the isinstance narrows the type for rowcount.
         assert isinstance(result, CursorResult)
         return result.rowcount > 0
+
+    def _delete(self, statement: Delete) -> bool:
+        with self._session() as session:
+            return self._change(session, statement)
 
     # -- models ---------------------------------------------------------------
     def add_model(self, tenant: str, sha256: str, size: int, filename: str) -> ModelRecord:
@@ -70,19 +75,19 @@ class JobStore:
         )
         with self._session() as session:
             session.add(row)
-        return _model_record(row)
+        return row.to_record()
 
     def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
         query = select(ModelRow).where(ModelRow.id == model_id, ModelRow.tenant == tenant)
         with self._session() as session:
             row = session.scalars(query).one_or_none()
-            return None if row is None else _model_record(row)
+            return None if row is None else row.to_record()
 
     def get_model_any_tenant(self, model_id: str) -> ModelRecord | None:
         """For the worker only: it acts on IDs taken from the queue."""
         with self._session() as session:
             row = session.get(ModelRow, model_id)
-            return None if row is None else _model_record(row)
+            return None if row is None else row.to_record()
 
     def set_model_inspected(
         self, model_id: str, status: ModelStatus, info: dict[str, Any] | None, error: str | None
@@ -98,10 +103,7 @@ class JobStore:
 
     def delete_model(self, tenant: str, model_id: str) -> bool:
         statement = delete(ModelRow).where(ModelRow.id == model_id, ModelRow.tenant == tenant)
-        with self._session() as session:
-            result = session.execute(statement)
-            assert isinstance(result, CursorResult)
-            return result.rowcount > 0
+        return self._delete(statement)
 
     # -- datasets -------------------------------------------------------------
     def add_dataset(
@@ -129,27 +131,24 @@ class JobStore:
         )
         with self._session() as session:
             session.add(row)
-        return _dataset_record(row)
+        return row.to_record()
 
     def get_dataset(self, tenant: str, dataset_id: str) -> DatasetRecord | None:
         query = select(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant == tenant)
         with self._session() as session:
             row = session.scalars(query).one_or_none()
-            return None if row is None else _dataset_record(row)
+            return None if row is None else row.to_record()
 
     def get_dataset_any_tenant(self, dataset_id: str) -> DatasetRecord | None:
         with self._session() as session:
             row = session.get(DatasetRow, dataset_id)
-            return None if row is None else _dataset_record(row)
+            return None if row is None else row.to_record()
 
     def delete_dataset(self, tenant: str, dataset_id: str) -> bool:
         statement = delete(DatasetRow).where(
             DatasetRow.id == dataset_id, DatasetRow.tenant == tenant
         )
-        with self._session() as session:
-            result = session.execute(statement)
-            assert isinstance(result, CursorResult)
-            return result.rowcount > 0
+        return self._delete(statement)
 
     def blob_in_use(self, sha256: str) -> bool:
         """True while any model or dataset row still refers to this blob."""
@@ -201,18 +200,18 @@ class JobStore:
         )
         with self._session() as session:
             session.add(row)
-        return _job_record(row)
+        return row.to_record()
 
     def get_job(self, tenant: str, job_id: str) -> JobRecord | None:
         query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
         with self._session() as session:
             row = session.scalars(query).one_or_none()
-            return None if row is None else _job_record(row)
+            return None if row is None else row.to_record()
 
     def get_job_any_tenant(self, job_id: str) -> JobRecord | None:
         with self._session() as session:
             row = session.get(JobRow, job_id)
-            return None if row is None else _job_record(row)
+            return None if row is None else row.to_record()
 
     def list_jobs(self, tenant: str, limit: int, offset: int) -> tuple[list[JobRecord], int]:
         """Newest first; returns (page, total count)."""
@@ -231,7 +230,7 @@ class JobStore:
         with self._session() as session:
             rows = session.scalars(page).all()
             total = session.scalar(count) or 0
-            return [_job_record(row) for row in rows], total
+            return [row.to_record() for row in rows], total
 
     def start_job(self, job_id: str) -> JobRecord | None:
         """queued -> running (conditional UPDATE); attempts += 1; started_at set.
@@ -254,7 +253,7 @@ class JobStore:
             if not self._change(session, statement):
                 return None
             row = session.get(JobRow, job_id)
-            return None if row is None else _job_record(row)
+            return None if row is None else row.to_record()
 
     def set_progress(self, job_id: str, stage: str, fraction: float) -> None:
         """Only while running; `fraction` is clamped to [0, 1]."""
@@ -315,7 +314,7 @@ class JobStore:
             if not self._change(session, cancel_queued):
                 self._change(session, flag_running)
             row = session.scalars(select(JobRow).where(*mine)).one_or_none()
-            return None if row is None else _job_record(row)
+            return None if row is None else row.to_record()
 
     def is_cancel_requested(self, job_id: str) -> bool:
         """True when the worker should stop: cancel asked, job no longer running, or deleted.
@@ -333,57 +332,4 @@ class JobStore:
 
     def delete_job(self, tenant: str, job_id: str) -> bool:
         statement = delete(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
-        with self._session() as session:
-            result = session.execute(statement)
-            assert isinstance(result, CursorResult)
-            return result.rowcount > 0
-
-
-def _model_record(row: ModelRow) -> ModelRecord:
-    return ModelRecord(
-        id=row.id,
-        tenant=row.tenant,
-        sha256=row.sha256,
-        bytes=row.size,
-        filename=row.filename,
-        status=ModelStatus(row.status),
-        created_at=row.created_at,
-        info=row.info,
-        error=row.error,
-    )
-
-
-def _dataset_record(row: DatasetRow) -> DatasetRecord:
-    return DatasetRecord(
-        id=row.id,
-        tenant=row.tenant,
-        sha256=row.sha256,
-        bytes=row.size,
-        filename=row.filename,
-        format=row.format,
-        samples=row.samples,
-        x_shape=list(row.x_shape),
-        has_labels=row.has_labels,
-        created_at=row.created_at,
-        label_column=row.label_column,
-    )
-
-
-def _job_record(row: JobRow) -> JobRecord:
-    return JobRecord(
-        id=row.id,
-        tenant=row.tenant,
-        model_id=row.model_id,
-        dataset_id=row.dataset_id,
-        eval_dataset_id=row.eval_dataset_id,
-        config=row.config,
-        status=JobStatus(row.status),
-        created_at=row.created_at,
-        stage=row.stage,
-        fraction=row.fraction,
-        error=row.error,
-        attempts=row.attempts,
-        cancel_requested=row.cancel_requested,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-    )
+        return self._delete(statement)

@@ -1,4 +1,4 @@
-"""ORM tables of the job store. Only `jobs.store` touches these; callers get `jobs.records`.
+"""ORM tables of the job store. Only `jobs.store` touches rows; callers get `jobs.records`.
 
 Every row carries its tenant; IDs are random 128-bit hex strings, so an ID seen in one
 tenant's URL says nothing about another tenant's.
@@ -25,6 +25,9 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from jobs.records import DatasetRecord, JobRecord, ModelRecord
+from jobs.states import JobStatus, ModelStatus
 
 ID_LENGTH = 32
 
@@ -91,6 +94,19 @@ class ModelRow(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    def to_record(self) -> ModelRecord:
+        return ModelRecord(
+            id=self.id,
+            tenant=self.tenant,
+            sha256=self.sha256,
+            bytes=self.size,
+            filename=self.filename,
+            status=ModelStatus(self.status),
+            created_at=self.created_at,
+            info=self.info,
+            error=self.error,
+        )
+
 
 class DatasetRow(Base):
     __tablename__ = "datasets"
@@ -106,6 +122,21 @@ class DatasetRow(Base):
     has_labels: Mapped[bool] = mapped_column(Boolean)
     label_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def to_record(self) -> DatasetRecord:
+        return DatasetRecord(
+            id=self.id,
+            tenant=self.tenant,
+            sha256=self.sha256,
+            bytes=self.size,
+            filename=self.filename,
+            format=self.format,
+            samples=self.samples,
+            x_shape=list(self.x_shape),
+            has_labels=self.has_labels,
+            created_at=self.created_at,
+            label_column=self.label_column,
+        )
 
 
 class JobRow(Base):
@@ -137,3 +168,22 @@ class JobRow(Base):
     # Reserved for worker leases (heartbeat + reaper); not used yet.
     lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def to_record(self) -> JobRecord:
+        return JobRecord(
+            id=self.id,
+            tenant=self.tenant,
+            model_id=self.model_id,
+            dataset_id=self.dataset_id,
+            eval_dataset_id=self.eval_dataset_id,
+            config=self.config,
+            status=JobStatus(self.status),
+            created_at=self.created_at,
+            stage=self.stage,
+            fraction=self.fraction,
+            error=self.error,
+            attempts=self.attempts,
+            cancel_requested=self.cancel_requested,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )

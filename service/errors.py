@@ -121,10 +121,16 @@ async def _invalid_dataset(_: Request, exc: InvalidDataset) -> JSONResponse:
     return JSONResponse(error_body("invalid_dataset", str(exc)), status_code=422)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = str(exc.detail)
+    # The router's own 404/405 say only "Not Found"; name what was asked for instead.
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no endpoint {request.url.path}; the API is described at /docs"
+    elif exc.status_code == 405 and message == "Method Not Allowed":
+        message = f"{request.method} is not allowed on {request.url.path}"
     return JSONResponse(
-        error_body(code, str(exc.detail)),
+        error_body(code, message),
         status_code=exc.status_code,
         headers=exc.headers,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
@@ -20,6 +20,9 @@ from starlette.requests import ClientDisconnect, Request
 from jobs.blobs import BlobStore, BlobWriter
 from jobs.store import JobStore
 from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 FILE_FIELD = "file"
 MAX_FIELD_BYTES = 4096
@@ -73,7 +76,7 @@ class _Form:
     _is_file: bool = False
     _text: bytearray = field(default_factory=bytearray)
 
-    def callbacks(self) -> dict[str, object]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field,
@@ -139,7 +142,10 @@ class _Form:
 
 
 def too_large_message(limit: int) -> str:
-    return f"the file is larger than this server accepts: {limit} bytes (MAX_UPLOAD_BYTES)"
+    return (
+        f"the file is larger than this server accepts ({limit} bytes; "
+        "the operator sets DEADWEIGHT_MAX_UPLOAD_BYTES)"
+    )
 
 
 def _boundary(request: Request) -> bytes:
@@ -177,7 +183,7 @@ async def receive_upload(
     _check_declared_length(request, max_bytes)
     form = _Form(text_fields=text_fields, max_file_bytes=max_bytes)
     try:
-        parser = MultipartParser(_boundary(request), form.callbacks())  # type: ignore[arg-type]
+        parser = MultipartParser(_boundary(request), form.callbacks())
     except FormParserError as exc:
         raise BadRequest(f"bad multipart boundary: {exc}") from exc
     writer: BlobWriter = blobs.begin_upload()

@@ -34,7 +34,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 RESULTS_FILE = "results.json"
 STATS_FILE = "stats.json"
-_JSON_FILE = {200: {"content": {"application/json": {}}, "description": "the published JSON file"}}
+_JSON_FILE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}}, "description": "the published JSON file"}
+}
 
 
 # -- submission -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pruning import report
+from pruning import plots
 from pruning.choice import pareto_front, recommend
 from pruning.report import (
     format_table,
@@ -239,7 +239,7 @@ def test_plot_stats(tmp_path: Path, criterion: str, thresholds: list[dict[str, f
 
 
 def test_plot_stats_many_layers_and_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "MAX_PANELS", 6)  # keep the test fast: 32 panels take seconds
+    monkeypatch.setattr(plots, "MAX_PANELS", 6)  # keep the test fast: 32 panels take seconds
     layer = make_stats()[0]
     many = [LayerStats(**{**layer.__dict__, "name": f"l{i}"}) for i in range(9)]
     width, height = _png_size(plot_stats(many, [], "seed", tmp_path / "many.png"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
@@ -264,3 +266,25 @@ def test_list_jobs_newest_first_with_count(store: JobStore) -> None:
     assert (page, total) == ([], 7)
     with pytest.raises(ValueError):
         store.list_jobs("acme", -1, 0)
+
+
+# -- processes ---------------------------------------------------------------------
+
+
+def _start_in_child(store: JobStore, job_id: str) -> None:
+    os._exit(0 if store.start_job(job_id) is not None else 1)
+
+
+def test_store_keeps_working_across_a_fork(store: JobStore) -> None:
+    # A Celery worker forks a child per job after its parent has used the store: the
+    # child must open connections of its own instead of sharing the parent's socket.
+    job = _job(store)
+    assert store.get_job("acme", job.id) is not None  # the pool now holds a connection
+    child = multiprocessing.get_context("fork").Process(
+        target=_start_in_child, args=(store, job.id)
+    )
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    after = store.get_job("acme", job.id)
+    assert after is not None and after.status is JobStatus.RUNNING

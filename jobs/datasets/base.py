@@ -1,0 +1,128 @@
+"""What every dataset format shares: the error, the format names, the description of a
+file, and the `Dataset` base class that checks every value it streams."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+XBatch = npt.NDArray[np.float32]
+YBatch = npt.NDArray[np.int64] | npt.NDArray[np.float32]
+Batch = tuple[XBatch, YBatch | None]
+
+
+class InvalidDataset(ValueError):
+    """The dataset file cannot be used; the message says what to fix."""
+
+
+class DatasetFormat(StrEnum):
+    NPZ = "npz"
+    SAFETENSORS = "safetensors"
+    CSV = "csv"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    format: DatasetFormat
+    samples: int
+    x_shape: list[int]  # per-sample shape, without the batch dimension
+    has_labels: bool
+    x_dtype: str  # as stored: "float64", "bfloat16", "uint8", ...; CSV: "float64"
+    y_kind: str | None  # "class" (integer labels) | "value" (float targets) | None
+    label_column: str | None
+    y_shape: list[int] | None = None  # per-sample label shape: [] or [k] targets
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": str(self.format),
+            "samples": self.samples,
+            "x_shape": self.x_shape,
+            "has_labels": self.has_labels,
+            "x_dtype": self.x_dtype,
+            "y_kind": self.y_kind,
+            "y_shape": self.y_shape,
+            "label_column": self.label_column,
+        }
+
+
+class Dataset(ABC):
+    """An open dataset file: `info`, then `batches()` as many times as needed."""
+
+    def __init__(self, info: DatasetInfo, name: str) -> None:
+        self.info = info
+        self.name = name
+        self._closed = False
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
+        """Stream (x, y) in file order: x float32 (b, *x_shape); y int64/float32 or None.
+
+        Raises:
+            InvalidDataset: (while iterating) at the first non-finite value or bad label.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self._closed:
+            raise ValueError(f"dataset {self.name} is closed")
+        return self._checked(batch_size)
+
+    def validate(self, batch_size: int = 4096) -> None:
+        """Stream the whole file once, checking every value (the upload check)."""
+        for _ in self.batches(batch_size):
+            pass
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def _read(self, batch_size: int) -> Iterator[Batch]: ...
+
+    def _checked(self, batch_size: int) -> Iterator[Batch]:
+        start = 0
+        for x, y in self._read(batch_size):
+            _check_values(self.name, x, y, start)
+            start += len(x)
+            yield x, y
+        if start != self.info.samples:
+            raise InvalidDataset(f"{self.name} changed while it was read: upload it again")
+
+
+def _check_values(name: str, x: XBatch, y: YBatch | None, start: int) -> None:
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if bad.any():
+        i = start + int(np.argmax(bad))
+        raise InvalidDataset(
+            f"{name}: sample {i} (counting from 0) has a feature that is NaN, infinite or "
+            "beyond float32 range: remove or impute it"
+        )
+    if y is None:
+        return
+    if y.dtype == np.int64:
+        if (y < 0).any():
+            i = start + int(np.argmax(y < 0))
+            raise InvalidDataset(
+                f"{name}: label of sample {i} is {int(y[i - start])}: class labels must be "
+                "integers >= 0 (save float targets for regression)"
+            )
+        return
+    bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
+    if bad.any():
+        i = start + int(np.argmax(bad))
+        raise InvalidDataset(f"{name}: the target of sample {i} is NaN or infinite: fix or drop it")
