@@ -47,7 +47,9 @@ class ArchiveLimits:
 DEFAULT_LIMITS = ArchiveLimits()
 
 
-def read_program(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> torch.export.ExportedProgram:
+def read_program(
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> torch.export.ExportedProgram:
     """Read an uploaded `.pt2` archive into an ExportedProgram, refusing anything unsafe.
 
     Args:
@@ -71,7 +73,9 @@ def read_program(path: Path, limits: ArchiveLimits = DEFAULT_LIMITS) -> torch.ex
         return _build_program(zf, top, entries, limits)
 
 
-def _check_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> tuple[str, dict[str, zipfile.ZipInfo]]:
+def _check_entries(
+    zf: zipfile.ZipFile, limits: ArchiveLimits
+) -> tuple[str, dict[str, zipfile.ZipInfo]]:
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
         raise UnsafeModel(f"archive has {len(infos)} entries; at most {limits.max_entries} allowed")
@@ -153,10 +157,22 @@ def _build_program(
     model_name = models[0][len("models/") : -len(".json")]
 
     program = check_program(_read_json(zf, entries[models[0]], limits))
-    state_dict = _read_payload(zf, entries, f"data/weights/{model_name}_weights_config.json",
-                               "data/weights/", limits, required=True)
-    constants = _read_payload(zf, entries, f"data/constants/{model_name}_constants_config.json",
-                              "data/constants/", limits, required=False)
+    state_dict = _read_payload(
+        zf,
+        entries,
+        f"data/weights/{model_name}_weights_config.json",
+        "data/weights/",
+        limits,
+        required=True,
+    )
+    constants = _read_payload(
+        zf,
+        entries,
+        f"data/constants/{model_name}_constants_config.json",
+        "data/constants/",
+        limits,
+        required=False,
+    )
     return _deserialize(program, state_dict, constants)
 
 
@@ -175,7 +191,11 @@ def _read_payload(
             raise UnsafeModel(f"{config_name} is missing from the archive")
         return {}
     config = _read_json(zf, info, limits)
-    if not isinstance(config, dict) or set(config) != {"config"} or not isinstance(config["config"], dict):
+    if (
+        not isinstance(config, dict)
+        or set(config) != {"config"}
+        or not isinstance(config["config"], dict)
+    ):
         raise UnsafeModel(f"{config_name}: expected {{'config': {{...}}}}")
     buffers: dict[str, torch.Tensor] = {}  # path_name -> flat payload; shared for tied weights
     out: dict[str, torch.Tensor] = {}
@@ -201,7 +221,12 @@ def _payload_tensor(
     meta: Any,
     buffers: dict[str, torch.Tensor],
 ) -> torch.Tensor:
-    if not isinstance(meta, dict) or set(meta) - {"path_name", "is_param", "use_pickle", "tensor_meta"}:
+    if not isinstance(meta, dict) or set(meta) - {
+        "path_name",
+        "is_param",
+        "use_pickle",
+        "tensor_meta",
+    }:
         raise UnsafeModel(f"{fqn}: malformed payload entry")
     if meta.get("use_pickle") is not False:
         raise UnsafeModel(f"{fqn}: pickled payloads are refused (use_pickle)")
@@ -221,7 +246,9 @@ def _payload_tensor(
         info = entries[folder + path_name]
         element = torch.empty((), dtype=dtype).element_size()
         if info.file_size % element:
-            raise UnsafeModel(f"{fqn}: payload size {info.file_size} is not a multiple of {element}")
+            raise UnsafeModel(
+                f"{fqn}: payload size {info.file_size} is not a multiple of {element}"
+            )
         raw = bytearray(_read(zf, info, info.file_size))
         flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         buffers[path_name] = flat
@@ -233,7 +260,9 @@ def _payload_tensor(
         numel *= s
     if numel:
         # The highest element the view touches must lie inside the payload.
-        last = offset + sum((size - 1) * stride for size, stride in zip(sizes, strides, strict=True))
+        last = offset + sum(
+            (size - 1) * stride for size, stride in zip(sizes, strides, strict=True)
+        )
         if last >= flat.numel():
             raise UnsafeModel(f"{fqn}: sizes/strides/offset reach past the payload")
     tensor = torch.as_strided(flat, sizes, strides, offset)
@@ -250,7 +279,7 @@ def _deserialize(
     from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
 
     try:
-        serialized = _dict_to_dataclass(schema.ExportedProgram, program)
+        serialized = _dict_to_dataclass(schema.ExportedProgram, program)  # type: ignore[no-untyped-call]
         # example_inputs=None: the sample inputs in the file are a pickle and are never read.
         return ExportedProgramDeserializer().deserialize(serialized, state_dict, constants, None)
     except UnsafeModel:

@@ -88,7 +88,9 @@ class PruneConfig:
         if self.criterion is Criterion.SEED:
             for t in self.thresholds:
                 if not t.is_fraction and t.mean is None:
-                    raise InvalidConfig("criterion 'seed' needs thresholds {mean, std} or {fraction}")
+                    raise InvalidConfig(
+                        "criterion 'seed' needs thresholds {mean, std} or {fraction}"
+                    )
 
 
 def parse_thresholds(text: str) -> tuple[Threshold, ...]:

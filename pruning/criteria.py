@@ -51,9 +51,7 @@ def _absolute_drop(criterion: Criterion, s: RunningStats, t: Threshold) -> torch
     return low_std
 
 
-def select(
-    criterion: Criterion, stats: Mapping[str, RunningStats], threshold: Threshold
-) -> Plan:
+def select(criterion: Criterion, stats: Mapping[str, RunningStats], threshold: Threshold) -> Plan:
     """Turn a threshold into a plan over the given groups; no group is ever emptied.
 
     Args:
@@ -82,7 +80,7 @@ def _select_fraction(
     names = list(stats)
     scores = [SCORES[criterion](stats[n]) for n in names]
     total = sum(int(s.numel()) for s in scores)
-    budget = int(round(fraction * total))
+    budget = round(fraction * total)
     owner = torch.cat([torch.full((s.numel(),), i, dtype=torch.long) for i, s in enumerate(scores)])
     index = torch.cat([torch.arange(s.numel()) for s in scores])
     flat = torch.cat(scores)
@@ -100,5 +98,6 @@ def _select_fraction(
         remaining[g] -= 1
         budget -= 1
     return {
-        n: [j for j in range(int(scores[i].numel())) if j not in dropped[i]] for i, n in enumerate(names)
+        n: [j for j in range(int(scores[i].numel())) if j not in dropped[i]]
+        for i, n in enumerate(names)
     }

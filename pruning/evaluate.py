@@ -80,10 +80,13 @@ class Evaluator:
             pred = out.argmax(dim=-1).cpu()
             if y.shape != pred.shape:
                 raise InvalidDataset(
-                    f"labels have shape {list(y.shape[1:])} per sample, predictions {list(pred.shape[1:])}"
+                    f"labels have shape {list(y.shape[1:])} per sample, "
+                    f"predictions {list(pred.shape[1:])}"
                 )
             return float((pred == y.to(pred.dtype)).sum()), pred.numel()
-        target = y.to(out.device, torch.float64).reshape(out.shape) if y.numel() == out.numel() else None
+        target = (
+            y.to(out.device, torch.float64).reshape(out.shape) if y.numel() == out.numel() else None
+        )
         if target is None:
             raise InvalidDataset(
                 f"mse targets have {y.numel() // max(len(y), 1)} values per sample, "
@@ -110,7 +113,10 @@ class _MacCounter(fx.Interpreter):
             if n.target is torch.ops.aten.linear.default:
                 weight = self.env[n.args[1]]  # type: ignore[index]
                 self.macs += result.numel() * int(weight.shape[1])
-            elif n.target is torch.ops.aten.conv2d.default or n.target is torch.ops.aten.conv1d.default:
+            elif (
+                n.target is torch.ops.aten.conv2d.default
+                or n.target is torch.ops.aten.conv1d.default
+            ):
                 weight = self.env[n.args[1]]  # type: ignore[index]
                 self.macs += result.numel() * int(weight[0].numel())
         return result

@@ -25,7 +25,8 @@ class ExampleMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 64)
         h = torch.relu(self.fc1(x))  # (N, 256)
         h = self.drop(torch.relu(self.fc2(h)))  # (N, 128)
-        return self.out(h)  # (N, 10)
+        out: torch.Tensor = self.out(h)  # (N, 10)
+        return out
 
 
 def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -41,8 +42,9 @@ def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return x[train], y[train], x[test], y[test]
 
 
-def train_example(epochs: int = 40, seed: int = 0) -> tuple[ExampleMLP, np.ndarray, np.ndarray,
-                                                           np.ndarray, np.ndarray]:
+def train_example(
+    epochs: int = 40, seed: int = 0
+) -> tuple[ExampleMLP, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     torch.manual_seed(seed)
     x_train, y_train, x_test, y_test = digits_split(seed)
     model = ExampleMLP()
@@ -54,7 +56,7 @@ def train_example(epochs: int = 40, seed: int = 0) -> tuple[ExampleMLP, np.ndarr
             idx = perm[start : start + 64]
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     return model.eval(), x_train, y_train, x_test, y_test
 
@@ -64,8 +66,9 @@ def write_example(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     model, x_train, y_train, x_test, y_test = train_example()
     batch = torch.export.Dim("batch", min=1)
-    program = torch.export.export(model, (torch.from_numpy(x_train[:4]),),
-                                  dynamic_shapes=({0: batch},))
+    program = torch.export.export(
+        model, (torch.from_numpy(x_train[:4]),), dynamic_shapes=({0: batch},)
+    )
     paths = [out / "model.pt2", out / "data.npz", out / "eval.npz"]
     torch.export.save(program, paths[0])
     np.savez(paths[1], x=x_train, y=y_train)

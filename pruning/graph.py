@@ -21,13 +21,31 @@ aten = torch.ops.aten
 
 # Elementwise ops that keep every channel where it is and see one value at a time.
 _ELEMENTWISE = {
-    aten.relu.default, aten.relu_.default, aten.leaky_relu.default, aten.leaky_relu_.default,
-    aten.gelu.default, aten.silu.default, aten.silu_.default, aten.tanh.default,
-    aten.sigmoid.default, aten.elu.default, aten.elu_.default, aten.hardswish.default,
-    aten.hardswish_.default, aten.relu6.default, aten.hardtanh.default, aten.hardtanh_.default,
-    aten.hardsigmoid.default, aten.mish.default, aten.softplus.default, aten.selu.default,
+    aten.relu.default,
+    aten.relu_.default,
+    aten.leaky_relu.default,
+    aten.leaky_relu_.default,
+    aten.gelu.default,
+    aten.silu.default,
+    aten.silu_.default,
+    aten.tanh.default,
+    aten.sigmoid.default,
+    aten.elu.default,
+    aten.elu_.default,
+    aten.hardswish.default,
+    aten.hardswish_.default,
+    aten.relu6.default,
+    aten.hardtanh.default,
+    aten.hardtanh_.default,
+    aten.hardsigmoid.default,
+    aten.mish.default,
+    aten.softplus.default,
+    aten.selu.default,
     aten.celu.default,
-    aten.clone.default, aten.contiguous.default, aten.alias.default, aten.detach.default,
+    aten.clone.default,
+    aten.contiguous.default,
+    aten.alias.default,
+    aten.detach.default,
 }
 _DROPOUT = {aten.dropout.default, aten.feature_dropout.default, aten.alpha_dropout.default}
 _BATCH_NORM = {aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default}
@@ -191,8 +209,10 @@ def _visit(
     if user.op == "call_function" and target in _BATCH_NORM:
         if ndim != 2:
             return f"BatchNorm {user.name} normalises a dimension other than these features"
-        params = [_attr(_arg(user, i, n)) for i, n in
-                  ((1, "weight"), (2, "bias"), (3, "running_mean"), (4, "running_var"))]
+        params = [
+            _attr(_arg(user, i, n))
+            for i, n in ((1, "weight"), (2, "bias"), (3, "running_mean"), (4, "running_var"))
+        ]
         if user.args[0] is not src or any(
             p is None and _arg(user, i + 1, "x") is not None for i, p in enumerate(params)
         ):
@@ -218,5 +238,7 @@ def _inputs(gm: fx.GraphModule) -> list[InputSpec]:
         if not isinstance(val, torch.Tensor):
             continue
         shape: list[int | None] = [s if isinstance(s, int) else None for s in val.shape]
-        specs.append(InputSpec(name=node.name, shape=shape, dtype=str(val.dtype).replace("torch.", "")))
+        specs.append(
+            InputSpec(name=node.name, shape=shape, dtype=str(val.dtype).replace("torch.", ""))
+        )
     return specs

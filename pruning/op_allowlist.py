@@ -59,4 +59,4 @@ def is_allowed_target(target: str) -> bool:
     if m:
         return m.group(1) in ATEN_OPS and not m.group(2).startswith("_")
     m = _OPERATOR_TARGET.match(target)
-    return bool(m) and m.group(1) in OPERATOR_FUNCTIONS
+    return m is not None and m.group(1) in OPERATOR_FUNCTIONS

@@ -34,16 +34,29 @@ from pruning.op_allowlist import is_allowed_target
 SUPPORTED_SCHEMA_MAJOR = 8
 
 _DTYPES: dict[int, torch.dtype] = {
-    1: torch.uint8, 2: torch.int8, 3: torch.int16, 4: torch.int32, 5: torch.int64,
-    6: torch.float16, 7: torch.float32, 8: torch.float64, 12: torch.bool, 13: torch.bfloat16,
+    1: torch.uint8,
+    2: torch.int8,
+    3: torch.int16,
+    4: torch.int32,
+    5: torch.int64,
+    6: torch.float16,
+    7: torch.float32,
+    8: torch.float64,
+    12: torch.bool,
+    13: torch.bfloat16,
 }
 _STRIDED_LAYOUT = 7
 _MEMORY_FORMATS = {1, 2, 3, 4}
 _DEVICE_TYPES = {"cpu", "cuda", "meta"}
 _VERIFIERS = {"ATEN", "TRAINING", ""}
 _SPEC_TYPES = {
-    None, "builtins.tuple", "builtins.list", "builtins.dict", "collections.OrderedDict",
-    "torch.fx.immutable_collections.immutable_list", "torch.fx.immutable_collections.immutable_dict",
+    None,
+    "builtins.tuple",
+    "builtins.list",
+    "builtins.dict",
+    "collections.OrderedDict",
+    "torch.fx.immutable_collections.immutable_list",
+    "torch.fx.immutable_collections.immutable_dict",
 }
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,250}$")
@@ -61,8 +74,20 @@ _EXPR_NAMES = frozenset(
 )
 _PAYLOAD_SIZE_LIMIT = 2**40
 
-_ARG_SIMPLE = {"as_none", "as_int", "as_ints", "as_float", "as_floats", "as_bool", "as_bools",
-               "as_scalar_type", "as_memory_format", "as_layout", "as_int_lists", "as_float_lists"}
+_ARG_SIMPLE = {
+    "as_none",
+    "as_int",
+    "as_ints",
+    "as_float",
+    "as_floats",
+    "as_bool",
+    "as_bools",
+    "as_scalar_type",
+    "as_memory_format",
+    "as_layout",
+    "as_int_lists",
+    "as_float_lists",
+}
 
 
 def dtype_from_code(code: Any, where: str) -> torch.dtype:
@@ -98,7 +123,12 @@ def _int(value: Any, where: str, lo: int = -(2**62), hi: int = 2**62) -> int:
 
 def check_ident(name: Any, where: str) -> str:
     """A node or tensor name: it becomes a Python identifier in FX's generated code."""
-    if not isinstance(name, str) or not _IDENT.match(name) or keyword.iskeyword(name) or "__" in name:
+    if (
+        not isinstance(name, str)
+        or not _IDENT.match(name)
+        or keyword.iskeyword(name)
+        or "__" in name
+    ):
         raise _fail(where, f"refused name {str(name)[:80]!r}")
     return name
 
@@ -144,15 +174,20 @@ def _sym(value: Any, where: str, hint_key: str = "as_int") -> dict[str, Any]:
 
 def check_tensor_meta(meta: Any, where: str, *, concrete: bool = False) -> dict[str, Any]:
     """A tensor's dtype, sizes, strides and device; `concrete` refuses symbolic sizes (weights)."""
-    m = _dict(meta, where, {"dtype", "sizes", "requires_grad", "device", "strides",
-                            "storage_offset", "layout"},
-              {"dtype", "sizes", "strides", "storage_offset", "device", "layout"})
+    m = _dict(
+        meta,
+        where,
+        {"dtype", "sizes", "requires_grad", "device", "strides", "storage_offset", "layout"},
+        {"dtype", "sizes", "strides", "storage_offset", "device", "layout"},
+    )
     if not isinstance(m["dtype"], int) or not (m["dtype"] in _DTYPES or not concrete):
         raise _fail(where, f"unsupported dtype code {m['dtype']!r}")
     if m["layout"] != _STRIDED_LAYOUT:
         raise _fail(where, "only dense (strided) tensors are supported")
     dev = _dict(m["device"], where, {"type", "index"}, {"type"})
-    if dev["type"] not in _DEVICE_TYPES or not (dev.get("index") is None or isinstance(dev["index"], int)):
+    if dev["type"] not in _DEVICE_TYPES or not (
+        dev.get("index") is None or isinstance(dev["index"], int)
+    ):
         raise _fail(where, f"unsupported device {dev!r}")
     for key in ("sizes", "strides"):
         if not isinstance(m[key], list) or len(m[key]) > 16:
@@ -217,7 +252,9 @@ def check_argument(arg: Any, where: str) -> None:
             if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_]{0,32}", v):
                 raise _fail(where, "refused string argument")
     else:
-        raise _fail(where, f"argument kind {kind!r} is refused (subgraphs, custom objects, operators)")
+        raise _fail(
+            where, f"argument kind {kind!r} is refused (subgraphs, custom objects, operators)"
+        )
 
 
 def _list(value: Any, where: str) -> None:
@@ -257,8 +294,12 @@ def _plain_data(value: Any, where: str, depth: int = 0) -> None:
 
 def _check_node(node: Any, index: int) -> dict[str, Any]:
     where = f"node {index}"
-    n = _dict(node, where, {"target", "inputs", "outputs", "metadata", "is_hop_single_tensor_return",
-                            "name"}, {"target", "inputs", "outputs"})
+    n = _dict(
+        node,
+        where,
+        {"target", "inputs", "outputs", "metadata", "is_hop_single_tensor_return", "name"},
+        {"target", "inputs", "outputs"},
+    )
     target = n["target"]
     if not isinstance(target, str) or not is_allowed_target(target):
         raise UnsafeModel(f"{where}: operator {str(target)[:120]!r} is not supported")
@@ -286,9 +327,22 @@ def _check_node(node: Any, index: int) -> dict[str, Any]:
 
 
 def _check_graph(graph: Any) -> dict[str, Any]:
-    g = _dict(graph, "graph", {"inputs", "outputs", "nodes", "tensor_values", "sym_int_values",
-                               "sym_bool_values", "is_single_tensor_return", "custom_obj_values",
-                               "sym_float_values"}, {"inputs", "outputs", "nodes", "tensor_values"})
+    g = _dict(
+        graph,
+        "graph",
+        {
+            "inputs",
+            "outputs",
+            "nodes",
+            "tensor_values",
+            "sym_int_values",
+            "sym_bool_values",
+            "is_single_tensor_return",
+            "custom_obj_values",
+            "sym_float_values",
+        },
+        {"inputs", "outputs", "nodes", "tensor_values"},
+    )
     if g.get("custom_obj_values"):
         raise UnsafeModel("graph: custom objects are refused")
     for key in ("inputs", "outputs"):
@@ -329,9 +383,13 @@ def _check_signature(sig: Any) -> dict[str, Any]:
     for spec in s["output_specs"]:
         out = _dict(spec, "output spec", {"user_output"})
         if "user_output" not in out:
-            raise UnsafeModel(f"output spec kind {sorted(out)} is refused: export the model in eval "
-                              "mode without buffer mutations")
-        check_argument(_dict(out["user_output"], "output spec", {"arg"}, {"arg"})["arg"], "output spec")
+            raise UnsafeModel(
+                f"output spec kind {sorted(out)} is refused: export the model in eval "
+                "mode without buffer mutations"
+            )
+        check_argument(
+            _dict(out["user_output"], "output spec", {"arg"}, {"arg"})["arg"], "output spec"
+        )
     return s
 
 
@@ -347,8 +405,11 @@ def _check_input_spec(spec: Any) -> None:
             raise UnsafeModel("model inputs must be tensors")
         check_argument(arg, where)
         return
-    name_key = {"parameter": "parameter_name", "buffer": "buffer_name",
-                "tensor_constant": "tensor_constant_name"}[kind]
+    name_key = {
+        "parameter": "parameter_name",
+        "buffer": "buffer_name",
+        "tensor_constant": "tensor_constant_name",
+    }[kind]
     v = _dict(value, where, {"arg", name_key, "persistent"}, {"arg", name_key})
     _tensor_arg(v["arg"], where)
     check_fqn(v[name_key], where)
@@ -404,8 +465,12 @@ def _check_call_graph(entries: Any) -> list[dict[str, Any]]:
             check_fqn(e["fqn"], "module_call_graph")
         sig = e.get("signature")
         if sig is not None:
-            s = _dict(sig, "module_call_graph", {"inputs", "outputs", "in_spec", "out_spec",
-                                                 "forward_arg_names"}, {"in_spec", "out_spec"})
+            s = _dict(
+                sig,
+                "module_call_graph",
+                {"inputs", "outputs", "in_spec", "out_spec", "forward_arg_names"},
+                {"in_spec", "out_spec"},
+            )
             for key in ("inputs", "outputs"):
                 for arg in s.get(key) or []:
                     check_argument(arg, "module_call_graph")
@@ -423,13 +488,26 @@ def check_program(program: Any) -> dict[str, Any]:
     Raises:
         UnsafeModel: with the first offending field.
     """
-    p = _dict(program, "program", {"graph_module", "opset_version", "range_constraints",
-                                   "schema_version", "verifiers", "torch_version", "guards_code"},
-              {"graph_module", "schema_version"})
+    p = _dict(
+        program,
+        "program",
+        {
+            "graph_module",
+            "opset_version",
+            "range_constraints",
+            "schema_version",
+            "verifiers",
+            "torch_version",
+            "guards_code",
+        },
+        {"graph_module", "schema_version"},
+    )
     version = _dict(p["schema_version"], "schema_version", {"major", "minor"}, {"major", "minor"})
     if _int(version["major"], "schema_version") != SUPPORTED_SCHEMA_MAJOR:
-        raise UnsafeModel(f"unsupported .pt2 schema version {version['major']}: "
-                          f"export with torch 2.13 (schema {SUPPORTED_SCHEMA_MAJOR})")
+        raise UnsafeModel(
+            f"unsupported .pt2 schema version {version['major']}: "
+            f"export with torch 2.13 (schema {SUPPORTED_SCHEMA_MAJOR})"
+        )
     _int(version["minor"], "schema_version")
     opset = p.get("opset_version") or {}
     if not isinstance(opset, dict) or any(not isinstance(v, int) for v in opset.values()):
@@ -450,9 +528,12 @@ def check_program(program: Any) -> dict[str, Any]:
     if not isinstance(p.get("guards_code", []), list):
         raise UnsafeModel("guards_code must be a list")
 
-    gm = _dict(p["graph_module"], "graph_module", {"graph", "signature", "module_call_graph",
-                                                   "metadata", "treespec_namedtuple_fields"},
-               {"graph", "signature", "module_call_graph"})
+    gm = _dict(
+        p["graph_module"],
+        "graph_module",
+        {"graph", "signature", "module_call_graph", "metadata", "treespec_namedtuple_fields"},
+        {"graph", "signature", "module_call_graph"},
+    )
     if gm.get("treespec_namedtuple_fields"):
         raise UnsafeModel("named-tuple inputs/outputs are not supported: return plain tensors")
     return {

@@ -1,5 +1,5 @@
 """The files a job publishes: the sweep table and statistics (JSON, CSV), and the plain-text
-table the CLI prints. The plots (PNG) are drawn in `pruning.plots` and re-exported here.
+table the CLI prints. The plots (PNG) are drawn in `pruning.plots`.
 
 Every file is written under a temporary name and renamed into place: a reader never sees
 half a file.
@@ -15,14 +15,10 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from pruning.choice import higher_is_better
 from pruning.results import LayerStats, Results
-
-if TYPE_CHECKING:
-    from pruning.plots import plot_stats as plot_stats
-    from pruning.plots import plot_tradeoff as plot_tradeoff
 
 RESULTS_JSON: Final = "results.json"
 RESULTS_CSV: Final = "results.csv"
@@ -32,20 +28,6 @@ STATS_PNG: Final = "stats.png"
 TRADEOFF_PNG: Final = "tradeoff.png"
 
 MAX_TABLE_LAYERS: Final = 8  # more layers than this: one "kept" column instead of one per layer
-
-_PLOTS: Final = frozenset({"plot_stats", "plot_tradeoff"})
-
-if not TYPE_CHECKING:  # mypy sees the imports above; a module __getattr__ would hide typos
-
-    def __getattr__(name: str) -> Any:
-        # pruning.plots imports this module (labels, atomic writes), so its functions are
-        # fetched on first use rather than imported at the top, which would be a cycle.
-        if name in _PLOTS:
-            from pruning import plots
-
-            return getattr(plots, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 # --- labels and small helpers ----------------------------------------------------------------
 

@@ -78,7 +78,9 @@ class RunningStats:
 class TapInterpreter(fx.Interpreter):
     """Runs a module and hands the values of selected nodes to a callback as they appear."""
 
-    def __init__(self, gm: fx.GraphModule, taps: set[str], on_tap: Callable[[str, torch.Tensor], None]):
+    def __init__(
+        self, gm: fx.GraphModule, taps: set[str], on_tap: Callable[[str, torch.Tensor], None]
+    ):
         super().__init__(gm, garbage_collect_values=True)
         self._taps = taps
         self._on_tap = on_tap

@@ -51,11 +51,15 @@ def _ensure_bias(gm: fx.GraphModule, layer: LinearUse, out_features: int) -> str
     """A Linear without bias gets a zero bias parameter, so compensation has a place to go."""
     if layer.bias is not None:
         return layer.bias
-    path = layer.weight.rpartition(".")[0] + ".bias" if "." in layer.weight else layer.node + "_bias"
+    path = (
+        layer.weight.rpartition(".")[0] + ".bias" if "." in layer.weight else layer.node + "_bias"
+    )
     owner, attr = _owner(gm, path)
     weight = get_tensor(gm, layer.weight)
-    owner.register_parameter(attr, torch.nn.Parameter(torch.zeros(out_features, dtype=weight.dtype,
-                                                                   device=weight.device)))
+    owner.register_parameter(
+        attr,
+        torch.nn.Parameter(torch.zeros(out_features, dtype=weight.dtype, device=weight.device)),
+    )
     node = next(n for n in gm.graph.nodes if n.name == layer.node)
     with gm.graph.inserting_before(node):
         bias_node = gm.graph.get_attr(path)
@@ -104,7 +108,9 @@ def apply_plan(
         group = analysis.group(name)
         for path in (group.producer.weight, group.producer.bias, *group.channel_params):
             if path is not None:
-                set_tensor(out, path, get_tensor(out, path).index_select(0, keep.to(_device(out, path))))
+                set_tensor(
+                    out, path, get_tensor(out, path).index_select(0, keep.to(_device(out, path)))
+                )
     for name, keep in cuts:
         group = analysis.group(name)
         removed = _complement(keep, group.width)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import fx
 
-from pruning import choice, report
+from pruning import choice, plots, report
 from pruning.archive import read_program
 from pruning.config import Metric, PruneConfig
 from pruning.criteria import Plan, select
@@ -63,8 +63,10 @@ def resolve_metric(metric: Metric | None, eval_has_labels: bool) -> Metric:
     if metric is None:
         return Metric.ACCURACY if eval_has_labels else Metric.AGREEMENT
     if metric in (Metric.ACCURACY, Metric.MSE) and not eval_has_labels:
-        raise InvalidConfig(f"metric '{metric}' needs labels (y) in the evaluation data; "
-                            "use 'agreement' or add labels")
+        raise InvalidConfig(
+            f"metric '{metric}' needs labels (y) in the evaluation data; "
+            "use 'agreement' or add labels"
+        )
     return metric
 
 
@@ -95,7 +97,9 @@ def run(
     Raises:
         UnsafeModel, UnsupportedModel, InvalidDataset, InvalidConfig, Cancelled.
     """
-    ctx = _Context(config, out_dir, progress or (lambda s, f: None), should_cancel or (lambda: False))
+    ctx = _Context(
+        config, out_dir, progress or (lambda s, f: None), should_cancel or (lambda: False)
+    )
     evaluation = evaluation or calibration
     metric = resolve_metric(config.metric, evaluation.has_labels)
     device = resolve_device(config.device)
@@ -110,8 +114,12 @@ def run(
     stats = _statistics(ctx, module, analysis, feeder, calibration)
     layer_stats = [stats[g.tap].to_layer_stats(g.name) for g in analysis.prunable]
     report.write_stats(layer_stats, out_dir)
-    report.plot_stats(layer_stats, [t.as_dict() for t in config.thresholds], config.criterion,
-                      out_dir / "stats.png")
+    plots.plot_stats(
+        layer_stats,
+        [t.as_dict() for t in config.thresholds],
+        config.criterion,
+        out_dir / "stats.png",
+    )
 
     evaluator = Evaluator(metric, evaluation.source, feeder)
     ctx.progress("baseline", 0.0)
@@ -121,7 +129,7 @@ def run(
     ctx.progress("publishing", 0.0)
     results = _choose(config, metric, baseline, candidates, analysis)
     report.write_results(results, out_dir)
-    report.plot_tradeoff(results, out_dir / "tradeoff.png")
+    plots.plot_tradeoff(results, out_dir / "tradeoff.png")
     ctx.progress("publishing", 1.0)
     return results
 
@@ -156,8 +164,12 @@ def _baseline(
     size = path.stat().st_size
     path.unlink()
     metric = evaluator.evaluate(module, record_reference=True, on_batch=lambda b: ctx.check())
-    return Baseline(metric=metric, parameters=count_parameters(program), bytes=size,
-                    macs=count_macs(module, feeder))
+    return Baseline(
+        metric=metric,
+        parameters=count_parameters(program),
+        bytes=size,
+        macs=count_macs(module, feeder),
+    )
 
 
 def _candidates(
@@ -209,7 +221,9 @@ def _candidates(
             macs=count_macs(module, feeder),
             size_reduction=1.0 - params / baseline.parameters if baseline.parameters else 0.0,
             kept={name: len(kept) for name, kept in plan.items()},
-            kept_fraction={name: len(kept) / analysis.group(name).width for name, kept in plan.items()},
+            kept_fraction={
+                name: len(kept) / analysis.group(name).width for name, kept in plan.items()
+            },
             artifact=artifact,
         )
         seen[key] = cand

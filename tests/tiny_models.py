@@ -11,8 +11,15 @@ from torch import nn
 class MLP(nn.Module):
     """Linear -> BN -> act -> Dropout -> Linear -> act -> Linear: every supported op in a row."""
 
-    def __init__(self, d_in: int = 6, h1: int = 12, h2: int = 10, d_out: int = 4,
-                 act: type[nn.Module] = nn.ReLU, bias: bool = True) -> None:
+    def __init__(
+        self,
+        d_in: int = 6,
+        h1: int = 12,
+        h2: int = 10,
+        d_out: int = 4,
+        act: type[nn.Module] = nn.ReLU,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_in, h1)
         self.bn = nn.BatchNorm1d(h1)

@@ -45,7 +45,9 @@ def execute_inspection(model_id: str, store: JobStore, blobs: BlobStore) -> None
         return
     except Exception as exc:
         log.exception("inspection of model %s failed", model_id)
-        store.set_model_inspected(model_id, ModelStatus.INVALID, None, f"could not read the model: {exc}")
+        store.set_model_inspected(
+            model_id, ModelStatus.INVALID, None, f"could not read the model: {exc}"
+        )
         return
     store.set_model_inspected(model_id, ModelStatus.READY, info, None)
 
@@ -54,7 +56,9 @@ def prune_config(config: dict[str, Any], settings: Settings) -> PruneConfig:
     """The engine's configuration from a stored job request (validated by the API)."""
     raw = config.get("thresholds")
     thresholds = (
-        tuple(Threshold(**{k: float(v) for k, v in t.items()}) for t in raw) if raw else default_thresholds()
+        tuple(Threshold(**{k: float(v) for k, v in t.items()}) for t in raw)
+        if raw
+        else default_thresholds()
     )
     metric = config.get("metric")
     return PruneConfig(
@@ -91,8 +95,11 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
     except (PruningError, InvalidDataset) as exc:
         store.finish_job(job_id, JobStatus.FAILED, str(exc))
     except SoftTimeLimitExceeded:
-        store.finish_job(job_id, JobStatus.FAILED,
-                         f"the job ran past its time limit ({settings.job_soft_time_limit} s)")
+        store.finish_job(
+            job_id,
+            JobStatus.FAILED,
+            f"the job ran past its time limit ({settings.job_soft_time_limit} s)",
+        )
     except Exception as exc:
         log.exception("job %s failed", job_id)
         store.finish_job(job_id, JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")

@@ -48,12 +48,13 @@ def _rewrite(src: Path, dst: Path, edit) -> Path:  # type: ignore[no-untyped-def
 
 
 def _edit_json(suffix: str, change):  # type: ignore[no-untyped-def]
-    def edit(name: str, data: bytes) -> bytes | None | list[tuple[str, bytes]]:
+    def edit(name: str, data: bytes) -> bytes | list[tuple[str, bytes]] | None:
         if name.endswith(suffix):
             doc = json.loads(data)
             change(doc)
             return json.dumps(doc).encode()
         return data if name != "__extra__" else []
+
     return edit
 
 
@@ -81,8 +82,11 @@ def test_pickled_weight_is_refused_and_never_unpickled(saved: Path, tmp_path: Pa
         entry["use_pickle"] = True
 
     bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("model_weights_config.json", mark))
-    bad = _rewrite(bad, tmp_path / "bad2.pt2",
-                   lambda n, d: payload if n.endswith("weights/weight_0") else (d if n != "__extra__" else []))
+    bad = _rewrite(
+        bad,
+        tmp_path / "bad2.pt2",
+        lambda n, d: payload if n.endswith("weights/weight_0") else (d if n != "__extra__" else []),
+    )
     with pytest.raises(UnsafeModel, match="pickle"):
         read_program(bad)
     assert not canary.exists()
@@ -90,10 +94,17 @@ def test_pickled_weight_is_refused_and_never_unpickled(saved: Path, tmp_path: Pa
 
 def test_unknown_entries_and_traversal_are_refused(saved: Path, tmp_path: Path) -> None:
     top = zipfile.ZipFile(saved).namelist()[0].split("/")[0]
-    for name in (f"{top}/../evil", f"{top}/extra/notes.txt", f"{top}/data/constants/custom_obj_0",
-                 "other/models/model.json"):
-        bad = _rewrite(saved, tmp_path / "bad.pt2",
-                       lambda n, d, name=name: [(name, b"x")] if n == "__extra__" else d)
+    for name in (
+        f"{top}/../evil",
+        f"{top}/extra/notes.txt",
+        f"{top}/data/constants/custom_obj_0",
+        "other/models/model.json",
+    ):
+        bad = _rewrite(
+            saved,
+            tmp_path / "bad.pt2",
+            lambda n, d, name=name: [(name, b"x")] if n == "__extra__" else d,
+        )
         with pytest.raises(UnsafeModel):
             read_program(bad)
 
@@ -107,19 +118,24 @@ def test_operator_outside_the_allowlist_is_refused(saved: Path, tmp_path: Path) 
         read_program(bad)
 
 
-@pytest.mark.parametrize("expr", [
-    "__import__('os').system('touch /tmp/x')",
-    "Symbol('s0').__class__",
-    "open('x')",
-    "s0[0]",
-])
-def test_symbolic_expressions_outside_the_grammar_are_refused(saved: Path, tmp_path: Path, expr: str) -> None:
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os').system('touch /tmp/x')",
+        "Symbol('s0').__class__",
+        "open('x')",
+        "s0[0]",
+    ],
+)
+def test_symbolic_expressions_outside_the_grammar_are_refused(
+    saved: Path, tmp_path: Path, expr: str
+) -> None:
     def inject(doc: dict) -> None:  # type: ignore[type-arg]
         values = doc["graph_module"]["graph"]["tensor_values"]
         values["x"]["sizes"][0] = {"as_expr": {"expr_str": expr, "hint": {"as_int": 2}}}
 
     bad = _rewrite(saved, tmp_path / "bad.pt2", _edit_json("models/model.json", inject))
-    with pytest.raises(UnsafeModel, match="symbolic expression|refused name"):
+    with pytest.raises(UnsafeModel, match=r"symbolic expression|refused name"):
         read_program(bad)
 
 

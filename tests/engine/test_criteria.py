@@ -52,5 +52,8 @@ def test_fraction_keeps_one_neuron_per_layer() -> None:
 
 
 def test_parse_thresholds() -> None:
-    assert parse_thresholds("0.1:0.4,0.5:1") == (Threshold(mean=0.1, std=0.4), Threshold(mean=0.5, std=1.0))
+    assert parse_thresholds("0.1:0.4,0.5:1") == (
+        Threshold(mean=0.1, std=0.4),
+        Threshold(mean=0.5, std=1.0),
+    )
     assert parse_thresholds("f0.2, f0.4") == (Threshold(fraction=0.2), Threshold(fraction=0.4))

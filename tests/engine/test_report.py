@@ -14,11 +14,10 @@ import pytest
 
 from pruning import plots
 from pruning.choice import pareto_front, recommend
+from pruning.plots import plot_stats, plot_tradeoff
 from pruning.report import (
     format_table,
     layer_widths,
-    plot_stats,
-    plot_tradeoff,
     threshold_label,
     write_results,
     write_stats,

@@ -54,7 +54,9 @@ def _data(x: np.ndarray, y: np.ndarray | None) -> DataInput:
 def test_reported_numbers_are_those_of_the_downloaded_artifacts(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
     thresholds = (Threshold(fraction=0.2), Threshold(fraction=0.5), Threshold(mean=0.05, std=0.05))
-    config = PruneConfig(criterion=Criterion.SEED, thresholds=thresholds, compensate=True, batch_size=50)
+    config = PruneConfig(
+        criterion=Criterion.SEED, thresholds=thresholds, compensate=True, batch_size=50
+    )
     results = run(path, _data(x, y), None, config, tmp_path)
     assert results.metric_name == "accuracy"
     assert [c.index for c in results.candidates] == [0, 1, 2]
@@ -71,7 +73,14 @@ def test_reported_numbers_are_those_of_the_downloaded_artifacts(trained, tmp_pat
         assert list(cand.kept) == ["fc1", "fc2"]
     published = json.loads((tmp_path / "results.json").read_text())
     assert published["candidates"][1]["parameters"] == results.candidates[1].parameters
-    for name in ("results.csv", "stats.json", "stats.csv", "stats.png", "tradeoff.png", "plans.json"):
+    for name in (
+        "results.csv",
+        "stats.json",
+        "stats.csv",
+        "stats.png",
+        "tradeoff.png",
+        "plans.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert [layer["name"] for layer in stats["layers"]] == ["fc1", "fc2"]
@@ -89,7 +98,9 @@ def test_identical_keep_sets_are_evaluated_once(trained, tmp_path: Path) -> None
 
 def test_agreement_without_labels_and_keep_all_agrees_fully(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, _ = trained
-    results = run(path, _data(x, None), None, PruneConfig(thresholds=(Threshold(fraction=0.0),)), tmp_path)
+    results = run(
+        path, _data(x, None), None, PruneConfig(thresholds=(Threshold(fraction=0.0),)), tmp_path
+    )
     assert results.metric_name == "agreement"
     assert results.baseline.metric == 1.0
     assert results.candidates[0].metric == 1.0
@@ -105,7 +116,14 @@ def test_accuracy_without_labels_is_refused(trained, tmp_path: Path) -> None:  #
 def test_cancellation_stops_the_run(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
     with pytest.raises(Cancelled):
-        run(path, _data(x, y), None, PruneConfig(batch_size=10), tmp_path, should_cancel=lambda: True)
+        run(
+            path,
+            _data(x, y),
+            None,
+            PruneConfig(batch_size=10),
+            tmp_path,
+            should_cancel=lambda: True,
+        )
 
 
 def test_a_model_with_nothing_prunable_gives_an_empty_table(tmp_path: Path) -> None:

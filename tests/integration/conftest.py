@@ -7,6 +7,7 @@ processes behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,7 +23,9 @@ import httpx
 import pytest
 
 REDIS_URL = os.environ.get("DEADWEIGHT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-PG_ADMIN_URL = os.environ.get("DEADWEIGHT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "DEADWEIGHT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 DEADWEIGHT = str(Path(sys.executable).with_name("deadweight"))
 
 
@@ -41,7 +44,9 @@ class Processes:
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         log = open(self.logs / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.started.append(proc)
         return proc
 
@@ -53,18 +58,17 @@ class Processes:
                 continue
         deadline = time.monotonic() + 15
         for proc in self.started:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                pass
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)  # children (embedded worker, pool) too
-            except ProcessLookupError:
-                pass
             proc.wait()
 
     def dump_logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}" for p in sorted(self.logs.iterdir()))
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
+            for p in sorted(self.logs.iterdir())
+        )
 
 
 @pytest.fixture
@@ -86,7 +90,9 @@ def base_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], procs: Processes, timeout: float = 60) -> None:
+def wait_http(
+    url: str, proc: subprocess.Popen[bytes], procs: Processes, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

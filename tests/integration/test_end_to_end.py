@@ -51,11 +51,17 @@ def walkthrough(base_url: str, example: Path, procs: Processes, tmp_path: Path) 
         assert inspected["status"] == "ready", procs.dump_logs()
         assert [layer["name"] for layer in inspected["layers"]] == ["fc1", "fc2"]
 
-        response = client.post("/v1/jobs", json={
-            "model_id": model["id"], "dataset_id": data["id"], "eval_dataset_id": evaluation["id"],
-            "criterion": "seed", "compensate": True,
-            "thresholds": [{"mean": 0.1, "std": 0.1}, {"fraction": 0.3}, {"fraction": 0.5}],
-        })
+        response = client.post(
+            "/v1/jobs",
+            json={
+                "model_id": model["id"],
+                "dataset_id": data["id"],
+                "eval_dataset_id": evaluation["id"],
+                "criterion": "seed",
+                "compensate": True,
+                "thresholds": [{"mean": 0.1, "std": 0.1}, {"fraction": 0.3}, {"fraction": 0.5}],
+            },
+        )
         assert response.status_code == 202, response.text
         job = response.json()
         assert job["status"] == "queued"
@@ -70,8 +76,15 @@ def walkthrough(base_url: str, example: Path, procs: Processes, tmp_path: Path) 
         stats = client.get(f"/v1/jobs/{job['id']}/stats").json()
         assert [layer["name"] for layer in stats["layers"]] == ["fc1", "fc2"]
         names = {a["name"] for a in client.get(f"/v1/jobs/{job['id']}/artifacts").json()}
-        assert {"results.json", "results.csv", "stats.json", "stats.csv", "stats.png",
-                "tradeoff.png", "pruned-0.pt2"} <= names
+        assert {
+            "results.json",
+            "results.csv",
+            "stats.json",
+            "stats.csv",
+            "stats.png",
+            "tradeoff.png",
+            "pruned-0.pt2",
+        } <= names
 
         chosen = results["candidates"][1]
         download = client.get(f"/v1/jobs/{job['id']}/artifacts/{chosen['artifact']}")
