@@ -79,9 +79,11 @@ def _make_sqlite_parent(url: URL) -> None:
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
+        # The busy timeout first: switching to WAL needs a lock, and while another process
+        # migrates the file that switch must wait, not fail with "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         # WAL: readers (API polling) do not block the writer (worker progress) or vice versa.
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         # Durable at every checkpoint; in WAL mode NORMAL cannot corrupt the database.
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from pruning.errors import UnsafeModel
-from pruning.program_check import check_program, check_tensor_meta, dtype_from_code
+from pruning.program_check import check_program
+from pruning.program_fields import check_tensor_meta, dtype_from_code
 
 # Entries of an archive written by torch.export.save, relative to its single top folder.
 _ALLOWED_ENTRY = re.compile(

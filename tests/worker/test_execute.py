@@ -56,11 +56,18 @@ class World:
         else:
             np.savez(path, x=x)
         sha, size = self.blobs.put_file(path)
-        return self.store.add_dataset(TENANT, sha, size, path.name, "npz", samples, [5], labels, None).id
+        return self.store.add_dataset(
+            TENANT, sha, size, path.name, "npz", samples, [5], labels, None
+        ).id
 
     def job(self, model_id: str, dataset_id: str, **config: object) -> JobRecord:
-        body = {"criterion": "variance", "thresholds": [{"fraction": 0.25}, {"fraction": 0.5}],
-                "compensate": True, "metric": "accuracy", "max_metric_drop": 0.01}
+        body = {
+            "criterion": "variance",
+            "thresholds": [{"fraction": 0.25}, {"fraction": 0.5}],
+            "compensate": True,
+            "metric": "accuracy",
+            "max_metric_drop": 0.01,
+        }
         body.update(config)
         return self.store.add_job(TENANT, model_id, dataset_id, None, body)
 
@@ -118,7 +125,8 @@ def test_accuracy_without_labels_fails_with_a_reason(world: World, model_file: P
 def test_a_csv_dataset_with_a_label_column(world: World, model_file: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     rows = ["a,b,c,d,e,label"] + [
-        ",".join(f"{v:.4f}" for v in rng.normal(size=5)) + f",{rng.integers(0, 3)}" for _ in range(60)
+        ",".join(f"{v:.4f}" for v in rng.normal(size=5)) + f",{rng.integers(0, 3)}"
+        for _ in range(60)
     ]
     path = tmp_path / "d.csv"
     path.write_text("\n".join(rows) + "\n")
@@ -136,8 +144,11 @@ def test_a_job_cancelled_while_queued_never_starts(world: World, model_file: Pat
 
 
 def test_a_running_job_stops_when_cancelled(world: World, model_file: Path) -> None:
-    job = world.job(world.model(model_file), world.npz(samples=60_000),
-                    thresholds=[{"fraction": f / 20} for f in range(1, 20)])
+    job = world.job(
+        world.model(model_file),
+        world.npz(samples=60_000),
+        thresholds=[{"fraction": f / 20} for f in range(1, 20)],
+    )
     runner = threading.Thread(target=world.run, args=(job.id,))
     runner.start()
     deadline = time.monotonic() + 60
@@ -155,7 +166,9 @@ def test_a_running_job_stops_when_cancelled(world: World, model_file: Path) -> N
     assert [p for p in world.blobs.jobs_dir.iterdir()] == []  # partial files removed
 
 
-def test_inspection_marks_models_ready_or_invalid(world: World, model_file: Path, tmp_path: Path) -> None:
+def test_inspection_marks_models_ready_or_invalid(
+    world: World, model_file: Path, tmp_path: Path
+) -> None:
     good = world.model(model_file)
     execute_inspection(good, world.store, world.blobs)
     record = world.store.get_model(TENANT, good)
