@@ -10,6 +10,7 @@ al. 2018): exact for a constant neuron feeding a Linear layer.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -19,6 +20,19 @@ from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
 from pruning.graph import GraphAnalysis, LinearUse
+
+
+def clone_module(gm: fx.GraphModule) -> fx.GraphModule:
+    """A deep copy of an unlifted module.
+
+    torch 2.13 emits a FutureWarning about its own pytree specs when they are copied; it
+    says nothing to a user, so it is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*LeafSpec.*is deprecated", category=FutureWarning
+        )
+        return copy.deepcopy(gm)
 
 
 def _owner(gm: fx.GraphModule, path: str) -> tuple[torch.nn.Module, str]:
@@ -91,7 +105,7 @@ def apply_plan(
     Raises:
         UnsupportedModel: the plan names a frozen or unknown group, or empties one.
     """
-    out = copy.deepcopy(gm)
+    out = clone_module(gm)
     cuts: list[tuple[str, torch.Tensor]] = []
     for name, kept in plan.items():
         group = analysis.group(name)

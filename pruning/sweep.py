@@ -6,7 +6,6 @@ reports progress through callbacks and writes every published file into `out_dir
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,7 +24,7 @@ from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_para
 from pruning.graph import GraphAnalysis, analyse
 from pruning.results import Baseline, Candidate, Results
 from pruning.stats import RunningStats, collect
-from pruning.surgery import apply_plan, export
+from pruning.surgery import apply_plan, clone_module, export
 
 ProgressFn = Callable[[str, float], None]
 CancelFn = Callable[[], bool]
@@ -109,7 +108,7 @@ def run(
     cpu_module = program.module()
     analysis = analyse(cpu_module)
     feeder = Feeder(analysis.inputs, device, config.batch_size)
-    module = copy.deepcopy(cpu_module).to(device)
+    module = clone_module(cpu_module).to(device)
 
     stats = _statistics(ctx, module, analysis, feeder, calibration)
     layer_stats = [stats[g.tap].to_layer_stats(g.name) for g in analysis.prunable]
