@@ -182,9 +182,13 @@ def _follow(gm: fx.GraphModule, start: fx.Node, group: ChannelGroup) -> None:
     """Walk every use of the producer's output; freeze the group on anything not understood."""
     out_dim = _ndim(start)
     pending = [start]
+    seen: set[str] = set()
     while pending:
         node = pending.pop()
         for user in node.users:
+            if user.name in seen:
+                continue  # reached again by another path: already classified
+            seen.add(user.name)
             reason = _visit(gm, node, user, group, out_dim)
             if reason is None and user.name in group.members:
                 pending.append(user)
@@ -209,14 +213,14 @@ def _visit(
     if user.op == "call_function" and target in _BATCH_NORM:
         if ndim != 2:
             return f"BatchNorm {user.name} normalises a dimension other than these features"
-        params = [
-            _attr(_arg(user, i, n))
-            for i, n in ((1, "weight"), (2, "bias"), (3, "running_mean"), (4, "running_var"))
-        ]
-        if user.args[0] is not src or any(
-            p is None and _arg(user, i + 1, "x") is not None for i, p in enumerate(params)
-        ):
-            return f"BatchNorm {user.name} has non-parameter statistics"
+        names = ("weight", "bias", "running_mean", "running_var")
+        args = [_arg(user, i + 1, name) for i, name in enumerate(names)]
+        if user.args[0] is not src:
+            return f"BatchNorm {user.name} uses the channels in an unsupported position"
+        # Every per-channel tensor must be a stored parameter or buffer, to be sliced alike.
+        params = [_attr(a) for a in args if a is not None]
+        if any(p is None for p in params) or args[2] is None or args[3] is None:
+            return f"BatchNorm {user.name} has statistics that are not stored buffers"
         group.channel_params.extend(p for p in params if p is not None)
         group.members.append(user.name)
         return None
