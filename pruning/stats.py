@@ -14,6 +14,7 @@ import torch
 from torch import fx
 
 from pruning.data import Batch
+from pruning.groups import Tap
 from pruning.results import LayerStats
 
 
@@ -52,6 +53,22 @@ class RunningStats:
         self.zeros += (a == 0).sum(dim=0).cpu().to(torch.float64)
         self.min = torch.minimum(self.min, a.min(dim=0).values.cpu())
         self.max = torch.maximum(self.max, a.max(dim=0).values.cpu())
+
+    def merged(self, other: RunningStats) -> RunningStats:
+        """The statistics of both sets of activations together (Chan's merge)."""
+        out = RunningStats(channels=self.channels)
+        total = self.count + other.count
+        if total == 0:
+            return out
+        delta = other.mean - self.mean
+        out.count = total
+        out.mean = self.mean + delta * (other.count / total)
+        out.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / total)
+        out.abs_sum = self.abs_sum + other.abs_sum
+        out.zeros = self.zeros + other.zeros
+        out.min = torch.minimum(self.min, other.min)
+        out.max = torch.maximum(self.max, other.max)
+        return out
 
     @property
     def std(self) -> torch.Tensor:
@@ -94,28 +111,34 @@ class TapInterpreter(fx.Interpreter):
 
 def collect(
     gm: fx.GraphModule,
-    taps: dict[str, int],
+    taps: dict[Tap, int],
     batches: Iterable[Batch],
     on_batch: Callable[[Batch], None] | None = None,
-) -> dict[str, RunningStats]:
-    """Accumulate statistics of the tapped nodes over all batches.
+) -> dict[Tap, RunningStats]:
+    """Accumulate statistics of the tapped channels over all batches.
 
     Args:
         gm: the unlifted module, in eval mode, on the device of the batches.
-        taps: node name -> number of channels (the last dimension).
+        taps: where a group is read (node, dim, offset, block) -> its number of channels.
         batches: model inputs; rows past `valid` pad a static batch and are not counted.
         on_batch: called after each batch (progress, cancellation).
 
     Returns:
-        node name -> its accumulated statistics.
+        tap -> the accumulated statistics of its channels (a flattened channel's block
+        positions count as more samples of that channel).
     """
-    stats = {name: RunningStats(channels=c) for name, c in taps.items()}
+    stats = {tap: RunningStats(channels=width) for tap, width in taps.items()}
+    by_node: dict[str, list[Tap]] = {}
+    for tap in taps:
+        by_node.setdefault(tap.node, []).append(tap)
     valid = 0
 
     def on_tap(name: str, value: torch.Tensor) -> None:
-        stats[name].update(value[:valid])  # (B, ..., C): batch first
+        value = value[:valid]  # (B, ...): batch first
+        for tap in by_node[name]:
+            stats[tap].update(_channels(value, tap, taps[tap]))
 
-    interp = TapInterpreter(gm, set(taps), on_tap)
+    interp = TapInterpreter(gm, set(by_node), on_tap)
     with torch.inference_mode():
         for batch in batches:
             valid = batch.valid
@@ -123,3 +146,11 @@ def collect(
             if on_batch is not None:
                 on_batch(batch)
     return stats
+
+
+def _channels(value: torch.Tensor, tap: Tap, width: int) -> torch.Tensor:
+    """The tap's channels as the last dim, every other position a sample: (M, width)."""
+    span = tap.span
+    x = value.narrow(span.dim, span.offset, width * span.block).movedim(span.dim, -1)
+    x = x.reshape(*x.shape[:-1], width, span.block).transpose(-1, -2)  # (..., block, width)
+    return x.reshape(-1, width)

@@ -19,7 +19,7 @@ from torch import fx
 from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
-from pruning.graph import GraphAnalysis, LinearUse
+from pruning.groups import ChannelGroup, Consumer, GraphAnalysis, Tap
 
 
 def clone_module(gm: fx.GraphModule) -> fx.GraphModule:
@@ -61,25 +61,24 @@ def set_tensor(gm: fx.GraphModule, path: str, value: torch.Tensor) -> None:
         setattr(owner, attr, value.detach().clone())
 
 
-def _ensure_bias(gm: fx.GraphModule, layer: LinearUse, out_features: int) -> str:
-    """A Linear without bias gets a zero bias parameter, so compensation has a place to go."""
-    if layer.bias is not None:
-        return layer.bias
-    path = (
-        layer.weight.rpartition(".")[0] + ".bias" if "." in layer.weight else layer.node + "_bias"
-    )
+def _ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
+    """A consumer without bias gets a zero bias parameter, so compensation has a place to go."""
+    if consumer.bias is not None:
+        return consumer.bias
+    path = consumer.weight.path.removesuffix(".weight") + ".bias"
     owner, attr = _owner(gm, path)
-    weight = get_tensor(gm, layer.weight)
-    owner.register_parameter(
-        attr,
-        torch.nn.Parameter(torch.zeros(out_features, dtype=weight.dtype, device=weight.device)),
-    )
-    node = next(n for n in gm.graph.nodes if n.name == layer.node)
+    if attr in owner._parameters:
+        return path  # made for another group this consumer reads
+    weight = get_tensor(gm, consumer.weight.path)
+    zeros = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    owner.register_parameter(attr, torch.nn.Parameter(zeros))
+    node = next(n for n in gm.graph.nodes if n.name == consumer.node)
     with gm.graph.inserting_before(node):
         bias_node = gm.graph.get_attr(path)
-    node.args = (node.args[0], node.args[1], bias_node)
+    args = list(node.args) + [None] * max(0, 3 - len(node.args))
+    args[2] = bias_node
+    node.args = tuple(args)
     node.kwargs = {k: v for k, v in node.kwargs.items() if k != "bias"}
-    gm.recompile()
     return path
 
 
@@ -88,16 +87,21 @@ def apply_plan(
     analysis: GraphAnalysis,
     plan: Plan,
     *,
-    means: Mapping[str, torch.Tensor] | None = None,
+    means: Mapping[Tap, torch.Tensor] | None = None,
 ) -> fx.GraphModule:
-    """Return a copy of `gm` with the plan's removed neurons cut out.
+    """Return a copy of `gm` with the plan's removed channels cut out.
+
+    Every tensor that holds a cut group's channels loses the positions of the removed
+    channels along its channel dimension, all groups at once (so offsets of concatenated
+    groups refer to the original layout); width-encoding arguments shrink accordingly.
 
     Args:
         gm: the unlifted module (not modified).
         analysis: its channel groups.
         plan: group name -> kept indices; groups not named keep everything.
-        means: tap node name -> mean activation per channel; given, the removed neurons'
-            means are folded into the consumers' biases (compensation).
+        means: tap -> mean activation per channel; given, the removed channels' means are
+            folded into each consumer's bias (compensation): exact for Linear consumers,
+            approximate for convolutions near padded borders.
 
     Returns:
         A new module with smaller parameters.
@@ -106,48 +110,78 @@ def apply_plan(
         UnsupportedModel: the plan names a frozen or unknown group, or empties one.
     """
     out = clone_module(gm)
-    cuts: list[tuple[str, torch.Tensor]] = []
+    removed: dict[tuple[str, int], set[int]] = {}
+    arg_delta: dict[tuple[str, int, int | None], int] = {}
+    cuts = _cuts(analysis, plan)
+    for group, gone in cuts:
+        for ps in (*group.producers, *group.channel_params):
+            removed.setdefault((ps.path, ps.span.dim), set()).update(ps.span.positions(gone))
+        for c in group.consumers:
+            removed.setdefault((c.weight.path, 1), set()).update(c.weight.span.positions(gone))
+        for fix in group.arg_fixes:
+            key = (fix.node, fix.arg, fix.item)
+            arg_delta[key] = arg_delta.get(key, 0) + len(gone) * fix.block
+    if means is not None:
+        for group, gone in cuts:
+            for c in group.consumers:
+                _compensate(out, c, gone, means[c.tap], removed)
+    for (path, dim), positions in removed.items():
+        tensor = get_tensor(out, path)
+        keep = [i for i in range(tensor.shape[dim]) if i not in positions]
+        set_tensor(out, path, tensor.index_select(dim, torch.tensor(keep, device=tensor.device)))
+    _fix_args(out, arg_delta)
+    out.recompile()
+    return out
+
+
+def _cuts(analysis: GraphAnalysis, plan: Plan) -> list[tuple[ChannelGroup, list[int]]]:
+    cuts = []
     for name, kept in plan.items():
         group = analysis.group(name)
         if not group.prunable:
             raise UnsupportedModel(f"group {name} is frozen: {group.frozen_reason}")
         if not kept:
             raise UnsupportedModel(f"the plan removes every neuron of {name}")
-        if len(kept) < group.width:
-            cuts.append((name, torch.tensor(sorted(kept), dtype=torch.long)))
-
-    # Producers and per-channel tensors first (rows), then consumers (columns): a Linear that
-    # is both sees its rows cut before compensation adds into its (already cut) bias.
-    for name, keep in cuts:
-        group = analysis.group(name)
-        for path in (group.producer.weight, group.producer.bias, *group.channel_params):
-            if path is not None:
-                set_tensor(
-                    out, path, get_tensor(out, path).index_select(0, keep.to(_device(out, path)))
-                )
-    for name, keep in cuts:
-        group = analysis.group(name)
-        removed = _complement(keep, group.width)
-        for consumer in group.consumers:
-            weight = get_tensor(out, consumer.layer.weight)  # (out, in)
-            if means is not None and removed.numel():
-                mean = means[consumer.tap].to(weight.device, torch.float64)
-                shift = weight.detach().to(torch.float64)[:, removed] @ mean[removed]  # (out,)
-                bias_path = _ensure_bias(out, consumer.layer, weight.shape[0])
-                bias = get_tensor(out, bias_path)
-                set_tensor(out, bias_path, bias + shift.to(bias.dtype))
-            set_tensor(out, consumer.layer.weight, weight.index_select(1, keep.to(weight.device)))
-    return out
+        keep = set(kept)
+        gone = [c for c in range(group.width) if c not in keep]
+        if gone:
+            cuts.append((group, gone))
+    return cuts
 
 
-def _device(gm: fx.GraphModule, path: str) -> torch.device:
-    return get_tensor(gm, path).device
+def _compensate(
+    gm: fx.GraphModule,
+    consumer: Consumer,
+    gone: list[int],
+    mean: torch.Tensor,
+    removed: dict[tuple[str, int], set[int]],
+) -> None:
+    """bias += W[:, removed] @ mean[removed], summed over kernel positions and blocks."""
+    weight = get_tensor(gm, consumer.weight.path).detach()  # (out, in, *kernel), uncut
+    cols = torch.tensor(consumer.weight.span.positions(gone), device=weight.device)
+    w = weight.to(torch.float64).index_select(1, cols)  # (out, gone * block, *kernel)
+    w = w.reshape(w.shape[0], len(gone), -1).sum(dim=2)  # (out, gone)
+    shift = w @ mean.to(weight.device, torch.float64)[gone]  # (out,)
+    had_bias = consumer.bias is not None
+    bias_path = _ensure_bias(gm, consumer)
+    if not had_bias and (consumer.weight.path, 0) in removed:
+        removed[(bias_path, 0)] = removed[(consumer.weight.path, 0)]  # its rows are cut too
+    bias = get_tensor(gm, bias_path)
+    set_tensor(gm, bias_path, bias + shift.to(bias.dtype))
 
 
-def _complement(keep: torch.Tensor, width: int) -> torch.Tensor:
-    mask = torch.ones(width, dtype=torch.bool)
-    mask[keep] = False
-    return torch.nonzero(mask).flatten()
+def _fix_args(gm: fx.GraphModule, delta: dict[tuple[str, int, int | None], int]) -> None:
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for (name, arg, item), amount in delta.items():
+        node = nodes[name]
+        args = list(node.args)
+        if item is None:
+            args[arg] = int(args[arg]) - amount
+        else:
+            sizes = list(args[arg])
+            sizes[item] = int(sizes[item]) - amount
+            args[arg] = sizes
+        node.args = tuple(args)
 
 
 def export(gm: fx.GraphModule, feeder: Feeder) -> torch.export.ExportedProgram:

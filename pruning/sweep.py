@@ -21,7 +21,8 @@ from pruning.criteria import Plan, select
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import Cancelled, InvalidConfig
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
-from pruning.graph import GraphAnalysis, analyse
+from pruning.graph import analyse
+from pruning.groups import GraphAnalysis, Tap
 from pruning.results import Baseline, Candidate, Results
 from pruning.stats import RunningStats, collect
 from pruning.surgery import apply_plan, clone_module, export
@@ -111,7 +112,8 @@ def run(
     module = clone_module(cpu_module).to(device)
 
     stats = _statistics(ctx, module, analysis, feeder, calibration)
-    layer_stats = [stats[g.tap].to_layer_stats(g.name) for g in analysis.prunable]
+    group_stats = _per_group(analysis, stats)
+    layer_stats = [s.to_layer_stats(name) for name, s in group_stats.items()]
     report.write_stats(layer_stats, out_dir)
     plots.plot_stats(
         layer_stats,
@@ -123,7 +125,9 @@ def run(
     evaluator = Evaluator(metric, evaluation.source, feeder)
     ctx.progress("baseline", 0.0)
     baseline = _baseline(ctx, program, module, feeder, evaluator, evaluation)
-    candidates = _candidates(ctx, cpu_module, analysis, stats, feeder, evaluator, baseline, metric)
+    candidates = _candidates(
+        ctx, cpu_module, analysis, group_stats, stats, feeder, evaluator, baseline, metric
+    )
 
     ctx.progress("publishing", 0.0)
     results = _choose(config, metric, baseline, candidates, analysis)
@@ -133,10 +137,23 @@ def run(
     return results
 
 
+def _per_group(analysis: GraphAnalysis, stats: dict[Tap, RunningStats]) -> dict[str, RunningStats]:
+    """A group read in several places (a residual stream) pools the moments of all of them,
+    so its std is never below what an average place sees."""
+    out = {}
+    for g in analysis.prunable:
+        taps = g.taps
+        merged = stats[taps[0]]
+        for tap in taps[1:]:
+            merged = merged.merged(stats[tap])
+        out[g.name] = merged
+    return out
+
+
 def _statistics(
     ctx: _Context, module: fx.GraphModule, analysis: GraphAnalysis, feeder: Feeder, data: DataInput
-) -> dict[str, RunningStats]:
-    taps = {c.tap: g.width for g in analysis.prunable for c in g.consumers}
+) -> dict[Tap, RunningStats]:
+    taps = {tap: g.width for g in analysis.prunable for tap in g.taps}
     seen = 0
 
     def on_batch(batch: Batch) -> None:
@@ -175,15 +192,15 @@ def _candidates(
     ctx: _Context,
     cpu_module: fx.GraphModule,
     analysis: GraphAnalysis,
-    stats: dict[str, RunningStats],
+    group_stats: dict[str, RunningStats],
+    tap_stats: dict[Tap, RunningStats],
     feeder: Feeder,
     evaluator: Evaluator,
     baseline: Baseline,
     metric: Metric,
 ) -> list[Candidate]:
     config = ctx.config
-    group_stats = {g.name: stats[g.tap] for g in analysis.prunable}
-    means = {tap: s.mean for tap, s in stats.items()} if config.compensate else None
+    means = {tap: s.mean for tap, s in tap_stats.items()} if config.compensate else None
     higher = HIGHER_IS_BETTER[metric]
     seen: dict[tuple[tuple[str, tuple[int, ...]], ...], Candidate] = {}
     plans: dict[str, Plan] = {}

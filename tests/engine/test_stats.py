@@ -53,7 +53,7 @@ def test_collected_activations_equal_direct_computation(tmp_path: Path, batch: i
     analysis = analyse(gm)
     x = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32)
     feeder = Feeder(analysis.inputs, torch.device("cpu"), batch)
-    taps = {g.tap: g.width for g in analysis.prunable}
+    taps = {g.taps[0]: g.width for g in analysis.prunable}
     stats = collect(gm, taps, feeder(ArrayData(x)))
 
     with torch.no_grad():
@@ -62,7 +62,7 @@ def test_collected_activations_equal_direct_computation(tmp_path: Path, batch: i
         seen_by_out = model.act2(model.fc2(seen_by_fc2.float())).double()
     fc1, fc2 = analysis.group("fc1"), analysis.group("fc2")
     for group, expected in ((fc1, seen_by_fc2), (fc2, seen_by_out)):
-        s = stats[group.tap]
+        s = stats[group.taps[0]]
         assert s.count == 200
         torch.testing.assert_close(s.mean, expected.mean(0), rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(s.std, expected.std(0), rtol=1e-5, atol=1e-6)
@@ -76,8 +76,8 @@ def test_static_batch_padding_is_not_counted(tmp_path: Path) -> None:
     feeder = Feeder(analysis.inputs, torch.device("cpu"), 256)
     assert feeder.static_batch == 4
     x = np.random.default_rng(1).normal(size=(10, 6)).astype(np.float32)  # 4 + 4 + 2 (padded)
-    stats = collect(gm, {analysis.group("fc1").tap: 12}, feeder(ArrayData(x)))
-    s = stats[analysis.group("fc1").tap]
+    stats = collect(gm, {analysis.group("fc1").taps[0]: 12}, feeder(ArrayData(x)))
+    s = stats[analysis.group("fc1").taps[0]]
     with torch.no_grad():
         expected = model.act1(model.bn(model.fc1(torch.from_numpy(x)))).double()
     assert s.count == 10

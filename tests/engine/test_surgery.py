@@ -50,7 +50,7 @@ def _zeroing(model: MLP, group: str, removed: list[int]) -> nn.Module:
 def test_groups_of_an_mlp(tmp_path: Path) -> None:
     _, analysis, _ = _load(tmp_path, MLP())
     assert [g.name for g in analysis.prunable] == ["fc1", "fc2"]
-    assert analysis.group("fc1").channel_params == [
+    assert [p.path for p in analysis.group("fc1").channel_params] == [
         "bn.weight",
         "bn.bias",
         "bn.running_mean",
@@ -114,8 +114,8 @@ def test_constant_neurons_removed_with_compensation_leave_outputs_unchanged(
             model.fc2.bias[dead] = torch.tensor([0.5, -1.0, 2.0])  # ...that is not zero
     gm, analysis, feeder = _load(tmp_path, model)
     x = np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32)
-    stats = collect(gm, {g.tap: g.width for g in analysis.prunable}, feeder(ArrayData(x)))
-    tap = analysis.group("fc2").tap
+    stats = collect(gm, {g.taps[0]: g.width for g in analysis.prunable}, feeder(ArrayData(x)))
+    tap = analysis.group("fc2").taps[0]
     assert torch.all(stats[tap].std[dead] == 0)
     keep = [j for j in range(10) if j not in dead]
     means = {t: s.mean for t, s in stats.items()}

@@ -1,0 +1,132 @@
+"""The vocabulary of graph analysis: channel groups and everything that changes with them.
+
+A channel group is a set of channels that shrink together. Its *producers* create the
+channels (weight rows of a Linear or Conv), *channel params* carry one entry per channel on
+the way (BatchNorm, depthwise convs, LayerNorm), *consumers* read them (weight columns of
+the next Linear or Conv), and *arg fixes* are op arguments that encode the width (view
+sizes, conv `groups`). Every tensor is described by `ParamSlice`s, so surgery is the same
+for every op: remove the positions of the dropped channels along one dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a group's channels sit along one dimension of a tensor.
+
+    Channel `c` of the group occupies positions `offset + c * block + b` for b < block:
+    `offset` places a group inside a concatenation, `block` is the number of features one
+    channel became when a feature map was flattened.
+    """
+
+    dim: int
+    offset: int = 0
+    block: int = 1
+
+    def positions(self, channels: list[int]) -> list[int]:
+        return [self.offset + c * self.block + b for c in channels for b in range(self.block)]
+
+
+@dataclass(frozen=True)
+class ParamSlice:
+    """A parameter or buffer (attribute path) holding a group's channels along `span.dim`."""
+
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Tap:
+    """A place where the group's channels are read: node value, dim, offset, block."""
+
+    node: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A layer that reads the group: its weight columns are cut, its bias takes compensation."""
+
+    node: str
+    kind: str  # "linear" | "conv"
+    weight: ParamSlice  # span.dim == 1
+    bias: str | None
+    tap: Tap
+
+
+@dataclass(frozen=True)
+class ArgFix:
+    """An op argument that encodes a width: `node.args[arg][item]` (item None: the arg itself).
+
+    After a cut, the value shrinks by (removed channels) * `block`.
+    """
+
+    node: str
+    arg: int
+    item: int | None
+    block: int = 1
+
+
+@dataclass
+class ChannelGroup:
+    """Channels cut together everywhere they travel."""
+
+    name: str
+    width: int
+    kind: str
+    producers: list[ParamSlice] = field(default_factory=list)
+    channel_params: list[ParamSlice] = field(default_factory=list)
+    consumers: list[Consumer] = field(default_factory=list)
+    arg_fixes: list[ArgFix] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)  # producing layers coupled into this group
+    frozen_reason: str | None = None
+
+    @property
+    def prunable(self) -> bool:
+        return self.frozen_reason is None
+
+    @property
+    def taps(self) -> list[Tap]:
+        """Distinct places the group is read, in graph order."""
+        seen: dict[Tap, None] = {}
+        for c in self.consumers:
+            seen.setdefault(c.tap, None)
+        return list(seen)
+
+    def describe(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "width": self.width, "kind": self.kind}
+        if len(self.members) > 1:
+            out["coupled"] = self.members
+        if self.frozen_reason:
+            out["reason"] = self.frozen_reason
+        return out
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: list[int | None]  # None: a dynamic dimension (normally the batch)
+    dtype: str
+
+
+@dataclass
+class GraphAnalysis:
+    groups: list[ChannelGroup]  # every group, graph order of its first producer
+    inputs: list[InputSpec]
+
+    @property
+    def prunable(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.prunable]
+
+    @property
+    def frozen(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if not g.prunable]
+
+    def group(self, name: str) -> ChannelGroup:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
