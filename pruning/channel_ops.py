@@ -429,7 +429,11 @@ def _view(state: Analysis, node: fx.Node) -> None:
         return
     new = _view_map(m, src, out)
     if new is None:
-        state.freeze(m.groups, f"{node.name} reshapes these channels (e.g. a channel shuffle)")
+        state.freeze(
+            m.groups,
+            f"{node.name} splits these channels across dimensions "
+            "(attention heads, channel shuffle)",
+        )
         state.set_map(node, None)
         return
     sizes = _a(node, 1)
@@ -492,7 +496,9 @@ def _binary(state: Analysis, node: fx.Node) -> None:
     if len(tracked) == 1:
         x, m = tracked[0]
         other = b if x is a else a
-        if _broadcasts_over(state, other, m.dim, out_ndim):
+        if _broadcasts_over(state, other, m.dim, out_ndim) or _slice_param_operand(
+            state, other, m, out_ndim
+        ):
             state.set_map(node, m)
         else:
             state.freeze(
@@ -522,6 +528,39 @@ def _binary(state: Analysis, node: fx.Node) -> None:
     state.set_map(node, first)
 
 
+def _param_source(state: Analysis, value: Any) -> str | None:
+    """The stored tensor behind `value`, directly or broadcast by `expand`."""
+    if isinstance(value, fx.Node) and value.target in (aten.expand.default, aten.expand_as.default):
+        value = value.args[0]
+    return state.attr(value)
+
+
+def _slice_param_operand(state: Analysis, other: Any, m: ChannelMap, out_ndim: int) -> bool:
+    """A stored tensor meeting the channels elementwise (a position embedding, a layer-scale
+    vector) is sliced with them. Returns False if `other` is not such a tensor."""
+    path = _param_source(state, other)
+    if path is None:
+        return False
+    shape = tuple(_stored(state, path).shape)
+    dim = m.dim - (out_ndim - len(shape))
+    total = max(s.start + s.width * s.block for s in m.segs)
+    if dim < 0 or shape[dim] != total:
+        return False
+    for seg in m.segs:
+        if seg.group is not None:
+            span = Span(dim, seg.start, seg.block)
+            state.group(seg.group).channel_params.append(ParamSlice(path, span))
+    return True
+
+
+def _stored(state: Analysis, path: str) -> torch.Tensor:
+    module_path, _, attr = path.rpartition(".")
+    owner = state.gm.get_submodule(module_path) if module_path else state.gm
+    value = getattr(owner, attr)
+    assert isinstance(value, torch.Tensor)
+    return value
+
+
 def _align(state: Analysis, x: Any, m: ChannelMap | None, out_ndim: int) -> ChannelMap | None:
     """The map in the output's dims (broadcasting aligns dims from the right)."""
     if m is None:
@@ -549,17 +588,14 @@ def _cat(state: Analysis, node: fx.Node) -> None:
     if all(m is None for m in maps):
         state.set_map(node, None)
         return
+    if any(m is not None and m.dim != dim for m in maps):
+        _cat_across(state, node, inputs, maps, ndim)
+        return
     segs: list[Seg] = []
     offset = 0
     for x, m in zip(inputs, maps, strict=True):
         shape = state.shape(x)
         size = shape[dim] if shape is not None else None
-        if m is not None and m.dim != dim:
-            for mm in maps:
-                if mm is not None:
-                    state.freeze(mm.groups, f"{node.name} concatenates along another dimension")
-            state.set_map(node, None)
-            return
         if not isinstance(size, int):
             state.freeze(
                 [g for mm in maps if mm for g in mm.groups],
@@ -573,6 +609,38 @@ def _cat(state: Analysis, node: fx.Node) -> None:
             segs.extend(Seg(s.group, s.start + offset, s.width, s.block) for s in m.segs)
         offset += size
     state.set_map(node, ChannelMap(dim, tuple(segs)))
+
+
+def _cat_across(
+    state: Analysis, node: fx.Node, inputs: list[Any], maps: list[ChannelMap | None], ndim: int
+) -> None:
+    """Concatenation along another dim (tokens, say): every part carries the same channels,
+    so tracked parts are coupled and stored parts (a class token) are sliced with them."""
+    tracked = [m for m in maps if m is not None]
+    ref = tracked[0]
+    layout = [(s.start, s.width, s.block) for s in ref.segs]
+    if any(
+        m.dim != ref.dim or [(s.start, s.width, s.block) for s in m.segs] != layout for m in tracked
+    ):
+        state.freeze(
+            [g for m in tracked for g in m.groups],
+            f"{node.name} concatenates channels laid out differently",
+        )
+        state.set_map(node, None)
+        return
+    for other in tracked[1:]:
+        for s1, s2 in zip(ref.segs, other.segs, strict=True):
+            if s1.group is not None and s2.group is not None:
+                state.union(s1.group, s2.group, node.name)
+    for x, m in zip(inputs, maps, strict=True):
+        if m is None and not _slice_param_operand(state, x, ref, ndim):
+            state.freeze(
+                ref.groups,
+                f"{node.name} concatenates these channels with a tensor that is not cut alongside",
+            )
+            state.set_map(node, None)
+            return
+    state.set_map(node, ref)
 
 
 @handles(aten.slice.Tensor, aten.select.int, aten.narrow.default, aten.index_select.default)

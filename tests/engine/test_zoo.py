@@ -31,10 +31,18 @@ EXPECTED_PRUNABLE = {
     "mobilenet": {"stem.0", "expand.0", "se.reduce"},
     "conv1d": {"c1", "c2"},
     "transformer_mlp": {"fc1"},
+    "convnext": {"stem", "pwconv1"},
+    "vit": {"patch", "fc1"},
+    "shufflenet": {"after.0"},
+}
+# Groups the engine must freeze, and why (a wrong cut would be worse than none).
+EXPECTED_FROZEN = {
+    "vit": {"qkv": "splits these channels across dimensions"},
+    "shufflenet": {"stem.0": "chunk", "branch.0": "splits these channels across dimensions"},
 }
 # Groups whose channels pass a LayerNorm: cutting them renormalises the others, so the
 # zeroing equivalence does not hold for them (they stay prunable; outputs change).
-RENORMALISED: dict[str, set[str]] = {}
+RENORMALISED: dict[str, set[str]] = {"convnext": {"stem"}, "vit": {"patch"}}
 
 
 def _export(model: nn.Module, path: Path) -> Path:
@@ -97,6 +105,8 @@ def test_groups_found(tmp_path: Path, name: str) -> None:
     prunable = {g.name for g in analysis.prunable}
     assert EXPECTED_PRUNABLE[name] <= prunable, [g.describe() for g in analysis.groups]
     assert all(g.frozen_reason for g in analysis.frozen)
+    for group, reason in EXPECTED_FROZEN.get(name, {}).items():
+        assert reason in (analysis.group(group).frozen_reason or ""), analysis.group(group)
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
