@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,15 +81,34 @@ def _make_sqlite_parent(url: URL) -> None:
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        # The busy timeout first: switching to WAL needs a lock, and while another process
-        # migrates the file that switch must wait, not fail with "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         # WAL: readers (API polling) do not block the writer (worker progress) or vice versa.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enable_wal(cursor)
         # Durable at every checkpoint; in WAL mode NORMAL cannot corrupt the database.
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a database file to WAL once; the mode is stored in the file.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy handler, while another process holds a write lock (API and worker
+    starting together). So the mode is read first and the switch retried for a while.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+        if str(mode).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def upgrade_to_head(engine: Engine) -> None:
