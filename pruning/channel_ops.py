@@ -18,7 +18,7 @@ import torch
 from torch import fx
 
 from pruning.graph import Analysis, ChannelMap, Seg
-from pruning.groups import ArgFix, Consumer, ParamSlice, Span, Tap
+from pruning.groups import OUTPUT_SIZES, ArgFix, Consumer, ParamSlice, Span, Tap
 
 aten = torch.ops.aten
 Handler = Callable[[Analysis, fx.Node], None]
@@ -327,10 +327,65 @@ def _layer_norm(state: Analysis, node: fx.Node) -> None:
 @handles(operator.getitem)
 def _getitem(state: Analysis, node: fx.Node) -> None:
     src, index = node.args
+    parts = state.parts.get(src.name) if isinstance(src, fx.Node) else None
+    if parts is not None:  # one map per output (a split)
+        state.set_map(node, parts[int(index)])  # type: ignore[arg-type]
+        return
     # Multi-output ops (BatchNorm, max-pool with indices) put the channels in output 0.
     state.set_map(node, state.map_of(src) if index == 0 else None)
     if index != 0:
         state.freeze_map(src, f"{node.name} uses a secondary output of {src}")
+
+
+@handles(aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
+def _split(state: Analysis, node: fx.Node) -> None:
+    """Splits along the channels hand each part the segments inside it; a layer's channels
+    split between parts (ShuffleNet's channel split) freeze, since their parts would shrink
+    unevenly. The part sizes are width-encoding arguments."""
+    m = state.map_of(_a(node, 0))
+    vals = node.meta.get("val")
+    if m is None or not isinstance(vals, (list, tuple)):
+        state.set_map(node, None)
+        return
+    ndim = state.ndim(_a(node, 0)) or 0
+    dim = _norm_dim(int(_arg(node, 2, "dim", 0)), ndim)
+    if dim != m.dim:
+        state.parts[node.name] = [m] * len(vals)
+        state.set_map(node, m)
+        return
+    sizes = [v.shape[dim] for v in vals]
+    if not all(isinstance(n, int) for n in sizes):
+        state.freeze(m.groups, f"{node.name} splits these channels into dynamic sizes")
+        state.set_map(node, None)
+        return
+    parts: list[ChannelMap | None] = []
+    begin = 0
+    for i, size in enumerate(sizes):
+        inside = [
+            s for s in m.segs if begin <= s.start and s.start + s.width * s.block <= begin + size
+        ]
+        if _straddles(m, begin, size):
+            state.freeze(m.groups, f"{node.name} splits a layer's channels between its parts")
+            state.set_map(node, None)
+            return
+        for seg in inside:
+            if seg.group is not None:
+                state.group(seg.group).arg_fixes.append(
+                    ArgFix(node.name, OUTPUT_SIZES, i, seg.block)
+                )
+        rebased = tuple(Seg(s.group, s.start - begin, s.width, s.block) for s in inside)
+        parts.append(ChannelMap(dim, rebased) if rebased else None)
+        begin += size
+    state.parts[node.name] = parts
+    state.set_map(node, None)
+
+
+def _straddles(m: ChannelMap, begin: int, size: int) -> bool:
+    end = begin + size
+    return any(
+        s.start < end < s.start + s.width * s.block or s.start < begin < s.start + s.width * s.block
+        for s in m.segs
+    )
 
 
 def _opaque(state: Analysis, node: fx.Node, why: str) -> None:

@@ -52,6 +52,7 @@ class Analysis:
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
         self.maps: dict[str, ChannelMap | None] = {}
+        self.parts: dict[str, list[ChannelMap | None]] = {}  # per output of a split
         self.groups: list[ChannelGroup] = []
         self._parent: list[int] = []
 

@@ -57,6 +57,9 @@ class Consumer:
     tap: Tap
 
 
+OUTPUT_SIZES = -1  # ArgFix.arg for a split's part sizes (the op becomes split_with_sizes)
+
+
 @dataclass(frozen=True)
 class ArgFix:
     """An op argument that encodes a width: `node.args[arg][item]` (item None: the arg itself).

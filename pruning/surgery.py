@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import fx
@@ -19,7 +20,7 @@ from torch import fx
 from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
-from pruning.groups import ChannelGroup, Consumer, GraphAnalysis, Tap
+from pruning.groups import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Tap
 
 
 def clone_module(gm: fx.GraphModule) -> fx.GraphModule:
@@ -174,6 +175,9 @@ def _fix_args(gm: fx.GraphModule, delta: dict[tuple[str, int, int | None], int])
     nodes = {n.name: n for n in gm.graph.nodes}
     for (name, arg, item), amount in delta.items():
         node = nodes[name]
+        if arg == OUTPUT_SIZES:
+            _resize_split(node, item or 0, amount)
+            continue
         args = list(node.args)
         if item is None:
             args[arg] = int(args[arg]) - amount
@@ -182,6 +186,26 @@ def _fix_args(gm: fx.GraphModule, delta: dict[tuple[str, int, int | None], int])
             sizes[item] = int(sizes[item]) - amount
             args[arg] = sizes
         node.args = tuple(args)
+
+
+def _resize_split(node: fx.Node, part: int, amount: int) -> None:
+    """Shrink one part of a split; equal-size splits become `split_with_sizes`."""
+    if node.target is not torch.ops.aten.split_with_sizes.default:
+        sizes = [int(v.shape[_split_dim(node)]) for v in node.meta["val"]]
+        dim = _split_dim(node)
+        node.target = torch.ops.aten.split_with_sizes.default
+        node.args = (node.args[0], sizes, dim)
+        node.kwargs = {}
+    sizes = list(node.args[1])  # type: ignore[arg-type]
+    sizes[part] = int(sizes[part]) - amount
+    node.args = (node.args[0], sizes, *node.args[2:])
+
+
+def _split_dim(node: fx.Node) -> int:
+    dim: Any = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
+    source: Any = node.args[0]
+    ndim = int(source.meta["val"].dim())
+    return int(dim) + ndim if int(dim) < 0 else int(dim)
 
 
 def export(gm: fx.GraphModule, feeder: Feeder) -> torch.export.ExportedProgram:

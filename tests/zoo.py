@@ -255,6 +255,33 @@ class ShuffleNetish(nn.Module):
         return self.fc(self.after(h).mean((2, 3)))
 
 
+class Inceptionish(nn.Module):
+    """GoogLeNet/SqueezeNet: parallel branches concatenated, then split back by sizes/chunks."""
+
+    input_shape = (3, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squeeze = conv_bn(3, 6, k=1)
+        self.b1 = conv_bn(6, 4, k=1)
+        self.b3 = conv_bn(6, 6, k=3)
+        self.pool_proj = conv_bn(6, 2, k=1)
+        self.left = conv_bn(4, 5, k=1)
+        self.right = conv_bn(8, 5, k=1)
+        self.c1 = conv_bn(5, 3, k=1)
+        self.c2 = conv_bn(5, 3, k=1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.squeeze(x)
+        pooled = self.pool_proj(nn.functional.max_pool2d(s, 3, 1, 1))
+        h = torch.cat([self.b1(s), self.b3(s), pooled], dim=1)  # (N, 12, 8, 8)
+        left, right = h.split([4, 8], dim=1)  # along segment edges
+        u = torch.cat([self.left(left), self.right(right)], dim=1)  # (N, 10, 8, 8)
+        p, q = u.chunk(2, dim=1)  # equal halves: one layer each
+        return self.fc(torch.cat([self.c1(p), self.c2(q)], dim=1).mean((2, 3)))
+
+
 ZOO: dict[str, type[nn.Module]] = {
     "vgg": VGGish,
     "resnet": ResNetish,
@@ -266,6 +293,7 @@ ZOO: dict[str, type[nn.Module]] = {
     "convnext": ConvNeXtish,
     "vit": ViTish,
     "shufflenet": ShuffleNetish,
+    "inception": Inceptionish,
 }
 
 

@@ -34,11 +34,15 @@ EXPECTED_PRUNABLE = {
     "convnext": {"stem", "pwconv1"},
     "vit": {"patch", "fc1"},
     "shufflenet": {"after.0"},
+    "inception": {"squeeze.0", "b1.0", "b3.0", "pool_proj.0", "left.0", "right.0", "c1.0", "c2.0"},
 }
 # Groups the engine must freeze, and why (a wrong cut would be worse than none).
 EXPECTED_FROZEN = {
     "vit": {"qkv": "splits these channels across dimensions"},
-    "shufflenet": {"stem.0": "chunk", "branch.0": "splits these channels across dimensions"},
+    "shufflenet": {
+        "stem.0": "splits a layer's channels between its parts",
+        "branch.0": "splits these channels across dimensions",
+    },
 }
 # Groups whose channels pass a LayerNorm: cutting them renormalises the others, so the
 # zeroing equivalence does not hold for them (they stay prunable; outputs change).
