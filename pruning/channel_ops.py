@@ -307,12 +307,9 @@ def _layer_norm(state: Analysis, node: fx.Node) -> None:
     if m is None or m.dim < ndim - len(shape):
         state.set_map(node, m)  # normalises other dims: channels pass through
         return
-    params = [state.attr(_arg(node, i, n)) for i, n in ((2, "weight"), (3, "bias"))]
-    if (
-        len(shape) != 1
-        or any(s.block != 1 for s in m.segs)
-        or any(p is None and _arg(node, i + 2, "x") is not None for i, p in enumerate(params))
-    ):
+    given = [a for a in (_arg(node, 2, "weight"), _arg(node, 3, "bias")) if a is not None]
+    params = [state.attr(a) for a in given]
+    if len(shape) != 1 or any(s.block != 1 for s in m.segs) or None in params:
         state.freeze(m.groups, f"LayerNorm {node.name} normalises over more than the channels")
         state.set_map(node, m)
         return
