@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,4 +56,3 @@ class JobRecord:
     cancel_requested: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.graph import Analysis, ChannelMap, Seg
+from pruning.graph import Analysis, ChannelMap, Seg, get_tensor
 from pruning.groups import OUTPUT_SIZES, ArgFix, Consumer, ParamSlice, Span, Tap
 
 aten = torch.ops.aten
@@ -593,7 +593,7 @@ def _slice_param_operand(state: Analysis, other: Any, m: ChannelMap, out_ndim: i
     path = _param_source(state, other)
     if path is None:
         return False
-    shape = tuple(_stored(state, path).shape)
+    shape = tuple(get_tensor(state.gm, path).shape)
     dim = m.dim - (out_ndim - len(shape))
     total = max(s.start + s.width * s.block for s in m.segs)
     if dim < 0 or shape[dim] != total:
@@ -603,14 +603,6 @@ def _slice_param_operand(state: Analysis, other: Any, m: ChannelMap, out_ndim: i
             span = Span(dim, seg.start, seg.block)
             state.group(seg.group).channel_params.append(ParamSlice(path, span))
     return True
-
-
-def _stored(state: Analysis, path: str) -> torch.Tensor:
-    module_path, _, attr = path.rpartition(".")
-    owner = state.gm.get_submodule(module_path) if module_path else state.gm
-    value = getattr(owner, attr)
-    assert isinstance(value, torch.Tensor)
-    return value
 
 
 def _align(state: Analysis, x: Any, m: ChannelMap | None, out_ndim: int) -> ChannelMap | None:

@@ -102,6 +102,14 @@ def count_parameters(program: torch.export.ExportedProgram) -> int:
     return sum(p.numel() for p in program.parameters())
 
 
+_CONVS = {
+    torch.ops.aten.conv1d.default,
+    torch.ops.aten.conv2d.default,
+    torch.ops.aten.conv3d.default,
+    torch.ops.aten.convolution.default,
+}
+
+
 class _MacCounter(fx.Interpreter):
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm)

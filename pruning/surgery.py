@@ -20,6 +20,8 @@ from torch import fx
 from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
+from pruning.graph import get_tensor
+from pruning.graph import owner_of as _owner
 from pruning.groups import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Tap
 
 
@@ -34,18 +36,6 @@ def clone_module(gm: fx.GraphModule) -> fx.GraphModule:
             "ignore", message=".*LeafSpec.*is deprecated", category=FutureWarning
         )
         return copy.deepcopy(gm)
-
-
-def _owner(gm: fx.GraphModule, path: str) -> tuple[torch.nn.Module, str]:
-    module_path, _, attr = path.rpartition(".")
-    return (gm.get_submodule(module_path) if module_path else gm), attr
-
-
-def get_tensor(gm: fx.GraphModule, path: str) -> torch.Tensor:
-    owner, attr = _owner(gm, path)
-    value = getattr(owner, attr)
-    assert isinstance(value, torch.Tensor)
-    return value
 
 
 def set_tensor(gm: fx.GraphModule, path: str, value: torch.Tensor) -> None:

@@ -39,7 +39,7 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BatchNorm statistics, so slicing them matters."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d):
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
@@ -47,9 +47,13 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def export_to(model: nn.Module, path: Path, d_in: int = 6, dynamic: bool = True) -> Path:
+def export_to(
+    model: nn.Module, path: Path, d_in: int | tuple[int, ...] = 6, dynamic: bool = True
+) -> Path:
+    """Export with a dynamic batch dim (or fixed at 4) and save; `d_in`: per-sample shape."""
     model.eval()
-    example = (torch.randn(4, d_in),)
+    shape = (d_in,) if isinstance(d_in, int) else d_in
+    example = (torch.randn(4, *shape),)
     shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
     torch.export.save(torch.export.export(model, example, dynamic_shapes=shapes), path)
     return path

@@ -20,6 +20,7 @@ from pruning.data import Feeder
 from pruning.graph import analyse
 from pruning.groups import GraphAnalysis
 from pruning.surgery import apply_plan, export
+from tests.tiny_models import export_to
 from tests.zoo import ZOO, build
 
 # Groups each model must find prunable: the engine must not freeze what it can cut.
@@ -50,10 +51,7 @@ RENORMALISED: dict[str, set[str]] = {"convnext": {"stem"}, "vit": {"patch"}}
 
 
 def _export(model: nn.Module, path: Path) -> Path:
-    example = (torch.randn(2, *model.input_shape),)  # type: ignore[arg-type]
-    batch = torch.export.Dim("batch", min=1)
-    torch.export.save(torch.export.export(model, example, dynamic_shapes=({0: batch},)), path)
-    return path
+    return export_to(model, path, d_in=model.input_shape)  # type: ignore[arg-type]
 
 
 def _load(tmp_path: Path, name: str) -> tuple[nn.Module, fx.GraphModule, GraphAnalysis, Feeder]:
