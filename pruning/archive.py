@@ -22,7 +22,7 @@ import torch
 
 from pruning.errors import UnsafeModel
 from pruning.program_check import check_program
-from pruning.program_fields import check_tensor_meta, dtype_from_code
+from pruning.program_fields import check_fqn, check_tensor_meta, dtype_from_code
 
 # Entries of an archive written by torch.export.save, relative to its single top folder.
 _ALLOWED_ENTRY = re.compile(
@@ -201,17 +201,8 @@ def _read_payload(
     buffers: dict[str, torch.Tensor] = {}  # path_name -> flat payload; shared for tied weights
     out: dict[str, torch.Tensor] = {}
     for fqn, meta in config["config"].items():
-        out[_check_fqn(fqn, config_name)] = _payload_tensor(zf, entries, folder, fqn, meta, buffers)
+        out[check_fqn(fqn, config_name)] = _payload_tensor(zf, entries, folder, fqn, meta, buffers)
     return out
-
-
-_FQN = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
-
-
-def _check_fqn(fqn: str, where: str) -> str:
-    if not _FQN.match(fqn) or "__" in fqn or len(fqn) > 512:
-        raise UnsafeModel(f"{where}: refused tensor name {fqn[:100]!r}")
-    return fqn
 
 
 def _payload_tensor(

@@ -31,11 +31,12 @@ ATEN_OPS: frozenset[str] = frozenset(
     add add_ sub sub_ mul mul_ div div_ neg pow sqrt rsqrt exp log abs clamp clamp_min clamp_max
     clamp_ minimum maximum reciprocal sign floor ceil round remainder fmod where
     eq ne lt le gt ge logical_not logical_and logical_or bitwise_and bitwise_or
-    cat stack split split_with_sizes chunk narrow slice select index_select unbind
+    cat stack split split_with_sizes chunk narrow slice select index index_select unbind
     split_tensor tensor_split roll flip pad constant_pad_nd
     softmax _softmax log_softmax _log_softmax scaled_dot_product_attention
     _scaled_dot_product_flash_attention_for_cpu _scaled_dot_product_efficient_attention
     embedding zeros zeros_like ones ones_like full full_like empty empty_like arange
+    fill fill_ masked_fill masked_fill_ zero_
     new_zeros new_ones new_full new_empty scalar_tensor
     channel_shuffle pixel_shuffle pixel_unshuffle upsample_nearest2d upsample_bilinear2d
     _upsample_nearest_exact2d interpolate

@@ -41,7 +41,7 @@ _SPEC_TYPES = {
 }
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,250}$")
-_FQN = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+_FQN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")  # "-": RegNet names blocks "block1-0"
 SYMBOL = re.compile(r"^[a-z]{1,4}[0-9]{1,9}$")
 _EXPR_TOKEN = re.compile(
     r"\s*(?:(?P<name>[A-Za-z][A-Za-z0-9]*)|(?P<str>'[a-z]{1,4}[0-9]{1,9}')|(?P<num>[0-9]+(?:\.[0-9]+)?)"
@@ -116,7 +116,7 @@ def check_ident(name: Any, where: str) -> str:
         not isinstance(name, str)
         or not _IDENT.match(name)
         or keyword.iskeyword(name)
-        or "__" in name
+        or name.startswith("__")  # dunders; in-place outputs such as `relu__1` are fine
     ):
         raise _fail(where, f"refused name {str(name)[:80]!r}")
     return name
@@ -124,7 +124,12 @@ def check_ident(name: Any, where: str) -> str:
 
 def check_fqn(name: Any, where: str) -> str:
     """A parameter/buffer path: it becomes an attribute path on the unlifted module."""
-    if not isinstance(name, str) or len(name) > 512 or not _FQN.match(name) or "__" in name:
+    if (
+        not isinstance(name, str)
+        or len(name) > 512
+        or not _FQN.match(name)
+        or any(part.startswith("__") for part in name.split("."))  # __class__, __dict__, ...
+    ):
         raise _fail(where, f"refused attribute path {str(name)[:80]!r}")
     return name
 

@@ -1,0 +1,118 @@
+"""Zoo acceptance: `deadweight prune` on real torchvision classifiers, no per-model settings.
+
+For every model: build it (random weights, BatchNorm statistics calibrated on the data),
+export it with `torch.export`, write random images labelled with the model's own
+predictions, run `deadweight prune model.pt2 data.npz --criterion variance --thresholds f0.3`
+as a user would (a subprocess), then load the pruned program and check that it has at least
+5 % fewer parameters and the same output shape. Prints one table row per model and exits 1
+if any model fails.
+
+    make zoo                                   # every family of FAMILIES
+    .venv/bin/python -m bench.zoo resnet18 swin_t --size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.torchvision_models import FAMILIES, build, calibrate_batchnorm
+
+MIN_REDUCTION = 0.05
+
+
+@dataclass
+class Outcome:
+    name: str
+    ok: bool
+    params: int = 0
+    pruned_params: int = 0
+    prunable: int = 0
+    frozen: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+    @property
+    def reduction(self) -> float:
+        return 1 - self.pruned_params / self.params if self.params else 0.0
+
+
+def prepare(name: str, work: Path, size: int, samples: int, export_batch: int) -> tuple[Path, Path, torch.Size]:
+    """Export `name` and write its dataset; returns (model path, data path, output shape)."""
+    torch.manual_seed(1)
+    images = torch.randn(samples, 3, size, size)
+    model = build(name, size)
+    calibrate_batchnorm(model, images)
+    with torch.no_grad():
+        logits = torch.cat([model(images[i : i + export_batch]) for i in range(0, samples, export_batch)])
+    model_path, data_path = work / f"{name}.pt2", work / f"{name}.npz"
+    torch.export.save(torch.export.export(model, (images[:export_batch],)), model_path)
+    np.savez(data_path, x=images.numpy(), y=logits.argmax(1).numpy())
+    return model_path, data_path, logits.shape[1:]
+
+
+def check(name: str, work: Path, size: int, samples: int, export_batch: int) -> Outcome:
+    started = time.monotonic()
+    model_path, data_path, out_shape = prepare(name, work, size, samples, export_batch)
+    out = work / f"{name}-out"
+    cmd = [sys.executable, "-m", "service.cli", "prune", str(model_path), str(data_path),
+           "--criterion", "variance", "--thresholds", "f0.3", "--batch-size", str(export_batch),
+           "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return Outcome(name, False, seconds=time.monotonic() - started,
+                       error=f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    candidate = results["candidates"][0]
+    pruned = torch.export.load(out / candidate["artifact"])
+    params = sum(p.numel() for p in pruned.parameters())  # buffers (BatchNorm statistics) are not parameters
+    with torch.no_grad():
+        y = pruned.module()(torch.randn(export_batch, 3, size, size))
+    outcome = Outcome(
+        name, True, params=results["baseline"]["parameters"], pruned_params=params,
+        prunable=len(results["layers"]), frozen=len(results["frozen"]),
+        seconds=time.monotonic() - started,
+    )  # fmt: skip
+    if params != candidate["parameters"]:
+        outcome.ok, outcome.error = False, f"file has {params} parameters, results say {candidate['parameters']}"
+    elif y.shape[1:] != out_shape:
+        outcome.ok, outcome.error = False, f"output shape {tuple(y.shape[1:])}, expected {tuple(out_shape)}"
+    elif outcome.reduction < MIN_REDUCTION:
+        outcome.ok, outcome.error = False, f"only {outcome.reduction:.1%} fewer parameters"
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", help="torchvision builder names (default: every family)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--samples", type=int, default=64, help="images in the dataset (default 64)")
+    parser.add_argument("--batch", type=int, default=16, help="export and prune batch size (default 16)")
+    args = parser.parse_args(argv)
+    names = args.models or [n for members in FAMILIES.values() for n in members]
+    failed = 0
+    print(f"{'model':22} {'params':>11} {'pruned':>11} {'cut':>6} {'groups':>7} {'frozen':>6} {'secs':>5}")
+    with tempfile.TemporaryDirectory(prefix="deadweight-zoo-") as tmp:
+        for name in names:
+            try:
+                o = check(name, Path(tmp), args.size, args.samples, args.batch)
+            except Exception as exc:  # a failure to build or export is a failed row, not a crash
+                o = Outcome(name, False, error=f"{type(exc).__name__}: {exc}")
+            failed += not o.ok
+            print(f"{o.name:22} {o.params:>11,} {o.pruned_params:>11,} {o.reduction:>6.1%} "
+                  f"{o.prunable:>7} {o.frozen:>6} {o.seconds:>5.0f} {'ok' if o.ok else 'FAIL ' + o.error}",
+                  flush=True)  # fmt: skip
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
