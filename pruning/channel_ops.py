@@ -82,7 +82,13 @@ def _layer_name(weight_path: str) -> str:
 
 # -- producers and consumers --------------------------------------------------------------
 def _consume(
-    state: Analysis, node: fx.Node, kind: str, channel_dim: int, weight: str, bias: str | None
+    state: Analysis,
+    node: fx.Node,
+    kind: str,
+    channel_dim: int,
+    weight: str,
+    bias: str | None,
+    groups: int = 1,
 ) -> None:
     """Record `node` as a consumer of every group in its input's channel map."""
     src = _a(node, 0)
@@ -104,6 +110,7 @@ def _consume(
                 weight=ParamSlice(weight, Span(1, seg.start, seg.block)),
                 bias=bias,
                 tap=Tap(src.name, span),
+                groups=groups,
             )
         )
 
@@ -167,9 +174,38 @@ def _conv(state: Analysis, node: fx.Node) -> None:
     elif in_per_group == 1 and out_ch == groups:
         _depthwise(state, node, weight, bias, groups_at)
     else:
-        reason = f"{node.name} is a grouped convolution ({groups} groups)"
-        state.freeze_map(_a(node, 0), reason)
-        state.freeze([_produce(state, node, "conv", weight, bias, out_ch, 1)], reason)
+        _grouped(state, node, weight, bias, groups, out_ch)
+
+
+def _grouped(
+    state: Analysis, node: fx.Node, weight: str, bias: str | None, groups: int, out_ch: int
+) -> None:
+    """A grouped convolution (ResNeXt, RegNet): input and output are cut per conv group.
+
+    `groups` stays as it is; each conv group keeps as many channels as the others, on both
+    sides (`ChannelGroup.parts`), so the weight stays rectangular. The conv's input must be
+    one layer's channels in their own order, so that its runs line up with the conv groups.
+    """
+    src = _a(node, 0)
+    m = state.map_of(src)
+    if m is not None:
+        seg = m.segs[0]
+        whole = (
+            m.dim == 1
+            and len(m.segs) == 1
+            and seg.group is not None
+            and seg.start == 0
+            and seg.block == 1
+            and state.group(seg.group).width == seg.width
+        )
+        if not whole:
+            state.freeze(m.groups, f"{node.name}: grouped convolution over several layers' channels")
+        else:
+            assert seg.group is not None
+            _consume(state, node, "conv", 1, weight, bias, groups=groups)
+            state.constrain(seg.group, groups, node.name)
+    gid = _produce(state, node, "conv", weight, bias, out_ch, 1)
+    state.constrain(gid, groups, node.name)
 
 
 def _depthwise(

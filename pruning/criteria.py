@@ -51,27 +51,56 @@ def _absolute_drop(criterion: Criterion, s: RunningStats, t: Threshold) -> torch
     return low_std
 
 
-def select(criterion: Criterion, stats: Mapping[str, RunningStats], threshold: Threshold) -> Plan:
+def select(
+    criterion: Criterion,
+    stats: Mapping[str, RunningStats],
+    threshold: Threshold,
+    parts: Mapping[str, int] | None = None,
+) -> Plan:
     """Turn a threshold into a plan over the given groups; no group is ever emptied.
 
     Args:
         criterion: the importance criterion.
         stats: group name -> statistics of its neurons, in graph order.
         threshold: absolute ({mean, std} / {std}) or relative ({fraction}).
+        parts: group name -> number of equal runs that must keep equal counts (grouped
+            convolutions); groups not named have one.
 
     Returns:
         group name -> kept neuron indices (ascending), for every group in `stats`.
     """
     if threshold.fraction is not None:
-        return _select_fraction(criterion, stats, threshold.fraction)
-    plan: Plan = {}
-    for name, s in stats.items():
-        drop = _absolute_drop(criterion, s, threshold)
-        if bool(drop.all()):
-            # Keep the most important neuron so the layer survives.
-            drop[int(torch.argmax(SCORES[criterion](s)))] = False
-        plan[name] = torch.nonzero(~drop).flatten().tolist()
+        plan = _select_fraction(criterion, stats, threshold.fraction)
+    else:
+        plan = {}
+        for name, s in stats.items():
+            drop = _absolute_drop(criterion, s, threshold)
+            if bool(drop.all()):
+                # Keep the most important neuron so the layer survives.
+                drop[int(torch.argmax(SCORES[criterion](s)))] = False
+            plan[name] = torch.nonzero(~drop).flatten().tolist()
+    for name, p in (parts or {}).items():
+        if p > 1 and name in plan:
+            plan[name] = equal_parts(plan[name], SCORES[criterion](stats[name]), p)
     return plan
+
+
+def equal_parts(kept: list[int], scores: torch.Tensor, parts: int) -> list[int]:
+    """Keep as many neurons in each of `parts` equal runs as the fullest run keeps.
+
+    A run that keeps fewer takes back its best-scoring removed neurons: the criterion never
+    removes more than it chose, it only removes less where the structure demands it.
+    """
+    size = int(scores.numel()) // parts
+    keep = set(kept)
+    count = max(sum(1 for c in range(p * size, (p + 1) * size) if c in keep) for p in range(parts))
+    out: list[int] = []
+    for p in range(parts):
+        run = range(p * size, (p + 1) * size)
+        mine = [c for c in run if c in keep]
+        back = sorted((c for c in run if c not in keep), key=lambda c: -float(scores[c]))
+        out += mine + back[: count - len(mine)]
+    return sorted(out)
 
 
 def _select_fraction(

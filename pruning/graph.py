@@ -12,6 +12,7 @@ freezes that group, with a reason; the model's outputs are never cut.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +92,20 @@ class Analysis:
         g1.kind = g1.kind if g1.kind == g2.kind else "coupled"
         if g1.frozen_reason is None:
             g1.frozen_reason = g2.frozen_reason
+        self.constrain(first, g2.parts, where)
+
+    def constrain(self, gid: int, parts: int, where: str) -> None:
+        """Require equal kept counts in each of `parts` equal runs of the group's channels.
+
+        Two partitions into equal contiguous runs are both respected by the partition into
+        lcm(a, b) runs when that divides the width; otherwise the group cannot be cut.
+        """
+        g = self.group(gid)
+        combined = math.lcm(g.parts, parts)
+        if g.width % combined:
+            self.freeze([gid], f"{where} needs {parts} equal parts of {g.width} channels")
+            return
+        g.parts = combined
 
     def freeze(self, gids: list[int], reason: str) -> None:
         for gid in gids:

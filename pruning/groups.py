@@ -55,6 +55,9 @@ class Consumer:
     weight: ParamSlice  # span.dim == 1
     bias: str | None
     tap: Tap
+    # A grouped convolution (groups > 1) holds, per output row, only the columns of its own
+    # group: the columns of removed channels are local to each group (see surgery).
+    groups: int = 1
 
 
 OUTPUT_SIZES = -1  # ArgFix.arg for a split's part sizes (the op becomes split_with_sizes)
@@ -85,6 +88,9 @@ class ChannelGroup:
     consumers: list[Consumer] = field(default_factory=list)
     arg_fixes: list[ArgFix] = field(default_factory=list)
     members: list[str] = field(default_factory=list)  # producing layers coupled into this group
+    # The channels fall into `parts` equal contiguous runs (the groups of a grouped
+    # convolution that produces or reads them); every run must keep as many as the others.
+    parts: int = 1
     frozen_reason: str | None = None
 
     @property
@@ -103,6 +109,8 @@ class ChannelGroup:
         out: dict[str, object] = {"name": self.name, "width": self.width, "kind": self.kind}
         if len(self.members) > 1:
             out["coupled"] = self.members
+        if self.parts > 1:
+            out["parts"] = self.parts
         if self.frozen_reason:
             out["reason"] = self.frozen_reason
         return out

@@ -102,13 +102,18 @@ def apply_plan(
     """
     out = clone_module(gm)
     removed: dict[tuple[str, int], set[int]] = {}
+    grouped: dict[str, tuple[int, set[int]]] = {}  # weight path -> (groups, input channels)
     arg_delta: dict[tuple[str, int, int | None], int] = {}
     cuts = _cuts(analysis, plan)
     for group, gone in cuts:
         for ps in (*group.producers, *group.channel_params):
             removed.setdefault((ps.path, ps.span.dim), set()).update(ps.span.positions(gone))
         for c in group.consumers:
-            removed.setdefault((c.weight.path, 1), set()).update(c.weight.span.positions(gone))
+            positions = c.weight.span.positions(gone)
+            if c.groups > 1:
+                grouped.setdefault(c.weight.path, (c.groups, set()))[1].update(positions)
+            else:
+                removed.setdefault((c.weight.path, 1), set()).update(positions)
         for fix in group.arg_fixes:
             key = (fix.node, fix.arg, fix.item)
             arg_delta[key] = arg_delta.get(key, 0) + len(gone) * fix.block
@@ -116,6 +121,10 @@ def apply_plan(
         for group, gone in cuts:
             for c in group.consumers:
                 _compensate(out, c, gone, means[c.tap], removed)
+    # Grouped columns first: which group a weight row belongs to is read off its original
+    # position, before the rows themselves are cut.
+    for path, (groups, positions) in grouped.items():
+        set_tensor(out, path, _cut_grouped_columns(get_tensor(out, path), groups, positions))
     for (path, dim), positions in removed.items():
         tensor = get_tensor(out, path)
         keep = [i for i in range(tensor.shape[dim]) if i not in positions]
@@ -135,9 +144,42 @@ def _cuts(analysis: GraphAnalysis, plan: Plan) -> list[tuple[ChannelGroup, list[
             raise UnsupportedModel(f"the plan removes every neuron of {name}")
         keep = set(kept)
         gone = [c for c in range(group.width) if c not in keep]
+        size = group.width // group.parts
+        counts = {sum(1 for c in kept if c // size == p) for p in range(group.parts)}
+        if len(counts) > 1:
+            raise UnsupportedModel(
+                f"{name} must keep as many channels in each of its {group.parts} conv groups"
+            )
         if gone:
             cuts.append((group, gone))
     return cuts
+
+
+def _cut_grouped_columns(weight: torch.Tensor, groups: int, gone: set[int]) -> torch.Tensor:
+    """Remove input channels from a grouped conv weight (out, in / groups, *kernel).
+
+    Rows of conv group j hold only the columns of input channels j * per .. (j + 1) * per,
+    at local positions; each group drops its own removed channels. Plans keep equal counts
+    per group, so the result is rectangular.
+    """
+    per, rows = int(weight.shape[1]), int(weight.shape[0]) // groups
+    blocks = []
+    for j in range(groups):
+        keep = [c for c in range(per) if j * per + c not in gone]
+        index = torch.tensor(keep, dtype=torch.long, device=weight.device)
+        blocks.append(weight[j * rows : (j + 1) * rows].index_select(1, index))
+    return torch.cat(blocks, 0)
+
+
+def _dense(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """The (out, in, *kernel) weight of an ordinary conv equal to a grouped one."""
+    if groups == 1:
+        return weight
+    per, rows = int(weight.shape[1]), int(weight.shape[0]) // groups
+    dense = weight.new_zeros((weight.shape[0], per * groups, *weight.shape[2:]))
+    for j in range(groups):
+        dense[j * rows : (j + 1) * rows, j * per : (j + 1) * per] = weight[j * rows : (j + 1) * rows]
+    return dense
 
 
 def _compensate(
@@ -148,7 +190,7 @@ def _compensate(
     removed: dict[tuple[str, int], set[int]],
 ) -> None:
     """bias += W[:, removed] @ mean[removed], summed over kernel positions and blocks."""
-    weight = get_tensor(gm, consumer.weight.path).detach()  # (out, in, *kernel), uncut
+    weight = _dense(get_tensor(gm, consumer.weight.path).detach(), consumer.groups)  # uncut
     cols = torch.tensor(consumer.weight.span.positions(gone), device=weight.device)
     w = weight.to(torch.float64).index_select(1, cols)  # (out, gone * block, *kernel)
     w = w.reshape(w.shape[0], len(gone), -1).sum(dim=2)  # (out, gone)

@@ -207,10 +207,11 @@ def _candidates(
     out: list[Candidate] = []
     if not group_stats:
         return out
+    parts = {g.name: g.parts for g in analysis.prunable}
     for k, threshold in enumerate(config.thresholds):
         ctx.check()
         ctx.progress("candidates", k / len(config.thresholds))
-        plan = select(config.criterion, group_stats, threshold)
+        plan = select(config.criterion, group_stats, threshold, parts)
         plans[str(k)] = plan
         key = tuple((name, tuple(kept)) for name, kept in plan.items())
         if key in seen:

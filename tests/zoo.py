@@ -284,6 +284,28 @@ class Inceptionish(nn.Module):
         return self.fc(torch.cat([self.c1(p), self.c2(q)], dim=1).mean((2, 3)))
 
 
+class ResNeXtish(nn.Module):
+    """ResNeXt / RegNet-Y: 1x1 reduce, grouped 3x3 (4 groups), SE, 1x1 expand, residual add;
+    a grouped 1x1 after it reads a plain layer's channels in 2 groups."""
+
+    input_shape = (8, 8, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn(8, 16, k=1)
+        self.reduce = conv_bn(16, 12, k=1)
+        self.grouped = conv_bn(12, 16, k=3, groups=4)
+        self.se = SqueezeExcite(16, 4)
+        self.expand = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.head = nn.Conv2d(16, 6, 1, groups=2)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        h = torch.relu(h + self.expand(self.se(self.grouped(self.reduce(h)))))
+        return self.fc(torch.relu(self.head(h)).mean((2, 3)))
+
+
 ZOO: dict[str, type[nn.Module]] = {
     "vgg": VGGish,
     "resnet": ResNetish,
@@ -296,6 +318,7 @@ ZOO: dict[str, type[nn.Module]] = {
     "vit": ViTish,
     "shufflenet": ShuffleNetish,
     "inception": Inceptionish,
+    "resnext": ResNeXtish,
 }
 
 

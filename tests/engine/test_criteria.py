@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pruning.config import Criterion, Threshold, parse_thresholds
-from pruning.criteria import select
+from pruning.criteria import equal_parts, select
 from pruning.stats import RunningStats
 
 
@@ -49,6 +49,22 @@ def test_fraction_keeps_one_neuron_per_layer() -> None:
     stats = {"a": _stats([0.0] * 3, [0.0, 0.0, 0.0]), "b": _stats([0.0] * 3, [1.0, 1.0, 1.0])}
     plan = select(Criterion.VARIANCE, stats, Threshold(fraction=0.99))
     assert len(plan["a"]) == 1 and len(plan["b"]) == 1
+
+
+def test_grouped_conv_runs_keep_equal_counts_taking_back_the_best_removed() -> None:
+    # 2 runs of 4: the threshold drops 3 of run 0 and 1 of run 1.
+    stats = {"g": _stats([0.0] * 8, [0.01, 0.03, 0.02, 5.0, 4.0, 0.01, 3.0, 2.0])}
+    plain = select(Criterion.VARIANCE, stats, Threshold(std=0.05))
+    assert plain == {"g": [3, 4, 6, 7]}
+    even = select(Criterion.VARIANCE, stats, Threshold(std=0.05), parts={"g": 2})
+    # Run 1 keeps 3, so run 0 takes back its two best (std 0.03 and 0.02): never more removed.
+    assert even == {"g": [1, 2, 3, 4, 6, 7]}
+
+
+def test_equal_parts_keeps_a_plan_that_is_already_even() -> None:
+    scores = torch.arange(6, dtype=torch.float64)
+    assert equal_parts([0, 4], scores, 2) == [0, 4]
+    assert equal_parts([0, 1, 2, 3, 4, 5], scores, 3) == [0, 1, 2, 3, 4, 5]
 
 
 def test_parse_thresholds() -> None:

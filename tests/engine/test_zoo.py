@@ -16,7 +16,9 @@ import torch
 from torch import fx, nn
 
 from pruning.archive import read_program
+from pruning.criteria import equal_parts
 from pruning.data import Feeder
+from pruning.errors import UnsupportedModel
 from pruning.graph import analyse
 from pruning.groups import GraphAnalysis
 from pruning.surgery import apply_plan, export
@@ -36,7 +38,10 @@ EXPECTED_PRUNABLE = {
     "vit": {"patch", "fc1"},
     "shufflenet": {"after.0"},
     "inception": {"squeeze.0", "b1.0", "b3.0", "pool_proj.0", "left.0", "right.0", "c1.0", "c2.0"},
+    "resnext": {"stem.0", "reduce.0", "grouped.0", "se.reduce", "head"},
 }
+# Groups that a grouped convolution splits into runs of equal kept counts.
+EXPECTED_PARTS = {"resnext": {"reduce.0": 4, "grouped.0": 4, "stem.0": 2, "head": 2}}
 # Groups the engine must freeze, and why (a wrong cut would be worse than none).
 EXPECTED_FROZEN = {
     "vit": {"qkv": "splits these channels across dimensions"},
@@ -109,6 +114,8 @@ def test_groups_found(tmp_path: Path, name: str) -> None:
     assert all(g.frozen_reason for g in analysis.frozen)
     for group, reason in EXPECTED_FROZEN.get(name, {}).items():
         assert reason in (analysis.group(group).frozen_reason or ""), analysis.group(group)
+    for group, parts in EXPECTED_PARTS.get(name, {}).items():
+        assert analysis.group(group).parts == parts
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -127,8 +134,11 @@ def test_random_cuts_equal_zeroed_channels(tmp_path: Path, name: str, seed: int)
     model, gm, analysis, feeder = _load(tmp_path, name)
     rng = np.random.default_rng(seed)
     plan = {
-        g.name: sorted(
-            rng.choice(g.width, size=int(rng.integers(1, g.width)), replace=False).tolist()
+        # Random keep-sets, evened out over the runs of grouped convolutions.
+        g.name: equal_parts(
+            sorted(rng.choice(g.width, size=int(rng.integers(1, g.width)), replace=False).tolist()),
+            torch.from_numpy(rng.random(g.width)),
+            g.parts,
         )
         for g in analysis.prunable
         if g.width > 1 and g.name not in RENORMALISED.get(name, set())
@@ -191,3 +201,46 @@ def test_conv_statistics_run_over_batch_and_positions(tmp_path: Path) -> None:
     s = stats[group.taps[0]]
     torch.testing.assert_close(s.mean, flat.mean(0), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(s.std, flat.std(0), rtol=1e-5, atol=1e-6)
+
+
+def test_grouped_convolutions_are_cut_per_group(tmp_path: Path) -> None:
+    """Weights of a grouped conv lose rows and, per conv group, their own local columns."""
+    model, gm, analysis, feeder = _load(tmp_path, "resnext")
+    plan = {"reduce.0": [0, 2, 4, 5, 7, 8, 9, 10], "grouped.0": [0, 1, 5, 6, 8, 9, 14, 15]}
+    plan = {k: sorted(v) for k, v in plan.items()}  # 2 of 3 per run; 2 of 4 per run
+    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
+    weight = pruned.get_parameter("grouped.0.weight")
+    assert weight.shape == (8, 2, 3, 3)  # 4 groups x 2 rows, 2 of 3 input channels each
+    original = gm.get_parameter("grouped.0.weight")
+    # Conv group 1 keeps output rows 5, 6 and input channels 4, 5 (local 1, 2).
+    torch.testing.assert_close(weight[2:4], original[[5, 6]][:, [1, 2]])
+    with pytest.raises(UnsupportedModel, match="as many channels in each of its 4 conv groups"):
+        apply_plan(gm, analysis, {"reduce.0": [0, 1, 2, 3, 4, 5, 6, 7]})
+
+
+def test_constant_channels_into_a_grouped_conv_removed_with_compensation(tmp_path: Path) -> None:
+    """A 1x1 grouped conv has no padded border: compensation is exact there too."""
+    from pruning.data import ArrayData
+    from pruning.stats import collect
+
+    model = build("resnext")
+    dead = [1, 9]  # one in each of head's 2 input groups: an even cut
+    with torch.no_grad():
+        model.expand[0].weight[dead] = 0.0
+        model.expand[1].bias[dead] = torch.tensor([0.4, 0.9])
+        model.stem[0].weight[dead] = 0.0  # the residual sum stays constant on those channels
+        model.stem[1].bias[dead] = torch.tensor([0.3, 0.2])
+    gm = read_program(_export(model, tmp_path / "x.pt2")).module()
+    analysis = analyse(gm)
+    group = analysis.group("stem.0")
+    feeder = Feeder(analysis.inputs, torch.device("cpu"), 16)
+    x = np.random.default_rng(0).normal(size=(20, 8, 8, 8)).astype(np.float32)
+    stats = collect(gm, {t: group.width for t in group.taps}, feeder(ArrayData(x)))
+    # Both readers of the residual stream, reduce and the grouped head, are 1x1 convs.
+    keep = [c for c in range(16) if c not in dead]
+    means = {t: s.mean for t, s in stats.items()}
+    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, {group.name: keep}, means=means), feeder)
+    xt = torch.randn(4, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(xt), model(xt), rtol=1e-5, atol=1e-5)
+    assert pruned.get_parameter("head.weight").shape == (6, 7, 1, 1)
