@@ -4,8 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deadweight-installed
 TORCH  ?= torch==2.13.0
+# torchvision's model code, for the zoo acceptance run only: outside site-packages so that
+# nothing but bench/torchvision_models.py imports it (its CUDA-built extension cannot load).
+TORCHVISION ?= torchvision==0.28.0
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint zoo clean
 
 install: $(STAMP)
 
@@ -13,6 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/torchvision $(TORCHVISION)
 	touch $(STAMP)
 
 run: install
@@ -22,8 +26,12 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check pruning jobs service worker tests
+	$(VENV)/bin/ruff check pruning jobs service worker tests bench
 	$(VENV)/bin/mypy
+
+# Issue 3's acceptance: `deadweight prune` on one or two members of every torchvision family.
+zoo: install
+	$(PY) -m bench.zoo
 
 clean:
 	rm -rf $(VENV) deadweight-data .pytest_cache .mypy_cache .ruff_cache

@@ -5,8 +5,8 @@ pins, its C extension (`torchvision._C`, detection ops such as nms) cannot load,
 `import torchvision` then fails while registering fake kernels for those ops. Image
 classifiers never call them, so the two registration modules are replaced by empty ones
 before the import. Everything else, the model definitions included, is torchvision's own
-code, unchanged. torchvision lives outside the project's environment (`make zoo-deps`
-installs it into `.venv/torchvision`, without dependencies), so nothing else in the
+code, unchanged. torchvision lives outside the project's environment (`make install`
+puts it into `.venv/torchvision`, without dependencies), so nothing else in the
 project, torch itself included, ever imports it.
 """
 
@@ -47,7 +47,7 @@ FAMILIES: dict[str, list[str]] = {
 def models_module() -> Any:
     """`torchvision.models`, imported from `.venv/torchvision`."""
     if not (TORCHVISION_DIR / "torchvision").is_dir():
-        raise RuntimeError(f"torchvision is not installed in {TORCHVISION_DIR}: run `make zoo-deps`")
+        raise RuntimeError(f"no torchvision in {TORCHVISION_DIR}: run `make install`")
     if str(TORCHVISION_DIR) not in sys.path:
         sys.path.append(str(TORCHVISION_DIR))
     for name in _SKIPPED:

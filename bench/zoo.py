@@ -45,15 +45,31 @@ class Outcome:
     def reduction(self) -> float:
         return 1 - self.pruned_params / self.params if self.params else 0.0
 
+    def row(self) -> str:
+        verdict = "ok" if self.ok else f"FAIL {self.error}"
+        return (
+            f"{self.name:22} {self.params:>11,} {self.pruned_params:>11,} {self.reduction:>6.1%} "
+            f"{self.prunable:>7} {self.frozen:>6} {self.seconds:>5.0f} {verdict}"
+        )
 
-def prepare(name: str, work: Path, size: int, samples: int, export_batch: int) -> tuple[Path, Path, torch.Size]:
+
+_HEADER = (
+    f"{'model':22} {'params':>11} {'pruned':>11} {'cut':>6} {'groups':>7} {'frozen':>6} {'secs':>5}"
+)
+
+
+def prepare(
+    name: str, work: Path, size: int, samples: int, export_batch: int
+) -> tuple[Path, Path, torch.Size]:
     """Export `name` and write its dataset; returns (model path, data path, output shape)."""
     torch.manual_seed(1)
     images = torch.randn(samples, 3, size, size)
     model = build(name, size)
     calibrate_batchnorm(model, images)
     with torch.no_grad():
-        logits = torch.cat([model(images[i : i + export_batch]) for i in range(0, samples, export_batch)])
+        logits = torch.cat(
+            [model(images[i : i + export_batch]) for i in range(0, samples, export_batch)]
+        )
     model_path, data_path = work / f"{name}.pt2", work / f"{name}.npz"
     torch.export.save(torch.export.export(model, (images[:export_batch],)), model_path)
     np.savez(data_path, x=images.numpy(), y=logits.argmax(1).numpy())
@@ -64,43 +80,79 @@ def check(name: str, work: Path, size: int, samples: int, export_batch: int) -> 
     started = time.monotonic()
     model_path, data_path, out_shape = prepare(name, work, size, samples, export_batch)
     out = work / f"{name}-out"
-    cmd = [sys.executable, "-m", "service.cli", "prune", str(model_path), str(data_path),
-           "--criterion", "variance", "--thresholds", "f0.3", "--batch-size", str(export_batch),
-           "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "prune",
+        str(model_path),
+        str(data_path),
+        "--criterion",
+        "variance",
+        "--thresholds",
+        "f0.3",
+        "--batch-size",
+        str(export_batch),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        return Outcome(name, False, seconds=time.monotonic() - started,
-                       error=f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")  # fmt: skip
+        return Outcome(
+            name,
+            False,
+            seconds=time.monotonic() - started,
+            error=f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}",
+        )
     results = json.loads((out / "results.json").read_text())
     candidate = results["candidates"][0]
     pruned = torch.export.load(out / candidate["artifact"])
-    params = sum(p.numel() for p in pruned.parameters())  # buffers (BatchNorm statistics) are not parameters
+    # As the engine counts: parameters only, not buffers such as BatchNorm statistics.
+    params = sum(p.numel() for p in pruned.parameters())
     with torch.no_grad():
         y = pruned.module()(torch.randn(export_batch, 3, size, size))
     outcome = Outcome(
-        name, True, params=results["baseline"]["parameters"], pruned_params=params,
-        prunable=len(results["layers"]), frozen=len(results["frozen"]),
+        name,
+        True,
+        params=results["baseline"]["parameters"],
+        pruned_params=params,
+        prunable=len(results["layers"]),
+        frozen=len(results["frozen"]),
         seconds=time.monotonic() - started,
-    )  # fmt: skip
+    )
     if params != candidate["parameters"]:
-        outcome.ok, outcome.error = False, f"file has {params} parameters, results say {candidate['parameters']}"
+        outcome.ok, outcome.error = (
+            False,
+            f"file has {params} parameters, results say {candidate['parameters']}",
+        )
     elif y.shape[1:] != out_shape:
-        outcome.ok, outcome.error = False, f"output shape {tuple(y.shape[1:])}, expected {tuple(out_shape)}"
+        outcome.ok, outcome.error = (
+            False,
+            f"output shape {tuple(y.shape[1:])}, expected {tuple(out_shape)}",
+        )
     elif outcome.reduction < MIN_REDUCTION:
         outcome.ok, outcome.error = False, f"only {outcome.reduction:.1%} fewer parameters"
     return outcome
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", help="torchvision builder names (default: every family)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "models", nargs="*", help="torchvision builder names (default: every family)"
+    )
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    parser.add_argument("--samples", type=int, default=64, help="images in the dataset (default 64)")
-    parser.add_argument("--batch", type=int, default=16, help="export and prune batch size (default 16)")
+    parser.add_argument(
+        "--samples", type=int, default=64, help="images in the dataset (default 64)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=16, help="export and prune batch size (default 16)"
+    )
     args = parser.parse_args(argv)
     names = args.models or [n for members in FAMILIES.values() for n in members]
     failed = 0
-    print(f"{'model':22} {'params':>11} {'pruned':>11} {'cut':>6} {'groups':>7} {'frozen':>6} {'secs':>5}")
+    print(_HEADER)
     with tempfile.TemporaryDirectory(prefix="deadweight-zoo-") as tmp:
         for name in names:
             try:
@@ -108,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # a failure to build or export is a failed row, not a crash
                 o = Outcome(name, False, error=f"{type(exc).__name__}: {exc}")
             failed += not o.ok
-            print(f"{o.name:22} {o.params:>11,} {o.pruned_params:>11,} {o.reduction:>6.1%} "
-                  f"{o.prunable:>7} {o.frozen:>6} {o.seconds:>5.0f} {'ok' if o.ok else 'FAIL ' + o.error}",
-                  flush=True)  # fmt: skip
+            print(o.row(), flush=True)
     return 1 if failed else 0
 
 

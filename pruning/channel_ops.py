@@ -199,7 +199,9 @@ def _grouped(
             and state.group(seg.group).width == seg.width
         )
         if not whole:
-            state.freeze(m.groups, f"{node.name}: grouped convolution over several layers' channels")
+            state.freeze(
+                m.groups, f"{node.name}: grouped convolution over several layers' channels"
+            )
         else:
             assert seg.group is not None
             _consume(state, node, "conv", 1, weight, bias, groups=groups)

@@ -109,11 +109,11 @@ def apply_plan(
         for ps in (*group.producers, *group.channel_params):
             removed.setdefault((ps.path, ps.span.dim), set()).update(ps.span.positions(gone))
         for c in group.consumers:
-            positions = c.weight.span.positions(gone)
+            cols = c.weight.span.positions(gone)
             if c.groups > 1:
-                grouped.setdefault(c.weight.path, (c.groups, set()))[1].update(positions)
+                grouped.setdefault(c.weight.path, (c.groups, set()))[1].update(cols)
             else:
-                removed.setdefault((c.weight.path, 1), set()).update(positions)
+                removed.setdefault((c.weight.path, 1), set()).update(cols)
         for fix in group.arg_fixes:
             key = (fix.node, fix.arg, fix.item)
             arg_delta[key] = arg_delta.get(key, 0) + len(gone) * fix.block
@@ -123,8 +123,8 @@ def apply_plan(
                 _compensate(out, c, gone, means[c.tap], removed)
     # Grouped columns first: which group a weight row belongs to is read off its original
     # position, before the rows themselves are cut.
-    for path, (groups, positions) in grouped.items():
-        set_tensor(out, path, _cut_grouped_columns(get_tensor(out, path), groups, positions))
+    for path, (groups, columns) in grouped.items():
+        set_tensor(out, path, _cut_grouped_columns(get_tensor(out, path), groups, columns))
     for (path, dim), positions in removed.items():
         tensor = get_tensor(out, path)
         keep = [i for i in range(tensor.shape[dim]) if i not in positions]
@@ -178,7 +178,9 @@ def _dense(weight: torch.Tensor, groups: int) -> torch.Tensor:
     per, rows = int(weight.shape[1]), int(weight.shape[0]) // groups
     dense = weight.new_zeros((weight.shape[0], per * groups, *weight.shape[2:]))
     for j in range(groups):
-        dense[j * rows : (j + 1) * rows, j * per : (j + 1) * per] = weight[j * rows : (j + 1) * rows]
+        dense[j * rows : (j + 1) * rows, j * per : (j + 1) * per] = weight[
+            j * rows : (j + 1) * rows
+        ]
     return dense
 
 

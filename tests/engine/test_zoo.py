@@ -205,7 +205,7 @@ def test_conv_statistics_run_over_batch_and_positions(tmp_path: Path) -> None:
 
 def test_grouped_convolutions_are_cut_per_group(tmp_path: Path) -> None:
     """Weights of a grouped conv lose rows and, per conv group, their own local columns."""
-    model, gm, analysis, feeder = _load(tmp_path, "resnext")
+    _, gm, analysis, feeder = _load(tmp_path, "resnext")
     plan = {"reduce.0": [0, 2, 4, 5, 7, 8, 9, 10], "grouped.0": [0, 1, 5, 6, 8, 9, 14, 15]}
     plan = {k: sorted(v) for k, v in plan.items()}  # 2 of 3 per run; 2 of 4 per run
     pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)

@@ -1,0 +1,30 @@
+"""`deadweight prune` on real torchvision classifiers, as users export them.
+
+A subset of `make zoo` (bench/zoo.py, every family of issue 3) that runs in the suite: one
+member of each family whose patterns the miniatures of tests/zoo.py only imitate. `make
+install` puts torchvision (its pure-Python model code) in .venv/torchvision.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.zoo import MIN_REDUCTION, check
+
+SUITE_MODELS = [
+    "resnet18",  # residual stages with projection shortcuts
+    "squeezenet1_1",  # fire modules: concatenated expand branches
+    "mobilenet_v3_small",  # depthwise, SE with hardsigmoid, hardswish
+    "regnet_y_400mf",  # grouped convolutions with SE between them
+    "shufflenet_v2_x0_5",  # channel split and shuffle (frozen with reasons)
+]
+
+
+@pytest.mark.parametrize("name", SUITE_MODELS)
+def test_prune_cuts_a_torchvision_classifier(tmp_path: Path, name: str) -> None:
+    outcome = check(name, tmp_path, size=32, samples=32, export_batch=16)
+    assert outcome.ok, outcome.error
+    assert outcome.reduction >= MIN_REDUCTION
+    assert outcome.prunable > 0
