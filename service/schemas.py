@@ -58,6 +58,27 @@ LABELLED_METRICS = frozenset({Metric.ACCURACY, Metric.MSE})
 
 
 # -- models and datasets --------------------------------------------------------------------
+class ModelInput(Schema):
+    name: str
+    shape: list[int | None] = Field(description="null: a dynamic dimension (the batch)")
+    dtype: str
+
+
+class ChannelGroupPublic(Schema):
+    """Channels that are cut together: a layer's outputs, with the layers coupled to it."""
+
+    name: str = Field(description="the first producing layer, e.g. layer1.0.conv1")
+    width: int = Field(description="channels (neurons) in the group")
+    kind: str = Field(description="linear, conv, or coupled (several kinds cut alike)")
+    coupled: list[str] | None = Field(
+        None, description="every producing layer cut alike (residual adds, attention gates)"
+    )
+    parts: int | None = Field(
+        None, description="runs of a grouped convolution; each keeps as many channels"
+    )
+    reason: str | None = Field(None, description="why a frozen group cannot be cut")
+
+
 class ModelPublic(Schema):
     id: str
     sha256: str
@@ -66,9 +87,9 @@ class ModelPublic(Schema):
     status: ModelStatus
     created_at: datetime
     parameters: int | None = None
-    inputs: list[dict[str, Any]] | None = None
-    layers: list[dict[str, Any]] | None = None
-    frozen: list[dict[str, Any]] | None = None
+    inputs: list[ModelInput] | None = None
+    layers: list[ChannelGroupPublic] | None = None
+    frozen: list[ChannelGroupPublic] | None = None
     error: str | None = None
 
     @classmethod

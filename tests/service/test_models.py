@@ -6,6 +6,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
@@ -52,13 +53,19 @@ def test_get_shows_the_inspection_once_done(client: TestClient, model_bytes: byt
     info = {
         "parameters": 67,
         "inputs": [{"name": "x", "shape": [None, 4], "dtype": "float32"}],
-        "layers": [{"name": "0", "width": 8}],
+        "layers": [{"name": "0", "width": 8, "kind": "linear"}],
         "frozen": [],
     }
     client.app.state.store.set_model_inspected(model_id, ModelStatus.READY, info, None)
     body = client.get(f"/v1/models/{model_id}").json()
     assert body["status"] == "ready"
-    assert {k: body[k] for k in info} == info
+    assert {k: body[k] for k in ("parameters", "inputs", "frozen")} == {
+        k: info[k] for k in ("parameters", "inputs", "frozen")
+    }
+    # Keys a group does not have are null: not coupled, not grouped, not frozen.
+    assert body["layers"] == [
+        {"name": "0", "width": 8, "kind": "linear", "coupled": None, "parts": None, "reason": None}
+    ]
 
     client.app.state.store.set_model_inspected(model_id, ModelStatus.INVALID, None, "op foo")
     body = client.get(f"/v1/models/{model_id}").json()
@@ -195,3 +202,40 @@ def test_form_errors_are_400_or_415(client: TestClient, model_bytes: bytes) -> N
     )
     assert response.status_code == 400  # no closing boundary
     assert _tmp_files(client) == []
+
+
+def test_a_convnet_reports_its_groups_coupled_grouped_and_frozen(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The worker's real inspection of a ResNeXt/ShuffleNet-style program, read over HTTP."""
+    from tests.tiny_models import export_to
+    from tests.zoo import build
+    from worker.execute import execute_inspection
+
+    state = client.app.state
+    shapes = {}
+    for name in ("resnext", "shufflenet"):
+        model = build(name)
+        path = export_to(model, tmp_path / f"{name}.pt2", d_in=model.input_shape)
+        model_id = upload(client, "models", path.read_bytes(), f"{name}.pt2").json()["id"]
+        execute_inspection(model_id, state.store, state.blobs)
+        body = client.get(f"/v1/models/{model_id}").json()
+        assert body["status"] == "ready", body["error"]
+        shapes[name] = body
+
+    layers = {g["name"]: g for g in shapes["resnext"]["layers"]}
+    assert layers["grouped.0"]["parts"] == 4 and layers["grouped.0"]["kind"] == "conv"
+    assert "se.expand" in layers["grouped.0"]["coupled"]  # the SE gate multiplies these
+    assert layers["stem.0"]["coupled"] == ["stem.0", "expand.0"]  # the residual add
+    assert layers["reduce.0"] == {
+        "name": "reduce.0", "width": 12, "kind": "conv", "coupled": None, "parts": 4,
+        "reason": None,
+    }  # fmt: skip
+    (output,) = shapes["resnext"]["frozen"]  # the logits are never cut
+    assert output["name"] == "fc" and output["reason"]
+    assert shapes["resnext"]["inputs"] == [
+        {"name": "x", "shape": [None, 8, 8, 8], "dtype": "float32"}
+    ]
+    frozen = {g["name"]: g["reason"] for g in shapes["shufflenet"]["frozen"]}
+    assert "splits a layer's channels between its parts" in frozen["stem.0"]
+    assert all(frozen.values())
