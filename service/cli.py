@@ -132,12 +132,18 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from jobs.settings import get_settings
+    from service.auth import is_loopback
     from service.main import create_app
 
     try:
         settings = get_settings()
     except ValueError as exc:
         raise BadInput(f"invalid settings: {exc}") from exc
+    if not settings.api_key_tenants() and not is_loopback(args.host):
+        raise BadInput(
+            f"refusing to serve on {args.host} without API keys: set DEADWEIGHT_API_KEYS "
+            "(tenant=key pairs), or bind to 127.0.0.1"
+        )
     settings.ensure_dirs()
     child = None if args.no_worker else _start_embedded_worker()
     try:
@@ -159,9 +165,11 @@ def _start_embedded_worker() -> subprocess.Popen[bytes]:
         except OSError:
             pass
 
+    # The worker runs uploaded models: it gets no API keys (it never needs them).
+    env = {k: v for k, v in os.environ.items() if k != "DEADWEIGHT_API_KEYS"}
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "worker"],
-        env=os.environ.copy(),
+        env=env,
         preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
     )
 

@@ -1,5 +1,7 @@
 """Dependencies: the app's clients (built in `lifespan`), the caller's tenant, owned records.
 
+The tenant comes from the API key (`service.auth.get_tenant`).
+
 `OwnedJob`, `OwnedModel` and `OwnedDataset` answer 404 themselves — for an ID that does not
 exist and for one of another tenant alike — so routes never repeat the lookup.
 """
@@ -15,9 +17,8 @@ from jobs.queue import Queue
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.settings import Settings
 from jobs.store import JobStore
+from service.auth import get_tenant
 from service.errors import NotFound
-
-DEFAULT_TENANT = "default"
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -38,11 +39,6 @@ def get_blobs(request: Request) -> BlobStore:
 def get_queue(request: Request) -> Queue:
     queue: Queue = request.app.state.queue
     return queue
-
-
-def get_tenant() -> str:
-    """The caller's tenant. Authentication (API keys -> tenant) replaces this one function."""
-    return DEFAULT_TENANT
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -27,14 +27,22 @@ class ServiceError(Exception):
     status_code = 400
     default_code = "bad_request"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
+        self.headers = headers
 
 
 class BadRequest(ServiceError):
     pass
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    default_code = "unauthorized"
 
 
 class NotFound(ServiceError):
@@ -114,7 +122,9 @@ def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
 
 
 async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status_code)
+    return JSONResponse(
+        error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def _invalid_dataset(_: Request, exc: InvalidDataset) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -12,6 +13,7 @@ from jobs.blobs import BlobStore
 from jobs.queue import Queue, make_celery
 from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
+from service.auth import KeyRing
 from service.errors import install_error_handlers
 from service.routes import api_router
 
@@ -25,6 +27,8 @@ out, handing back a genuinely smaller model.
 
 Errors are `{"error": {"code": "...", "message": "..."}}`.
 """
+
+log = logging.getLogger(__name__)
 
 
 def _version() -> str:
@@ -45,7 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Idempotent: every process brings the schema up to date before serving.
         store.migrate()
         celery_app = make_celery(resolved)
-        app.state.settings = resolved
+        app.state.keyring = KeyRing(resolved.api_key_tenants())
+        if not app.state.keyring.enabled:
+            log.warning(
+                "DEADWEIGHT_API_KEYS is not set: the API is open to every client that can reach it"
+            )
+        # From here on only the key ring's digests stand for the keys.
+        app.state.settings = resolved.model_copy(update={"api_keys": None})
         app.state.store = store
         app.state.blobs = BlobStore(resolved.resolved_data_dir())
         app.state.queue = Queue(celery_app)

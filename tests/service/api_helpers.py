@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+
+from jobs.states import JobStatus
 
 ClientFactory = Callable[..., TestClient]  # the `make_client` fixture
 
@@ -57,3 +60,38 @@ def broker_messages(client: TestClient) -> list[str]:
 
 def blob_files(client: TestClient) -> list[Path]:
     return sorted(p for p in client.app.state.blobs.blobs_dir.rglob("*") if p.is_file())
+
+
+RESULTS = {
+    "baseline": {"metric": 0.97, "parameters": 67},
+    "candidates": [
+        {
+            "index": 0,
+            "threshold": {"fraction": 0.5},
+            "metric": 0.96,
+            "metric_drop": 0.01,
+            "parameters": 35,
+            "size_reduction": 0.48,
+            "kept": {"0": 4},
+            "artifact": "pruned-0.pt2",
+        }
+    ],
+    "pareto": [0],
+    "recommended": None,
+}
+PRUNED = b"PK\x03\x04 pruned"
+STATS = {"layers": [{"name": "0", "neurons": 8, "mean": [0.0] * 8, "std": [1.0] * 8}]}
+
+
+def publish_job(client: TestClient, job_id: str) -> Path:
+    """Do what the worker does: run the job, write its files, mark it succeeded."""
+    store, blobs = client.app.state.store, client.app.state.blobs
+    assert store.start_job(job_id) is not None
+    folder = blobs.job_dir(job_id)
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(RESULTS))
+    (folder / "stats.json").write_text(json.dumps(STATS))
+    (folder / "pruned-0.pt2").write_bytes(PRUNED)
+    (folder / ".pruned-1.pt2.tmp").write_bytes(b"half written")
+    assert store.finish_job(job_id, JobStatus.SUCCEEDED)
+    return folder

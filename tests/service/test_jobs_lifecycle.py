@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -12,27 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jobs.states import JobStatus
-from tests.service.api_helpers import new_dataset, new_model
-
-RESULTS = {
-    "baseline": {"metric": 0.97, "parameters": 67},
-    "candidates": [
-        {
-            "index": 0,
-            "threshold": {"fraction": 0.5},
-            "metric": 0.96,
-            "metric_drop": 0.01,
-            "parameters": 35,
-            "size_reduction": 0.48,
-            "kept": {"0": 4},
-            "artifact": "pruned-0.pt2",
-        }
-    ],
-    "pareto": [0],
-    "recommended": None,
-}
-PRUNED = b"PK\x03\x04 pruned"
-STATS = {"layers": [{"name": "0", "neurons": 8, "mean": [0.0] * 8, "std": [1.0] * 8}]}
+from tests.service.api_helpers import PRUNED, RESULTS, STATS, new_dataset, new_model, publish_job
 
 
 @pytest.fixture
@@ -46,20 +25,6 @@ def job(client: TestClient, model_bytes: bytes) -> dict[str, Any]:
     assert response.status_code == 202
     created: dict[str, Any] = response.json()
     return created
-
-
-def _publish(client: TestClient, job_id: str) -> Path:
-    """Do what the worker does: run the job, write its files, mark it succeeded."""
-    store, blobs = client.app.state.store, client.app.state.blobs
-    assert store.start_job(job_id) is not None
-    folder = blobs.job_dir(job_id)
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps(RESULTS))
-    (folder / "stats.json").write_text(json.dumps(STATS))
-    (folder / "pruned-0.pt2").write_bytes(PRUNED)
-    (folder / ".pruned-1.pt2.tmp").write_bytes(b"half written")
-    assert store.finish_job(job_id, JobStatus.SUCCEEDED)
-    return folder
 
 
 @pytest.mark.parametrize(
@@ -125,7 +90,7 @@ def test_results_are_409_until_the_job_succeeds(client: TestClient, job: dict[st
 def test_published_job_serves_results_stats_and_artifacts(
     client: TestClient, job: dict[str, Any]
 ) -> None:
-    _publish(client, job["id"])
+    publish_job(client, job["id"])
     polled = client.get(f"/v1/jobs/{job['id']}").json()
     assert polled["status"] == "succeeded"
     assert polled["progress"] == {"stage": "done", "fraction": 1.0}
@@ -157,7 +122,7 @@ def test_published_job_serves_results_stats_and_artifacts(
 def test_succeeded_job_without_its_results_file_is_404(
     client: TestClient, job: dict[str, Any]
 ) -> None:
-    folder = _publish(client, job["id"])
+    folder = publish_job(client, job["id"])
     (folder / "stats.json").unlink()
     response = client.get(f"/v1/jobs/{job['id']}/stats")
     assert response.status_code == 404
@@ -219,14 +184,14 @@ def _raw_get(client: TestClient, path: str) -> tuple[int, dict[str, Any]]:
 def test_artifact_names_outside_the_listing_are_404(
     client: TestClient, job: dict[str, Any], name: str
 ) -> None:
-    _publish(client, job["id"])
+    publish_job(client, job["id"])
     status, body = _raw_get(client, f"/v1/jobs/{job['id']}/artifacts/{name}")
     assert status == 404
     assert body["error"]["code"] == "not_found"
 
 
 def test_raw_requests_reach_listed_artifacts(client: TestClient, job: dict[str, Any]) -> None:
-    _publish(client, job["id"])  # the control for the test above: the raw call itself works
+    publish_job(client, job["id"])  # the control for the test above: the raw call itself works
     assert _raw_get(client, f"/v1/jobs/{job['id']}/artifacts/results.json") == (200, RESULTS)
 
 
@@ -258,7 +223,7 @@ def test_delete_an_active_job_is_409(client: TestClient, job: dict[str, Any]) ->
 
 
 def test_delete_removes_the_job_and_its_files(client: TestClient, job: dict[str, Any]) -> None:
-    folder = _publish(client, job["id"])
+    folder = publish_job(client, job["id"])
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
     assert not folder.exists()
     assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
