@@ -165,7 +165,8 @@ def list_jobs(
     tenant: TenantDep,
     store: StoreDep,
     limit: int = Query(50, ge=1, le=200, description="page size"),
-    offset: int = Query(0, ge=0, description="jobs to skip, newest first"),
+    # Bounded so that SQL's 64-bit integers always hold it.
+    offset: int = Query(0, ge=0, le=2**31, description="jobs to skip, newest first"),
 ) -> JobsPublic:
     """The caller's jobs, newest first, one page at a time."""
     page, total = store.list_jobs(tenant, limit, offset)
