@@ -244,3 +244,47 @@ def test_constant_channels_into_a_grouped_conv_removed_with_compensation(tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(pruned(xt), model(xt), rtol=1e-5, atol=1e-5)
     assert pruned.get_parameter("head.weight").shape == (6, 7, 1, 1)
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_constant_channels_read_by_linear_layers_compensate_exactly(
+    tmp_path: Path, name: str
+) -> None:
+    """Every group read only by Linear layers: make some channels constant on purpose (their
+    producers' weight rows zeroed), cut them with compensation, and nothing changes."""
+    from pruning.data import ArrayData
+    from pruning.stats import collect
+
+    model, gm, analysis, feeder = _load(tmp_path, name)
+    candidates = [
+        g
+        for g in analysis.prunable
+        if g.width > 2
+        and g.consumers
+        and all(c.kind == "linear" for c in g.consumers)
+        and g.name not in RENORMALISED.get(name, set())
+    ]
+    if not candidates:
+        pytest.skip(f"no group of {name} is read by Linear layers only")
+    for group in candidates:  # zero the rows of channels 0 and width-1 in every producer
+        dead = [0, group.width - 1]
+        for ps in group.producers:
+            if ps.path.endswith(".weight"):
+                w = gm.get_parameter(ps.path)
+                with torch.no_grad():
+                    w.index_fill_(0, torch.tensor(ps.span.positions(dead)), 0.0)
+    shape = model.input_shape  # type: ignore[attr-defined]
+    x = np.random.default_rng(0).normal(size=(24, *shape)).astype(np.float32)
+    taps = {t: g.width for g in candidates for t in g.taps}
+    stats = collect(gm, taps, feeder(ArrayData(x)))
+    plan = {}
+    for group in candidates:
+        dead = [0, group.width - 1]
+        assert all(float(stats[t].std[dead].max()) < 1e-6 for t in group.taps), group.name
+        plan[group.name] = list(range(1, group.width - 1))
+    means = {t: s.mean for t, s in stats.items()}
+    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, plan, means=means), feeder)
+    xt = torch.from_numpy(x[:6])
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(xt), gm(xt), rtol=1e-4, atol=1e-5)
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in gm.parameters())
