@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     lease_seconds: int = 60
     max_attempts: int = 3
     retention_days: int = 30
+    # Address space of the process that runs a job or an inspection (0: no limit).
+    job_memory_bytes: int = 16 * GIB
     job_soft_time_limit: int = 6 * 3600
     job_time_limit: int = 6 * 3600 + 300
     batch_size: int = 256
@@ -62,6 +64,12 @@ class Settings(BaseSettings):
             for name, low in at_least.items()
             if getattr(self, name) < low
         ]
+        if self.job_memory_bytes and self.job_memory_bytes < GIB:
+            # The engine's own imports (torch) take most of a GiB of address space.
+            problems.append(
+                "DEADWEIGHT_JOB_MEMORY_BYTES must be 0 (no limit) or at least 1 GiB, "
+                f"got {self.job_memory_bytes}"
+            )
         if self.job_time_limit <= self.job_soft_time_limit:
             # The soft limit lets a job stop cleanly; a hard limit below it would kill it first.
             problems.append(

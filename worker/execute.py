@@ -1,14 +1,16 @@
 """Running one job or one model inspection against the stores; called by the task bodies.
 
-A job's files are written into a hidden folder of its own and renamed into place when the
-run has succeeded, so a client never sees half a result set, and a second delivery of the
-same message finds the job no longer queued and does nothing.
+The engine itself runs in a limited child process (`worker.sandbox`); this side owns the
+stores. A job's files are written into a hidden folder of its own and renamed into place
+when the run has succeeded, so a client never sees half a result set, and a second
+delivery of the same message finds the job no longer queued and does nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,13 +19,13 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from jobs.blobs import BlobStore
-from jobs.datasets import Dataset, DatasetFormat, InvalidDataset, open_dataset
+from jobs.datasets import InvalidDataset
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
 from jobs.states import JobStatus, ModelStatus
 from jobs.store import JobStore
-from pruning.config import Criterion, Metric, PruneConfig, Threshold, default_thresholds
-from pruning.errors import Cancelled, PruningError
+from pruning.errors import Cancelled
+from worker.sandbox import Limits, SandboxFailure, run_sandboxed
 
 log = logging.getLogger("deadweight.worker")
 
@@ -31,45 +33,27 @@ PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_EVERY_S = 1.0
 
 
-def execute_inspection(model_id: str, store: JobStore, blobs: BlobStore) -> None:
-    """Read an uploaded model with the safe reader and record what it holds, or why not."""
-    from pruning.inspect import inspect_model
-
+def execute_inspection(
+    model_id: str, store: JobStore, blobs: BlobStore, settings: Settings
+) -> None:
+    """Read an uploaded model with the safe reader, in the sandbox; record what it holds."""
     record = store.get_model_any_tenant(model_id)
     if record is None:
         return  # deleted before the worker got to it
+    blobs.tmp_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".inspect-{model_id}-", dir=blobs.tmp_dir))
     try:
-        info = inspect_model(blobs.path(record.sha256))
-    except PruningError as exc:
+        info = run_sandboxed(
+            {"kind": "inspect", "model": str(blobs.path(record.sha256))},
+            workdir,
+            _limits(settings),
+        )
+    except SandboxFailure as exc:
         store.set_model_inspected(model_id, ModelStatus.INVALID, None, str(exc))
         return
-    except Exception as exc:
-        log.exception("inspection of model %s failed", model_id)
-        store.set_model_inspected(
-            model_id, ModelStatus.INVALID, None, f"could not read the model: {exc}"
-        )
-        return
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     store.set_model_inspected(model_id, ModelStatus.READY, info, None)
-
-
-def prune_config(config: dict[str, Any], settings: Settings) -> PruneConfig:
-    """The engine's configuration from a stored job request (validated by the API)."""
-    raw = config.get("thresholds")
-    thresholds = (
-        tuple(Threshold(**{k: float(v) for k, v in t.items()}) for t in raw)
-        if raw
-        else default_thresholds()
-    )
-    metric = config.get("metric")
-    return PruneConfig(
-        criterion=Criterion(config.get("criterion", "seed")),
-        thresholds=thresholds,
-        compensate=bool(config.get("compensate", False)),
-        metric=Metric(metric) if metric else None,
-        max_metric_drop=float(config.get("max_metric_drop", 0.005)),
-        batch_size=settings.batch_size,
-        device=settings.device,
-    )
 
 
 def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settings) -> None:
@@ -80,11 +64,18 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
         return
     final = blobs.job_dir(job_id)
     staging = final.with_name(f".{job_id}.attempt-{job.attempts}")
-    shutil.rmtree(staging, ignore_errors=True)
+    workdir = final.with_name(f".{job_id}.attempt-{job.attempts}.work")
+    for folder in (staging, workdir):
+        shutil.rmtree(folder, ignore_errors=True)
     staging.mkdir(parents=True)
-    opened: list[Dataset] = []
     try:
-        _run(job, store, blobs, settings, staging, opened)
+        run_sandboxed(
+            _job_request(job, store, blobs, settings, staging),
+            workdir,
+            _limits(settings),
+            on_progress=_throttled_progress(store, job_id),
+            should_cancel=_throttled_cancel(store, job_id),
+        )
         # Publish first, then record success: a success on record always has its files.
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
@@ -92,7 +83,7 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
             shutil.rmtree(final, ignore_errors=True)  # cancelled or taken over meanwhile
     except Cancelled:
         store.finish_job(job_id, JobStatus.CANCELLED, "cancelled by the client")
-    except (PruningError, InvalidDataset) as exc:
+    except (SandboxFailure, InvalidDataset) as exc:
         store.finish_job(job_id, JobStatus.FAILED, str(exc))
     except SoftTimeLimitExceeded:
         store.finish_job(
@@ -104,46 +95,42 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
         log.exception("job %s failed", job_id)
         store.finish_job(job_id, JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
     finally:
-        for ds in opened:
-            ds.close()
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(
-    job: JobRecord,
-    store: JobStore,
-    blobs: BlobStore,
-    settings: Settings,
-    out_dir: Path,
-    opened: list[Dataset],
-) -> None:
-    from pruning.sweep import DataInput, run
+def _limits(settings: Settings) -> Limits:
+    return Limits.for_job(settings.job_memory_bytes, settings.job_time_limit)
 
+
+def _job_request(
+    job: JobRecord, store: JobStore, blobs: BlobStore, settings: Settings, out_dir: Path
+) -> dict[str, Any]:
+    """What the sandboxed engine needs: file paths and settings, no store, no secrets."""
     model = store.get_model_any_tenant(job.model_id)
     data = store.get_dataset_any_tenant(job.dataset_id)
     if model is None or data is None:
         raise InvalidDataset("the job's model or dataset was deleted before it ran")
     eval_data = store.get_dataset_any_tenant(job.eval_dataset_id) if job.eval_dataset_id else None
 
-    def data_input(record: DatasetRecord) -> DataInput:
-        ds = open_dataset(
-            blobs.path(record.sha256),
-            DatasetFormat(record.format),
-            label_column=record.label_column,
-            name=record.filename,  # blobs are named by hash: messages use the upload's name
-        )
-        opened.append(ds)
-        return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
+    def dataset(record: DatasetRecord) -> dict[str, Any]:
+        return {
+            "path": str(blobs.path(record.sha256)),
+            "format": record.format,
+            "label_column": record.label_column,
+            "name": record.filename,  # blobs are named by hash: messages use the upload's name
+        }
 
-    run(
-        blobs.path(model.sha256),
-        data_input(data),
-        data_input(eval_data) if eval_data else None,
-        prune_config(job.config, settings),
-        out_dir,
-        progress=_throttled_progress(store, job.id),
-        should_cancel=_throttled_cancel(store, job.id),
-    )
+    return {
+        "kind": "job",
+        "model": str(blobs.path(model.sha256)),
+        "data": dataset(data),
+        "eval_data": dataset(eval_data) if eval_data else None,
+        "config": job.config,
+        "batch_size": settings.batch_size,
+        "device": settings.device,
+        "out_dir": str(out_dir),
+    }
 
 
 def _throttled_progress(store: JobStore, job_id: str) -> Callable[[str, float], None]:

@@ -30,4 +30,4 @@ def inspect_model(model_id: str) -> None:
     from worker.execute import execute_inspection
 
     store, blobs = _stores()
-    execute_inspection(model_id, store, blobs)
+    execute_inspection(model_id, store, blobs, get_settings())

@@ -218,7 +218,7 @@ def test_a_convnet_reports_its_groups_coupled_grouped_and_frozen(
         model = build(name)
         path = export_to(model, tmp_path / f"{name}.pt2", d_in=model.input_shape)
         model_id = upload(client, "models", path.read_bytes(), f"{name}.pt2").json()["id"]
-        execute_inspection(model_id, state.store, state.blobs)
+        execute_inspection(model_id, state.store, state.blobs, state.settings)
         body = client.get(f"/v1/models/{model_id}").json()
         assert body["status"] == "ready", body["error"]
         shapes[name] = body

@@ -170,7 +170,7 @@ def test_inspection_marks_models_ready_or_invalid(
     world: World, model_file: Path, tmp_path: Path
 ) -> None:
     good = world.model(model_file)
-    execute_inspection(good, world.store, world.blobs)
+    execute_inspection(good, world.store, world.blobs, world.settings)
     record = world.store.get_model(TENANT, good)
     assert record is not None and record.status is ModelStatus.READY
     assert record.info is not None
@@ -180,6 +180,6 @@ def test_inspection_marks_models_ready_or_invalid(
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"PK\x03\x04 broken")
     bad = world.model(junk)
-    execute_inspection(bad, world.store, world.blobs)
+    execute_inspection(bad, world.store, world.blobs, world.settings)
     record = world.store.get_model(TENANT, bad)
     assert record is not None and record.status is ModelStatus.INVALID and record.error

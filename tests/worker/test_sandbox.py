@@ -1,0 +1,95 @@
+"""The engine's child process: limits, environment, working directory, and how it fails."""
+
+from __future__ import annotations
+
+import os
+import resource
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from jobs.settings import GIB
+from tests.tiny_models import export_to
+from worker.sandbox import Limits, SandboxFailure, child_env, run_sandboxed
+
+
+def test_the_child_has_its_limits_its_directory_and_no_service_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEADWEIGHT_API_KEYS", "team=secret-key")
+    monkeypatch.setenv("DEADWEIGHT_DATABASE_URL", "postgresql+psycopg://u:password@db/x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-child")
+    work = tmp_path / "work"
+    seen = run_sandboxed({"kind": "describe"}, work, Limits(3 * GIB, 120))
+    assert not [k for k in seen["env"] if k.startswith("DEADWEIGHT_") or k.startswith("AWS_")]
+    assert Path(seen["cwd"]) == work.resolve()
+    limits = seen["limits"]
+    if not Path("/dev/nvidiactl").exists():
+        assert limits["RLIMIT_AS"] == [3 * GIB, 3 * GIB]
+    assert limits["RLIMIT_CPU"] == [120, 180]
+    assert limits["RLIMIT_NOFILE"] == [1024, 1024]
+    assert limits["RLIMIT_CORE"] == [0, 0]
+    # The worker itself keeps its own limits.
+    assert resource.getrlimit(resource.RLIMIT_CPU)[0] != 120
+
+
+def test_child_env_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("DEADWEIGHT_BROKER_URL", "redis://:password@broker/0")
+    env = child_env(tmp_path)
+    assert env["OMP_NUM_THREADS"] == "3" and env["HOME"] == str(tmp_path)
+    assert env["TMPDIR"] == str(tmp_path / "tmp") and (tmp_path / "tmp").is_dir()
+    assert "DEADWEIGHT_BROKER_URL" not in env and env["PATH"] == os.environ["PATH"]
+
+
+class Outer(nn.Module):
+    """Each sample's 4096 features become a 4096 x 4096 outer product: 64 MiB per sample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 4096)
+        self.out = nn.Linear(4096, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc(x))
+        return self.out((h.unsqueeze(2) * h.unsqueeze(1)).mean(2))
+
+
+def _job(tmp_path: Path, model: Path, samples: int, batch_size: int) -> dict[str, object]:
+    data = tmp_path / "data.npz"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(samples, 5)).astype(np.float32)
+    np.savez(data, x=x, y=rng.integers(0, 3, size=samples))
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = {"path": str(data), "format": "npz", "label_column": None, "name": "data.npz"}
+    return {
+        "kind": "job", "model": str(model), "data": spec, "eval_data": None,
+        "config": {"criterion": "variance", "thresholds": [{"fraction": 0.5}]},
+        "batch_size": batch_size, "device": "cpu", "out_dir": str(out),
+    }  # fmt: skip
+
+
+@pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="no address-space limit with CUDA")
+def test_a_job_past_its_memory_limit_fails_with_that_reason(tmp_path: Path) -> None:
+    model = export_to(Outer(), tmp_path / "outer.pt2", d_in=5)
+    request = _job(tmp_path, model, samples=64, batch_size=64)  # 4 GiB for one batch
+    with pytest.raises(SandboxFailure, match="ran out of memory within its limit"):
+        run_sandboxed(request, tmp_path / "work", Limits(2 * GIB, 600))
+
+
+def test_a_job_past_its_cpu_limit_fails_with_that_reason(tmp_path: Path) -> None:
+    model = export_to(Outer(), tmp_path / "outer.pt2", d_in=5)
+    request = _job(tmp_path, model, samples=4000, batch_size=4)  # minutes of CPU
+    with pytest.raises(SandboxFailure, match="CPU time limit"):
+        run_sandboxed(request, tmp_path / "work", Limits(0, 3))
+
+
+def test_a_refused_model_fails_with_the_readers_reason(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt2"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(SandboxFailure, match="not a zip"):
+        run_sandboxed({"kind": "inspect", "model": str(junk)}, tmp_path / "w", Limits(0, 60))

@@ -1,0 +1,152 @@
+"""The engine's side of the sandbox (`python -m worker.engine_process`).
+
+Reads one request (JSON) on stdin, runs it, and writes JSON lines on its stdout:
+`{"progress": [stage, fraction]}` while it works, then `{"result": ...}` or
+`{"error": "..."}`. Anything else printed to stdout by libraries goes to stderr instead,
+so the protocol stays clean. Requests:
+
+- `{"kind": "inspect", "model": path}` -> the model's description (`pruning.inspect`);
+- `{"kind": "job", "model": path, "data": dataset, "eval_data": dataset | null,
+  "config": stored job config, "batch_size": n, "device": d, "out_dir": path}` -> null,
+  the files written into out_dir; a dataset is `{"path", "format", "label_column", "name"}`;
+- `{"kind": "describe"}` -> this process's environment names, directory and limits, so
+  that the sandbox itself can be checked.
+
+See `worker.sandbox` for the limits it runs under.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO, Any
+
+from jobs.datasets import DatasetFormat, InvalidDataset, open_dataset
+from pruning.config import Criterion, Metric, PruneConfig, Threshold, default_thresholds
+from pruning.errors import PruningError
+
+PROGRESS_EVERY_S = 0.2
+_OUT_OF_MEMORY = (
+    "the job ran out of memory within its limit (DEADWEIGHT_JOB_MEMORY_BYTES); "
+    "a smaller batch size (DEADWEIGHT_BATCH_SIZE) needs less"
+)
+
+
+def prune_config(config: dict[str, Any], batch_size: int, device: str) -> PruneConfig:
+    """The engine's configuration from a stored job request (validated by the API)."""
+    raw = config.get("thresholds")
+    thresholds = (
+        tuple(Threshold(**{k: float(v) for k, v in t.items()}) for t in raw)
+        if raw
+        else default_thresholds()
+    )
+    metric = config.get("metric")
+    return PruneConfig(
+        criterion=Criterion(config.get("criterion", "seed")),
+        thresholds=thresholds,
+        compensate=bool(config.get("compensate", False)),
+        metric=Metric(metric) if metric else None,
+        max_metric_drop=float(config.get("max_metric_drop", 0.005)),
+        batch_size=batch_size,
+        device=device,
+    )
+
+
+class _Channel:
+    """The protocol's end: one JSON object per line, progress throttled."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self._last = ("", 0.0)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.out.write(json.dumps(message) + "\n")
+        self.out.flush()
+
+    def progress(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if stage != self._last[0] or now - self._last[1] >= PROGRESS_EVERY_S or fraction >= 1:
+            self.send({"progress": [stage, fraction]})
+            self._last = (stage, now)
+
+
+def _run_job(request: dict[str, Any], channel: _Channel) -> None:
+    from pruning.sweep import DataInput, run
+
+    with ExitStack() as stack:
+
+        def data_input(spec: dict[str, Any]) -> DataInput:
+            ds = stack.enter_context(
+                open_dataset(
+                    Path(spec["path"]),
+                    DatasetFormat(spec["format"]),
+                    label_column=spec.get("label_column"),
+                    name=spec.get("name"),
+                )
+            )
+            return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
+
+        run(
+            Path(request["model"]),
+            data_input(request["data"]),
+            data_input(request["eval_data"]) if request.get("eval_data") else None,
+            prune_config(request["config"], int(request["batch_size"]), str(request["device"])),
+            Path(request["out_dir"]),
+            progress=channel.progress,
+        )
+
+
+def _describe() -> dict[str, Any]:
+    limits = {
+        name: resource.getrlimit(getattr(resource, name))
+        for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_CORE")
+    }
+    return {"env": sorted(os.environ), "cwd": os.getcwd(), "limits": limits}
+
+
+def _handle(request: dict[str, Any], channel: _Channel) -> Any:
+    kind = request.get("kind")
+    if kind == "inspect":
+        from pruning.inspect import inspect_model
+
+        return inspect_model(Path(request["model"]))
+    if kind == "job":
+        _run_job(request, channel)
+        return None
+    if kind == "describe":
+        return _describe()
+    raise ValueError(f"unknown request kind {kind!r}")
+
+
+def main() -> int:
+    # The protocol gets the real stdout; everything else printed goes to stderr.
+    channel = _Channel(os.fdopen(os.dup(1), "w"))
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        result = _handle(json.loads(sys.stdin.read()), channel)
+    except (PruningError, InvalidDataset) as exc:
+        channel.send({"error": str(exc)})
+        return 2
+    except MemoryError:
+        channel.send({"error": _OUT_OF_MEMORY})
+        return 2
+    except Exception as exc:
+        if isinstance(exc, RuntimeError) and "allocate" in str(exc):  # torch's allocator
+            channel.send({"error": _OUT_OF_MEMORY})
+        else:
+            traceback.print_exc()  # to stderr, the worker's log
+            channel.send({"error": f"internal error: {type(exc).__name__}: {exc}"})
+        return 2
+    channel.send({"result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
