@@ -90,7 +90,7 @@ def _check_entries(
         top, _, rest = name.partition("/")
         if not _TOP_DIR.match(top) or top in (".", "..") or not _ALLOWED_ENTRY.match(rest):
             raise UnsafeModel(f"unexpected entry in archive: {name[:200]!r}")
-        if name in entries:
+        if rest in entries:  # zip readers disagree on which copy wins: refuse both
             raise UnsafeModel(f"duplicate entry in archive: {name!r}")
         if info.flag_bits & 0x1:
             raise UnsafeModel(f"encrypted entry in archive: {name!r}")
@@ -105,6 +105,8 @@ def _check_entries(
         entries[rest] = info
     if total > limits.max_total_bytes:
         raise UnsafeModel(f"archive expands to {total} bytes; at most {limits.max_total_bytes}")
+    if not tops:
+        raise UnsafeModel("the archive is empty: save the model with torch.export.save")
     if len(tops) != 1:
         raise UnsafeModel("a .pt2 archive has exactly one top-level folder")
     return tops.pop(), entries

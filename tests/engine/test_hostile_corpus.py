@@ -1,0 +1,111 @@
+"""The hostile corpus against the engine's reader and `deadweight prune`: refused, no code ran.
+
+The HTTP side (upload, inspection, job submission and the job run) is in
+tests/service/test_hostile_uploads.py.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pruning.archive import read_program
+from pruning.errors import UnsafeModel
+from service.cli import main as deadweight
+from tests.hostile import (
+    Hostile,
+    hostile_datasets,
+    hostile_models,
+    sample_inputs_with_a_canary,
+)
+
+
+@pytest.fixture(scope="module")
+def canary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("canary")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, canary: Path) -> list[Hostile]:
+    return hostile_models(tmp_path_factory.mktemp("models"), canary)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("files")
+    rng = np.random.default_rng(0)
+    np.savez(root / "data.npz", x=rng.normal(size=(16, 6)).astype(np.float32))
+    return root
+
+
+def test_the_reader_refuses_every_hostile_model(
+    models: list[Hostile], canary: Path, tmp_path: Path
+) -> None:
+    assert len(models) >= 15
+    for item in models:
+        path = tmp_path / "m.pt2"
+        path.write_bytes(item.data)
+        with pytest.raises(UnsafeModel) as refused:
+            read_program(path)
+        assert re.search(item.reason, str(refused.value), re.I), (item.name, str(refused.value))
+    assert list(canary.iterdir()) == []
+
+
+def test_prune_exits_2_on_every_hostile_model(
+    models: list[Hostile], canary: Path, files: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    for item in models:
+        path = tmp_path / "m.pt2"
+        path.write_bytes(item.data)
+        code = deadweight(["prune", str(path), str(files / "data.npz"), "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, item.name
+        assert err.startswith("deadweight: error:") and "\n" not in err, (item.name, err)
+    assert list(canary.iterdir()) == []
+
+
+def test_prune_exits_2_on_every_hostile_dataset(
+    canary: Path, files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    from tests.tiny_models import MLP, export_to
+
+    model = export_to(MLP(), tmp_path / "model.pt2")
+    for item in hostile_datasets(canary):
+        path = tmp_path / item.filename
+        path.write_bytes(item.data)
+        code = deadweight(["prune", str(model), str(path), "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, item.name
+        assert re.search(item.reason, err, re.I), (item.name, err)
+    assert list(canary.iterdir()) == []
+
+
+def test_the_real_command_refuses_too(models: list[Hostile], canary: Path, files: Path,
+                                      tmp_path: Path) -> None:  # fmt: skip
+    """One run of the installed `deadweight` executable, as users start it."""
+    path = tmp_path / "m.pt2"
+    path.write_bytes(next(m for m in models if m.name == "weight marked use_pickle").data)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("deadweight")), "prune", str(path),
+         str(files / "data.npz"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "pickle" in proc.stderr
+    assert list(canary.iterdir()) == []
+
+
+def test_example_inputs_are_never_unpickled(canary: Path, files: Path, tmp_path: Path) -> None:
+    path = tmp_path / "m.pt2"
+    path.write_bytes(sample_inputs_with_a_canary(tmp_path, canary))
+    program = read_program(path)
+    assert program.example_inputs is None
+    assert deadweight(["prune", str(path), str(files / "data.npz"), "--out", str(tmp_path)]) == 0
+    assert list(canary.iterdir()) == []

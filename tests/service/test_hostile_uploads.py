@@ -1,0 +1,68 @@
+"""The hostile corpus through HTTP: upload, inspection, job submission and the job run.
+
+Every hostile model is refused at upload (not an archive) or marked `invalid` by the
+worker's sandboxed inspection, and a job on it is refused at submission; submitted before
+the inspection, the job fails with the reader's reason. Every hostile dataset is refused at
+upload with nothing stored. The canary folder stays empty throughout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from jobs.states import JobStatus
+from tests.hostile import hostile_datasets, hostile_models
+from tests.service.api_helpers import blob_files, new_dataset, upload
+from worker.execute import execute_inspection, execute_job
+
+
+def test_hostile_models_are_refused_at_every_step(client: TestClient, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    state = client.app.state
+    dataset_id = new_dataset(client)["id"]
+    refused_at_upload = 0
+    for item in hostile_models(tmp_path, canary):
+        response = upload(client, "models", item.data, item.filename)
+        if response.status_code == 422:  # not even an archive: nothing kept
+            refused_at_upload += 1
+            assert response.json()["error"]["code"] == "invalid_model", item.name
+            continue
+        assert response.status_code == 201, (item.name, response.text)
+        model_id = response.json()["id"]
+
+        # A job submitted before the inspection runs, and fails with the reader's reason.
+        body = {"model_id": model_id, "dataset_id": dataset_id, "thresholds": [{"fraction": 0.5}]}
+        early = client.post("/v1/jobs", json=body)
+        assert early.status_code == 202, (item.name, early.text)
+        execute_job(early.json()["id"], state.store, state.blobs, state.settings)
+        job = client.get(f"/v1/jobs/{early.json()['id']}").json()
+        assert job["status"] == JobStatus.FAILED.value and job["error"], item.name
+
+        execute_inspection(model_id, state.store, state.blobs, state.settings)
+        model = client.get(f"/v1/models/{model_id}").json()
+        assert model["status"] == "invalid" and model["error"], (item.name, model)
+        late = client.post("/v1/jobs", json=body)
+        assert late.status_code == 422, item.name
+        assert late.json()["error"]["code"] == "invalid_model"
+    assert refused_at_upload >= 1
+    assert list(canary.iterdir()) == []
+
+
+def test_hostile_datasets_are_refused_at_upload(client: TestClient, tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    for item in hostile_datasets(canary):
+        response = upload(client, "datasets", item.data, item.filename)
+        assert response.status_code == 422, (item.name, response.text)
+        assert response.json()["error"]["message"], item.name
+    assert blob_files(client) == []  # nothing kept
+    assert list(canary.iterdir()) == []
+
+
+@pytest.fixture
+def client(make_client):  # type: ignore[no-untyped-def]
+    return make_client(max_upload_bytes=256 * 1024**2)  # room for the zip bomb
