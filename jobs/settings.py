@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     batch_size: int = 256
     device: str = "auto"
     max_thresholds: int = 64
+    # Checked at upload (datasets) and at inspection and job start (models).
+    max_samples: int = 10_000_000
+    max_features: int = 16_777_216  # values per sample: 3 x 2048 x 2048 images fit
+    max_parameters: int = 2_000_000_000
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -58,6 +62,9 @@ class Settings(BaseSettings):
             "job_time_limit": 1,
             "batch_size": 1,
             "max_thresholds": 1,
+            "max_samples": 1,
+            "max_features": 1,
+            "max_parameters": 1,
         }
         problems = [
             f"DEADWEIGHT_{name.upper()} must be at least {low}, got {getattr(self, name)}"

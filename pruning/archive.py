@@ -12,6 +12,7 @@ Python objects, so nothing is unpickled.
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class ArchiveLimits:
     max_total_bytes: int = 8 * 1024**3  # uncompressed, all entries
     max_json_bytes: int = 256 * 1024**2
     max_compression_ratio: float = 200.0  # zip bombs compress far better than weights do
+    max_parameters: int | None = None  # checked on the declared sizes, before any payload
 
 
 DEFAULT_LIMITS = ArchiveLimits()
@@ -200,11 +202,26 @@ def _read_payload(
         or not isinstance(config["config"], dict)
     ):
         raise UnsafeModel(f"{config_name}: expected {{'config': {{...}}}}")
+    if limits.max_parameters is not None:
+        _check_parameter_count(config["config"], config_name, limits.max_parameters)
     buffers: dict[str, torch.Tensor] = {}  # path_name -> flat payload; shared for tied weights
     out: dict[str, torch.Tensor] = {}
     for fqn, meta in config["config"].items():
         out[check_fqn(fqn, config_name)] = _payload_tensor(zf, entries, folder, fqn, meta, buffers)
     return out
+
+
+def _check_parameter_count(config: dict[str, Any], where: str, limit: int) -> None:
+    total = 0
+    for fqn, meta in config.items():
+        if isinstance(meta, dict) and meta.get("is_param") is True:
+            tmeta = check_tensor_meta(meta.get("tensor_meta"), f"{where}: {fqn}", concrete=True)
+            total += math.prod(s["as_int"] for s in tmeta["sizes"])
+    if total > limit:
+        raise UnsafeModel(
+            f"the model has {total} parameters; this server takes at most {limit} "
+            "(DEADWEIGHT_MAX_PARAMETERS)"
+        )
 
 
 def _payload_tensor(

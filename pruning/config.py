@@ -77,6 +77,7 @@ class PruneConfig:
     max_metric_drop: float = 0.005
     batch_size: int = 256
     device: str = "cpu"
+    max_parameters: int | None = None  # a service limit; larger models are refused on reading
 
     def __post_init__(self) -> None:
         if not self.thresholds:

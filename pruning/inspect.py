@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pruning.archive import read_program
+from pruning.archive import ArchiveLimits, read_program
 from pruning.evaluate import count_parameters
 from pruning.graph import analyse
 
 
-def inspect_model(path: Path) -> dict[str, Any]:
+def inspect_model(path: Path, max_parameters: int | None = None) -> dict[str, Any]:
     """Read a `.pt2` safely and describe it.
 
     Returns:
@@ -18,9 +18,10 @@ def inspect_model(path: Path) -> dict[str, Any]:
         "kind"}], "frozen": [{"name", "width", "kind", "reason"}]}.
 
     Raises:
-        UnsafeModel: the file is refused by the safe reader.
+        UnsafeModel: the file is refused by the safe reader, or has more parameters than
+            `max_parameters`.
     """
-    program = read_program(path)
+    program = read_program(path, ArchiveLimits(max_parameters=max_parameters))
     analysis = analyse(program.module())
     return {
         "parameters": count_parameters(program),

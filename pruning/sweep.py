@@ -15,7 +15,7 @@ import torch
 from torch import fx
 
 from pruning import choice, plots, report
-from pruning.archive import read_program
+from pruning.archive import ArchiveLimits, read_program
 from pruning.config import Metric, PruneConfig
 from pruning.criteria import Plan, select
 from pruning.data import Batch, BatchSource, Feeder
@@ -105,7 +105,7 @@ def run(
     device = resolve_device(config.device)
 
     ctx.progress("loading", 0.0)
-    program = read_program(model_path)
+    program = read_program(model_path, ArchiveLimits(max_parameters=config.max_parameters))
     cpu_module = program.module()
     analysis = analyse(cpu_module)
     feeder = Feeder(analysis.inputs, device, config.batch_size)

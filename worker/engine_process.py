@@ -5,9 +5,11 @@ Reads one request (JSON) on stdin, runs it, and writes JSON lines on its stdout:
 `{"error": "..."}`. Anything else printed to stdout by libraries goes to stderr instead,
 so the protocol stays clean. Requests:
 
-- `{"kind": "inspect", "model": path}` -> the model's description (`pruning.inspect`);
+- `{"kind": "inspect", "model": path, "max_parameters": n}` -> the model's description
+  (`pruning.inspect`);
 - `{"kind": "job", "model": path, "data": dataset, "eval_data": dataset | null,
-  "config": stored job config, "batch_size": n, "device": d, "out_dir": path}` -> null,
+  "config": stored job config, "batch_size": n, "device": d, "max_parameters": n,
+  "out_dir": path}` -> null,
   the files written into out_dir; a dataset is `{"path", "format", "label_column", "name"}`;
 - `{"kind": "describe"}` -> this process's environment names, directory and limits, so
   that the sandbox itself can be checked.
@@ -38,7 +40,9 @@ _OUT_OF_MEMORY = (
 )
 
 
-def prune_config(config: dict[str, Any], batch_size: int, device: str) -> PruneConfig:
+def prune_config(
+    config: dict[str, Any], batch_size: int, device: str, max_parameters: int | None = None
+) -> PruneConfig:
     """The engine's configuration from a stored job request (validated by the API)."""
     raw = config.get("thresholds")
     thresholds = (
@@ -55,6 +59,7 @@ def prune_config(config: dict[str, Any], batch_size: int, device: str) -> PruneC
         max_metric_drop=float(config.get("max_metric_drop", 0.005)),
         batch_size=batch_size,
         device=device,
+        max_parameters=max_parameters,
     )
 
 
@@ -96,7 +101,12 @@ def _run_job(request: dict[str, Any], channel: _Channel) -> None:
             Path(request["model"]),
             data_input(request["data"]),
             data_input(request["eval_data"]) if request.get("eval_data") else None,
-            prune_config(request["config"], int(request["batch_size"]), str(request["device"])),
+            prune_config(
+                request["config"],
+                int(request["batch_size"]),
+                str(request["device"]),
+                request.get("max_parameters"),
+            ),
             Path(request["out_dir"]),
             progress=channel.progress,
         )
@@ -115,7 +125,7 @@ def _handle(request: dict[str, Any], channel: _Channel) -> Any:
     if kind == "inspect":
         from pruning.inspect import inspect_model
 
-        return inspect_model(Path(request["model"]))
+        return inspect_model(Path(request["model"]), request.get("max_parameters"))
     if kind == "job":
         _run_job(request, channel)
         return None

@@ -44,7 +44,11 @@ def execute_inspection(
     workdir = Path(tempfile.mkdtemp(prefix=f".inspect-{model_id}-", dir=blobs.tmp_dir))
     try:
         info = run_sandboxed(
-            {"kind": "inspect", "model": str(blobs.path(record.sha256))},
+            {
+                "kind": "inspect",
+                "model": str(blobs.path(record.sha256)),
+                "max_parameters": settings.max_parameters,
+            },
             workdir,
             _limits(settings),
         )
@@ -129,6 +133,7 @@ def _job_request(
         "config": job.config,
         "batch_size": settings.batch_size,
         "device": settings.device,
+        "max_parameters": settings.max_parameters,
         "out_dir": str(out_dir),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -25,14 +26,25 @@ DECODED_BYTES_PER_UPLOAD_BYTE = 8
 
 
 def inspect_dataset(
-    path: Path, filename: str, label_column: str | None, max_bytes: int
+    path: Path, filename: str, label_column: str | None, settings: Settings
 ) -> DatasetInfo:
     """Detect the format, open the file and check every value (InvalidDataset otherwise)."""
     with path.open("rb") as f:
         fmt = detect_format(filename, f.read(HEAD_BYTES))
     with open_dataset(
-        path, fmt, label_column=label_column, name=filename, max_bytes=max_bytes
+        path,
+        fmt,
+        label_column=label_column,
+        max_samples=settings.max_samples,
+        name=filename,
+        max_bytes=settings.max_upload_bytes * DECODED_BYTES_PER_UPLOAD_BYTE,
     ) as dataset:
+        features = math.prod(dataset.info.x_shape)
+        if features > settings.max_features:  # before reading every value
+            raise InvalidDataset(
+                f"{filename} has {features} values per sample; this server takes at most "
+                f"{settings.max_features} (DEADWEIGHT_MAX_FEATURES)"
+            )
         dataset.validate()
         return dataset.info
 
@@ -45,7 +57,7 @@ def register_dataset(
             blobs.path(upload.sha256),
             upload.filename,
             upload.fields.get(LABEL_COLUMN, "").strip() or None,
-            settings.max_upload_bytes * DECODED_BYTES_PER_UPLOAD_BYTE,
+            settings,
         )
     except InvalidDataset:
         discard_blob(store, blobs, upload.sha256)
