@@ -109,3 +109,18 @@ def test_example_inputs_are_never_unpickled(canary: Path, files: Path, tmp_path:
     assert program.example_inputs is None
     assert deadweight(["prune", str(path), str(files / "data.npz"), "--out", str(tmp_path)]) == 0
     assert list(canary.iterdir()) == []
+
+
+def test_archive_size_and_entry_caps(tmp_path: Path) -> None:
+    from pruning.archive import ArchiveLimits
+    from tests.hostile import valid_model
+
+    path = tmp_path / "m.pt2"
+    path.write_bytes(valid_model(tmp_path))
+    read_program(path)  # within the default caps
+    with pytest.raises(UnsafeModel, match="expands to"):
+        read_program(path, ArchiveLimits(max_total_bytes=10_000))
+    with pytest.raises(UnsafeModel, match="entries"):
+        read_program(path, ArchiveLimits(max_entries=5))
+    with pytest.raises(UnsafeModel, match="larger than it declares or allowed"):
+        read_program(path, ArchiveLimits(max_json_bytes=1000))

@@ -163,3 +163,25 @@ def test_serve_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "DEADWEIGHT_API_KEYS" in proc.stderr and "127.0.0.1" in proc.stderr
     assert not (tmp_path / "jobs").exists()  # refused before touching anything
+
+
+def test_413_and_401_with_two_tenants(make_client: ClientFactory, model_bytes: bytes) -> None:
+    """The size limit holds for a valid key; without one, the body is never looked at."""
+    client = make_client(api_keys=KEYS, max_upload_bytes=len(model_bytes) - 1)
+    assert _upload(client, "models", model_bytes, ALPHA).status_code == 413
+    assert _upload(client, "models", model_bytes, {}).status_code == 401
+    huge = {"Content-Length": str(10**12), "Content-Type": "multipart/form-data; boundary=x"}
+    assert client.post("/v1/models", content=b"", headers={**huge, **BETA}).status_code == 413
+    assert client.post("/v1/models", content=b"", headers=huge).status_code == 401
+
+
+def test_open_mode_says_so_at_start(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="service.main"):
+        make_client(api_keys=None)
+    assert "DEADWEIGHT_API_KEYS is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="service.main"):
+        make_client(api_keys=KEYS)
+    assert "DEADWEIGHT_API_KEYS" not in caplog.text
