@@ -134,7 +134,7 @@ def hostile_models(folder: Path, canary: Path) -> list[Hostile]:
         Hostile(
             "torch.save pickle archive",
             "m.pt2",
-            _zip({"archive/data.pkl": payload("torch-save"), "archive/version": b"3\n"}),
+            zip_bytes({"archive/data.pkl": payload("torch-save"), "archive/version": b"3\n"}),
             "not a torch.export|unexpected|entry",
         ),
         Hostile(
@@ -212,7 +212,7 @@ def hostile_models(folder: Path, canary: Path) -> list[Hostile]:
             _rewrite(base, _json_edit("models/model.json", code_in_name)),
             "refused name",
         ),
-        Hostile("empty zip", "m.pt2", _zip({}), "torch.export|empty|no "),
+        Hostile("empty zip", "m.pt2", zip_bytes({}), "torch.export|empty|no "),
     ]
 
 
@@ -279,7 +279,7 @@ def hostile_datasets(canary: Path) -> list[Hostile]:
     ]
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
+def zip_bytes(entries: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
         for name, data in entries.items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -14,17 +13,8 @@ import torch
 
 from pruning.archive import read_program
 from pruning.errors import UnsafeModel
+from tests.hostile import Canary
 from tests.tiny_models import MLP, export_to, randomize_bn
-
-
-class Canary:
-    """Unpickling this creates a file: proof that code ran."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[object, tuple[str, str]]:
-        return (os.system, (f"touch {self.path}",))
 
 
 @pytest.fixture
@@ -75,7 +65,7 @@ def test_not_a_zip(tmp_path: Path) -> None:
 
 def test_pickled_weight_is_refused_and_never_unpickled(saved: Path, tmp_path: Path) -> None:
     canary = tmp_path / "canary"
-    payload = pickle.dumps(Canary(str(canary)))
+    payload = pickle.dumps(Canary(canary))
 
     def mark(doc: dict) -> None:  # type: ignore[type-arg]
         entry = doc["config"]["fc1.weight"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from jobs.states import ModelStatus
 from service.uploads import clean_filename
+from tests.hostile import zip_bytes
 from tests.service.api_helpers import (
     CLOSED_BROKER,
     ClientFactory,
@@ -21,14 +20,6 @@ from tests.service.api_helpers import (
     new_model,
     upload,
 )
-
-
-def _zip(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return buf.getvalue()
 
 
 def test_upload_stores_a_pending_model_and_queues_its_inspection(
@@ -75,9 +66,9 @@ def test_get_shows_the_inspection_once_done(client: TestClient, model_bytes: byt
 def test_non_archives_are_refused_and_not_kept(client: TestClient) -> None:
     for data in (
         b"not a zip at all",
-        _zip({"m/data/weights/w": b"0"}),  # no graph
-        _zip({"m/models/model.json": b"{}"}),  # no archive_format
-        _zip({"a/models/x.json": b"{}", "b/models/y.json": b"{}", "a/archive_format": b"pt2"}),
+        zip_bytes({"m/data/weights/w": b"0"}),  # no graph
+        zip_bytes({"m/models/model.json": b"{}"}),  # no archive_format
+        zip_bytes({"a/models/x.json": b"{}", "b/models/y.json": b"{}", "a/archive_format": b"pt2"}),
         b"PK\x03\x04 truncated",
     ):
         response = upload(client, "models", data, "model.pt2")
@@ -90,7 +81,7 @@ def test_non_archives_are_refused_and_not_kept(client: TestClient) -> None:
 
 
 def test_minimal_archive_layout_passes_the_structural_check(client: TestClient) -> None:
-    data = _zip({"prog/models/model.json": b"{}", "prog/archive_format": b"pt2"})
+    data = zip_bytes({"prog/models/model.json": b"{}", "prog/archive_format": b"pt2"})
     assert upload(client, "models", data, "x.pt2").status_code == 201
 
 
@@ -184,7 +175,7 @@ def test_413_while_streaming_without_content_length(make_client: ClientFactory) 
 
 
 def test_exactly_the_limit_is_accepted(make_client: ClientFactory) -> None:
-    data = _zip({"m/models/model.json": b"{}", "m/archive_format": b"pt2"})
+    data = zip_bytes({"m/models/model.json": b"{}", "m/archive_format": b"pt2"})
     client = make_client(max_upload_bytes=len(data))
     assert upload(client, "models", data, "m.pt2").status_code == 201
 
