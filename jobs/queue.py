@@ -70,6 +70,17 @@ class Queue:
     def _send(self, task_name: str, record_id: str) -> None:
         self._app.send_task(task_name, args=[record_id])
 
+    def waiting(self, timeout: float = 2.0) -> int:
+        """Messages waiting in the queue (not those a worker holds unacknowledged)."""
+        options: dict[str, Any] = {"socket_connect_timeout": timeout}
+        with self._app.connection_for_write(transport_options=options) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+            with connection.channel() as channel:
+                # Not passive: after a broker restart the queue does not exist yet, and
+                # declaring it (as every worker does) is what "empty" looks like.
+                declared = channel.queue_declare(QUEUE_NAME, durable=True, auto_delete=False)
+                return int(declared.message_count)
+
     def ping(self, timeout: float = 2.0) -> None:
         """Raise if the broker cannot be reached within about `timeout` seconds."""
         options: dict[str, Any] = {"socket_connect_timeout": timeout}

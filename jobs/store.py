@@ -11,15 +11,12 @@ never overwrite a state another process already wrote.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Delete, Update, delete, exists, func, or_, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, exists, func, or_, select, update
 
-from jobs.database import create_store_engine, normalize_url, upgrade_to_head
+from jobs.lifecycle import JobLifecycle
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus, Stage
 from jobs.tables import DatasetRow, JobRow, ModelRow, utcnow
@@ -27,42 +24,8 @@ from jobs.tables import DatasetRow, JobRow, ModelRow, utcnow
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
-class JobStore:
-    def __init__(self, database_url: str) -> None:
-        """Connect (SQLite file or PostgreSQL URL); does not create tables."""
-        self._engine = create_store_engine(normalize_url(database_url))
-        # Records are copied out before the session closes, so nothing needs reloading.
-        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent, safe at every start)."""
-        upgrade_to_head(self._engine)
-
-    def ping(self) -> None:
-        """Raise if the database cannot be reached (used by /readyz)."""
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
-    def dispose(self) -> None:
-        """Close the pooled connections (at shutdown, or in tests between databases)."""
-        self._engine.dispose()
-
-    @contextmanager
-    def _session(self) -> Iterator[Session]:
-        """One short transaction: committed on success, rolled back on any exception."""
-        with self._sessions.begin() as session:
-            yield session
-
-    def _change(self, session: Session, statement: Update | Delete) -> bool:
-        """Run a conditional UPDATE or DELETE; True when it matched a row."""
-        result = session.execute(statement.execution_options(synchronize_session=False))
-        # Always a CursorResult for DML; the isinstance narrows the type for rowcount.
-        assert isinstance(result, CursorResult)
-        return result.rowcount > 0
-
-    def _delete(self, statement: Delete) -> bool:
-        with self._session() as session:
-            return self._change(session, statement)
+class JobStore(JobLifecycle):
+    """Uploads and jobs of every tenant; job transitions come from `JobLifecycle`."""
 
     # -- models ---------------------------------------------------------------
     def add_model(self, tenant: str, sha256: str, size: int, filename: str) -> ModelRecord:
@@ -232,104 +195,44 @@ class JobStore:
             total = session.scalar(count) or 0
             return [row.to_record() for row in rows], total
 
-    def start_job(self, job_id: str) -> JobRecord | None:
-        """queued -> running (conditional UPDATE); attempts += 1; started_at set.
-
-        Returns None when the job is not queued any more (cancelled, finished, or already
-        taken by another delivery), so a duplicate message cannot run it twice.
-        """
-        statement = (
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value)
-            .values(
-                status=JobStatus.RUNNING.value,
-                stage=Stage.LOADING.value,
-                fraction=0.0,
-                attempts=JobRow.attempts + 1,
-                started_at=utcnow(),
-            )
-        )
-        with self._session() as session:
-            if not self._change(session, statement):
-                return None
-            row = session.get(JobRow, job_id)
-            return None if row is None else row.to_record()
-
-    def set_progress(self, job_id: str, stage: str, fraction: float) -> None:
-        """Only while running; `fraction` is clamped to [0, 1]."""
-        if not math.isfinite(fraction):
-            raise ValueError(f"progress fraction must be finite, got {fraction}")
-        statement = (
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING.value)
-            .values(stage=stage, fraction=min(1.0, max(0.0, fraction)))
-        )
-        with self._session() as session:
-            self._change(session, statement)
-
-    def finish_job(self, job_id: str, status: JobStatus, error: str | None = None) -> bool:
-        """running -> succeeded|failed|cancelled (conditional); finished_at set.
-
-        False if the job is not running (already finished, cancelled or deleted). A
-        succeeded job reports stage `done` and fraction 1; a failed or cancelled one keeps
-        the stage it stopped in, which tells the user where it ended.
-        """
-        status = JobStatus(status)
-        if status not in TERMINAL_STATUSES:
-            raise ValueError(f"finish_job needs a terminal status, got {status.value!r}")
-        values: dict[str, Any] = {
-            "status": status.value,
-            "error": error,
-            "finished_at": utcnow(),
-        }
-        if status is JobStatus.SUCCEEDED:
-            values.update(stage=Stage.DONE.value, fraction=1.0)
-        statement = (
-            update(JobRow)
-            .where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING.value)
-            .values(**values)
-        )
-        with self._session() as session:
-            return self._change(session, statement)
-
-    def request_cancel(self, tenant: str, job_id: str) -> JobRecord | None:
-        """queued -> cancelled at once; running -> cancel_requested=True (the worker stops).
-
-        Terminal jobs are returned unchanged. None if the job does not exist for this tenant.
-        """
-        mine = (JobRow.id == job_id, JobRow.tenant == tenant)
-        cancel_queued = (
-            update(JobRow)
-            .where(*mine, JobRow.status == JobStatus.QUEUED.value)
-            .values(status=JobStatus.CANCELLED.value, finished_at=utcnow())
-        )
-        flag_running = (
-            update(JobRow)
-            .where(*mine, JobRow.status == JobStatus.RUNNING.value)
-            .values(cancel_requested=True)
-        )
-        with self._session() as session:
-            # Queued first: if a worker starts the job between the two statements, the
-            # second one still catches it as running.
-            if not self._change(session, cancel_queued):
-                self._change(session, flag_running)
-            row = session.scalars(select(JobRow).where(*mine)).one_or_none()
-            return None if row is None else row.to_record()
-
-    def is_cancel_requested(self, job_id: str) -> bool:
-        """True when the worker should stop: cancel asked, job no longer running, or deleted.
-
-        A job deleted or finished by someone else while the worker still runs it must stop
-        as well; the worker's finish_job then returns False and changes nothing.
-        """
-        query = select(JobRow.status, JobRow.cancel_requested).where(JobRow.id == job_id)
-        with self._session() as session:
-            found = session.execute(query).one_or_none()
-        if found is None:
-            return True
-        status, cancel_requested = found
-        return bool(cancel_requested) or status != JobStatus.RUNNING.value
-
     def delete_job(self, tenant: str, job_id: str) -> bool:
         statement = delete(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
         return self._delete(statement)
+
+    # -- retention (the reaper) --------------------------------------------------------------
+    def expired_jobs(self, retention_days: int) -> list[str]:
+        """Finished (succeeded, failed, cancelled) jobs that ended longer ago than that."""
+        cutoff = utcnow() - timedelta(days=retention_days)
+        terminal = [s.value for s in TERMINAL_STATUSES]
+        query = select(JobRow.id).where(JobRow.status.in_(terminal), JobRow.finished_at < cutoff)
+        with self._session() as session:
+            return list(session.scalars(query).all())
+
+    def delete_job_any_tenant(self, job_id: str) -> bool:
+        """Delete a finished job (never an active one)."""
+        terminal = [s.value for s in TERMINAL_STATUSES]
+        statement = delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(terminal))
+        return self._delete(statement)
+
+    def expire_unused_uploads(self, retention_days: int) -> list[str]:
+        """Delete models and datasets older than that which no job refers to any more;
+        returns their blobs' hashes (the caller removes each blob no other row uses)."""
+        cutoff = utcnow() - timedelta(days=retention_days)
+        gone: list[str] = []
+        for row_type in (ModelRow, DatasetRow):
+            used = or_(
+                JobRow.model_id == row_type.id,
+                JobRow.dataset_id == row_type.id,
+                JobRow.eval_dataset_id == row_type.id,
+            )
+            query = select(row_type.id, row_type.sha256).where(
+                row_type.created_at < cutoff, ~exists().where(used)
+            )
+            with self._session() as session:
+                candidates = session.execute(query).all()
+            for upload_id, sha256 in candidates:
+                # Conditional again: a job may have been submitted for it meanwhile.
+                statement = delete(row_type).where(row_type.id == upload_id, ~exists().where(used))
+                if self._delete(statement):
+                    gone.append(sha256)
+        return gone

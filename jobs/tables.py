@@ -165,9 +165,11 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # Reserved for worker leases (heartbeat + reaper); not used yet.
+    # The lease of a running job (jobs.lifecycle): who runs it, until when.
     lease_owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a queued job was last sent to the queue: the reaper re-sends lost messages.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
 
     def to_record(self) -> JobRecord:
         return JobRecord(

@@ -1,16 +1,24 @@
 """The worker's Celery app: the shared configuration from `jobs.queue`, plus the task bodies.
 
 Importing this module must stay cheap and must not touch torch or CUDA: the worker's parent
-process only supervises; each job runs in a fresh child (max_tasks_per_child=1) that imports
-the engine when its task starts.
+process only supervises (and runs the reaper, `jobs.reaper`); each job runs in a fresh child
+(max_tasks_per_child=1) that hands the engine to its sandboxed process.
 """
 
 from __future__ import annotations
 
-import celery
+from typing import Any
 
-from jobs.queue import INSPECT_MODEL_TASK, RUN_JOB_TASK, make_celery
+import celery
+from celery import signals
+
+from jobs.blobs import BlobStore
+from jobs.queue import INSPECT_MODEL_TASK, RUN_JOB_TASK, Queue, make_celery
+from jobs.reaper import Reaper
 from jobs.settings import get_settings
+from jobs.store import JobStore
+
+_reaper: list[Reaper] = []
 
 
 def create_worker_app() -> celery.Celery:
@@ -28,3 +36,23 @@ def create_worker_app() -> celery.Celery:
 
 
 app = create_worker_app()
+
+
+def _start_reaper(**_: Any) -> None:
+    """Every worker's main process sweeps for lost jobs (see jobs.reaper for why several
+    reapers are safe together)."""
+    settings = get_settings()
+    store = JobStore(settings.resolved_database_url())
+    store.migrate()
+    reaper = Reaper(store, Queue(app), BlobStore(settings.resolved_data_dir()), settings)
+    reaper.start()
+    _reaper.append(reaper)
+
+
+def _stop_reaper(**_: Any) -> None:
+    for reaper in _reaper:
+        reaper.stop()
+
+
+signals.worker_ready.connect(_start_reaper, weak=False)
+signals.worker_shutdown.connect(_stop_reaper, weak=False)

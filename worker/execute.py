@@ -9,8 +9,11 @@ delivery of the same message finds the job no longer queued and does nothing.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +33,7 @@ from worker.sandbox import Limits, SandboxFailure, run_sandboxed
 log = logging.getLogger("deadweight.worker")
 
 PROGRESS_EVERY_S = 0.5
+
 CANCEL_POLL_EVERY_S = 1.0
 
 
@@ -61,46 +65,103 @@ def execute_inspection(
 
 
 def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settings) -> None:
-    """Run a queued job to its end state; a job that is not queued any more is left alone."""
-    job = store.start_job(job_id)
+    """Run a queued job to its end state; a job that is not queued any more is left alone.
+
+    The job's lease is renewed by a heartbeat thread while the engine works; every change
+    recorded names this attempt, so a worker whose lease was taken over changes nothing.
+    """
+    # The lease owner: host and process, named in the reason when a worker is lost.
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    job = store.start_job(job_id, owner=owner, lease_seconds=settings.lease_seconds)
     if job is None:
         log.info("job %s is not queued any more; nothing to do", job_id)
         return
+    attempt = job.attempts
     final = blobs.job_dir(job_id)
-    staging = final.with_name(f".{job_id}.attempt-{job.attempts}")
-    workdir = final.with_name(f".{job_id}.attempt-{job.attempts}.work")
+    staging = final.with_name(f".{job_id}.attempt-{attempt}")
+    workdir = final.with_name(f".{job_id}.attempt-{attempt}.work")
     for folder in (staging, workdir):
         shutil.rmtree(folder, ignore_errors=True)
     staging.mkdir(parents=True)
+    heartbeat = Heartbeat(store, job_id, attempt, settings.lease_seconds)
+    heartbeat.start()
+
+    def finish(status: JobStatus, error: str | None = None) -> bool:
+        return store.finish_job(job_id, status, error, attempt=attempt)
+
     try:
         run_sandboxed(
             _job_request(job, store, blobs, settings, staging),
             workdir,
             _limits(settings),
-            on_progress=_throttled_progress(store, job_id),
-            should_cancel=_throttled_cancel(store, job_id),
+            on_progress=_throttled_progress(store, job_id, attempt),
+            should_cancel=_throttled_cancel(store, job_id, attempt, heartbeat),
         )
-        # Publish first, then record success: a success on record always has its files.
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        if not store.finish_job(job_id, JobStatus.SUCCEEDED):
-            shutil.rmtree(final, ignore_errors=True)  # cancelled or taken over meanwhile
+        _publish(store, job_id, attempt, settings, staging, final)
     except Cancelled:
-        store.finish_job(job_id, JobStatus.CANCELLED, "cancelled by the client")
+        finish(JobStatus.CANCELLED, "cancelled by the client")
     except (SandboxFailure, InvalidDataset) as exc:
-        store.finish_job(job_id, JobStatus.FAILED, str(exc))
+        finish(JobStatus.FAILED, str(exc))
     except SoftTimeLimitExceeded:
-        store.finish_job(
-            job_id,
-            JobStatus.FAILED,
-            f"the job ran past its time limit ({settings.job_soft_time_limit} s)",
+        finish(
+            JobStatus.FAILED, f"the job ran past its time limit ({settings.job_soft_time_limit} s)"
         )
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        store.finish_job(job_id, JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        finish(JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
     finally:
+        heartbeat.stop()
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _publish(
+    store: JobStore, job_id: str, attempt: int, settings: Settings, staging: Path, final: Path
+) -> None:
+    """Move the result set into place, then record success; exactly once per job.
+
+    The lease is checked first, so an attempt that lost it publishes nothing. The folder is
+    renamed, never merged or overwritten: if another attempt already published, this one
+    leaves that result alone. A success on record always has its files.
+    """
+    if not store.renew_lease(job_id, attempt, settings.lease_seconds):
+        raise Cancelled("this attempt lost its lease")
+    try:
+        staging.rename(final)
+    except OSError:  # the folder exists: another attempt published it
+        log.warning("job %s attempt %d: a result set is already published", job_id, attempt)
+        raise Cancelled("already published") from None
+    if not store.finish_job(job_id, JobStatus.SUCCEEDED, attempt=attempt):
+        shutil.rmtree(final, ignore_errors=True)  # cancelled or taken over meanwhile
+
+
+class Heartbeat(threading.Thread):
+    """Renews a job's lease every third of its length, independent of the engine's work.
+
+    `lost` turns True when a renewal finds the lease gone (reaped, cancelled, deleted):
+    the job's engine is then stopped. A database error is retried at the next beat; the
+    lease outlives two missed beats.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, attempt: int, lease_seconds: int):
+        super().__init__(name=f"lease-{job_id}", daemon=True)
+        self._store, self._job_id, self._attempt = store, job_id, attempt
+        self._lease_seconds = lease_seconds
+        self._halt = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        while not self._halt.wait(self._lease_seconds / 3):
+            try:
+                if not self._store.renew_lease(self._job_id, self._attempt, self._lease_seconds):
+                    self.lost = True
+                    return
+            except Exception:
+                log.exception("job %s: lease renewal failed; retrying", self._job_id)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=10)
 
 
 def _limits(settings: Settings) -> Limits:
@@ -138,27 +199,29 @@ def _job_request(
     }
 
 
-def _throttled_progress(store: JobStore, job_id: str) -> Callable[[str, float], None]:
+def _throttled_progress(store: JobStore, job_id: str, attempt: int) -> Callable[[str, float], None]:
     """Progress goes to the store on a stage change or at most twice a second."""
     last: dict[str, Any] = {"stage": None, "at": 0.0}
 
     def report(stage: str, fraction: float) -> None:
         now = time.monotonic()
         if stage != last["stage"] or now - last["at"] >= PROGRESS_EVERY_S or fraction >= 1.0:
-            store.set_progress(job_id, stage, round(fraction, 4))
+            store.set_progress(job_id, stage, round(fraction, 4), attempt=attempt)
             last.update(stage=stage, at=now)
 
     return report
 
 
-def _throttled_cancel(store: JobStore, job_id: str) -> Callable[[], bool]:
-    """The engine polls often; the store is asked at most once a second."""
+def _throttled_cancel(
+    store: JobStore, job_id: str, attempt: int, heartbeat: Heartbeat
+) -> Callable[[], bool]:
+    """Asked four times a second; the store is asked at most once a second."""
     last = {"at": 0.0, "value": False}
 
     def should_cancel() -> bool:
         now = time.monotonic()
         if now - float(last["at"]) >= CANCEL_POLL_EVERY_S:
-            last.update(at=now, value=store.is_cancel_requested(job_id))
-        return bool(last["value"])
+            last.update(at=now, value=store.is_cancel_requested(job_id, attempt))
+        return heartbeat.lost or bool(last["value"])
 
     return should_cancel
