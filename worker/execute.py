@@ -80,15 +80,14 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
     final = blobs.job_dir(job_id)
     staging = final.with_name(f".{job_id}.attempt-{attempt}")
     workdir = final.with_name(f".{job_id}.attempt-{attempt}.work")
-    for folder in (staging, workdir):
+    # Folders of earlier attempts whose worker died are this attempt's to clear.
+    for folder in final.parent.glob(f".{job_id}.attempt-*"):
         shutil.rmtree(folder, ignore_errors=True)
     staging.mkdir(parents=True)
     heartbeat = Heartbeat(store, job_id, attempt, settings.lease_seconds)
     heartbeat.start()
 
-    def finish(status: JobStatus, error: str | None = None) -> bool:
-        return store.finish_job(job_id, status, error, attempt=attempt)
-
+    outcome: tuple[JobStatus, str] | None = None
     try:
         run_sandboxed(
             _job_request(job, store, blobs, settings, staging),
@@ -97,22 +96,25 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
             on_progress=_throttled_progress(store, job_id, attempt),
             should_cancel=_throttled_cancel(store, job_id, attempt, heartbeat),
         )
+        shutil.rmtree(workdir, ignore_errors=True)  # gone before success is visible
         _publish(store, job_id, attempt, settings, staging, final)
     except Cancelled:
-        finish(JobStatus.CANCELLED, "cancelled by the client")
+        outcome = (JobStatus.CANCELLED, "cancelled by the client")
     except (SandboxFailure, InvalidDataset) as exc:
-        finish(JobStatus.FAILED, str(exc))
+        outcome = (JobStatus.FAILED, str(exc))
     except SoftTimeLimitExceeded:
-        finish(
-            JobStatus.FAILED, f"the job ran past its time limit ({settings.job_soft_time_limit} s)"
-        )
+        limit = settings.job_soft_time_limit
+        outcome = (JobStatus.FAILED, f"the job ran past its time limit ({limit} s)")
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        finish(JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+        outcome = (JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
     finally:
         heartbeat.stop()
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
+    # Recorded after the cleanup: a client that sees the end state finds no partial files.
+    if outcome is not None:
+        store.finish_job(job_id, *outcome, attempt=attempt)
 
 
 def _publish(

@@ -1,0 +1,202 @@
+"""Crash tests with real processes: the API, Redis, PostgreSQL and `deadweight worker`s.
+
+Workers are killed the hard way (SIGKILL) mid-job; the lease (5 s here) runs out, a
+reaper puts the job back on the queue, and it ends `succeeded` with one complete result
+set, or `failed` with the reason once its attempts are used up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
+from tests.tiny_models import export_to
+
+pytestmark = pytest.mark.integration
+
+THRESHOLDS = [{"fraction": f / 10} for f in range(1, 6)]
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class Wide(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 256), nn.Linear(256, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@dataclass
+class Cluster:
+    client: httpx.Client
+    env: dict[str, str]
+    procs: Processes
+    data_dir: Path
+    model_id: str
+    dataset_id: str
+
+    def worker(self) -> subprocess.Popen[bytes]:
+        return self.procs.start("worker", [DEADWEIGHT, "worker"], self.env)
+
+    def submit(self) -> str:
+        body = {"model_id": self.model_id, "dataset_id": self.dataset_id,
+                "criterion": "variance", "thresholds": THRESHOLDS}  # fmt: skip
+        response = self.client.post("/v1/jobs", json=body)
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.client.get(f"/v1/jobs/{job_id}").json()  # type: ignore[no-any-return]
+
+    def wait(self, job_id: str, statuses: set[str], timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = self.job(job_id)
+            if record["status"] in statuses:
+                return record
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} still {record}\n{self.procs.dump_logs()}")
+
+    def assert_complete(self, job_id: str) -> None:
+        results = self.client.get(f"/v1/jobs/{job_id}/results").json()
+        assert [c["index"] for c in results["candidates"]] == list(range(len(THRESHOLDS)))
+        names = [a["name"] for a in self.client.get(f"/v1/jobs/{job_id}/artifacts").json()]
+        assert len(names) == len(set(names)) and "results.json" in names
+        published = {p.name for p in (self.data_dir / "jobs" / job_id).iterdir()}
+        assert published == set(names)  # nothing half-written, nothing extra
+        leftovers = list((self.data_dir / "jobs").glob(f".{job_id}*"))
+        assert leftovers == [], leftovers
+
+
+@pytest.fixture
+def cluster(
+    processes: Processes, redis_url: str, postgres_url: str, tmp_path: Path
+) -> Iterator[Cluster]:
+    data_dir = tmp_path / "data"
+    env = base_env(data_dir)
+    env.update(
+        DEADWEIGHT_BROKER_URL=redis_url,
+        DEADWEIGHT_DATABASE_URL=postgres_url,
+        DEADWEIGHT_LEASE_SECONDS="5",
+        DEADWEIGHT_MAX_ATTEMPTS="3",
+        DEADWEIGHT_BATCH_SIZE="64",
+    )
+    port = free_port()
+    api = processes.start("api", [DEADWEIGHT, "serve", "--no-worker", "--port", str(port)], env)
+    wait_http(f"http://127.0.0.1:{port}/readyz", api, processes)
+    torch.manual_seed(0)
+    model = export_to(Wide(), tmp_path / "wide.pt2", d_in=16)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(20_000, 16)).astype(np.float32),
+             y=rng.integers(0, 4, size=20_000))  # fmt: skip
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        ids = []
+        for route, path in (("/v1/models", model), ("/v1/datasets", tmp_path / "data.npz")):
+            with path.open("rb") as fh:
+                response = client.post(route, files={"file": (path.name, fh)})
+            assert response.status_code == 201, response.text
+            ids.append(response.json()["id"])
+        yield Cluster(client, env, processes, data_dir, ids[0], ids[1])
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line), read from /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        out[int(entry.name)] = (ppid, cmdline)
+    return out
+
+
+def _engine_parent(timeout: float = 120) -> int:
+    """The pool child running a job: the parent of the sandboxed engine process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _pid, (ppid, cmdline) in _processes().items():
+            if "worker.engine_process" in cmdline:
+                return ppid
+        time.sleep(0.1)
+    raise AssertionError("no engine process appeared")
+
+
+def _running(cluster: Cluster, job_id: str) -> None:
+    record = cluster.wait(job_id, {"running"} | TERMINAL, timeout=120)
+    assert record["status"] == "running", record
+
+
+def test_the_whole_worker_killed_mid_job_then_a_new_one_finishes_it(cluster: Cluster) -> None:
+    first = cluster.worker()
+    job_id = cluster.submit()
+    _running(cluster, job_id)
+    _engine_parent()  # the engine is at work
+    os.killpg(first.pid, signal.SIGKILL)  # supervisor, pool children and the engine
+    first.wait()
+    cluster.worker()
+    final = cluster.wait(job_id, TERMINAL)
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 2
+    cluster.assert_complete(job_id)
+
+
+def test_only_the_child_running_the_job_killed(cluster: Cluster) -> None:
+    cluster.worker()
+    job_id = cluster.submit()
+    _running(cluster, job_id)
+    os.kill(_engine_parent(), signal.SIGKILL)  # the pool child; its engine dies with it
+    final = cluster.wait(job_id, TERMINAL)
+    assert final["status"] == "succeeded", final
+    assert final["attempts"] == 2
+    cluster.assert_complete(job_id)
+
+
+def test_a_job_that_always_loses_its_worker_fails_and_the_queue_drains(
+    cluster: Cluster,
+) -> None:
+    cluster.worker()
+    doomed, after = cluster.submit(), cluster.submit()
+    killed = set()
+    deadline = time.monotonic() + 240
+    while cluster.job(doomed)["status"] not in TERMINAL:
+        assert time.monotonic() < deadline, cluster.procs.dump_logs()
+        job = cluster.job(doomed)
+        if job["status"] == "running" and job["attempts"] not in killed:
+            os.kill(_engine_parent(), signal.SIGKILL)
+            killed.add(job["attempts"])
+        time.sleep(0.2)
+    final = cluster.job(doomed)
+    assert final["status"] == "failed" and killed == {1, 2, 3}, final
+    assert "lost 3 times" in final["error"] and "DEADWEIGHT_MAX_ATTEMPTS=3" in final["error"]
+    assert cluster.wait(after, TERMINAL)["status"] == "succeeded"  # the worker goes on
+
+
+def test_cancel_a_running_job_then_the_next_one_runs(cluster: Cluster) -> None:
+    cluster.worker()
+    running, waiting = cluster.submit(), cluster.submit()
+    _running(cluster, running)
+    asked = time.monotonic()
+    assert cluster.client.post(f"/v1/jobs/{running}/cancel").status_code == 200
+    assert cluster.wait(running, TERMINAL, timeout=30)["status"] == "cancelled"
+    assert time.monotonic() - asked < 10
+    assert list((cluster.data_dir / "jobs").glob(f"*{running}*")) == []
+    assert cluster.wait(waiting, TERMINAL)["status"] == "succeeded"
