@@ -7,8 +7,11 @@ set, or `failed` with the reason once its attempts are used up.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -82,14 +85,13 @@ class Cluster:
         assert leftovers == [], leftovers
 
 
-@pytest.fixture
-def cluster(
-    processes: Processes, redis_url: str, postgres_url: str, tmp_path: Path
+def start_cluster(
+    processes: Processes, broker_url: str, postgres_url: str, tmp_path: Path
 ) -> Iterator[Cluster]:
     data_dir = tmp_path / "data"
     env = base_env(data_dir)
     env.update(
-        DEADWEIGHT_BROKER_URL=redis_url,
+        DEADWEIGHT_BROKER_URL=broker_url,
         DEADWEIGHT_DATABASE_URL=postgres_url,
         DEADWEIGHT_LEASE_SECONDS="5",
         DEADWEIGHT_MAX_ATTEMPTS="3",
@@ -111,6 +113,13 @@ def cluster(
             assert response.status_code == 201, response.text
             ids.append(response.json()["id"])
         yield Cluster(client, env, processes, data_dir, ids[0], ids[1])
+
+
+@pytest.fixture
+def cluster(
+    processes: Processes, redis_url: str, postgres_url: str, tmp_path: Path
+) -> Iterator[Cluster]:
+    yield from start_cluster(processes, redis_url, postgres_url, tmp_path)
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -200,3 +209,42 @@ def test_cancel_a_running_job_then_the_next_one_runs(cluster: Cluster) -> None:
     assert time.monotonic() - asked < 10
     assert list((cluster.data_dir / "jobs").glob(f"*{running}*")) == []
     assert cluster.wait(waiting, TERMINAL)["status"] == "succeeded"
+
+
+def _redis(processes: Processes, port: int) -> subprocess.Popen[bytes]:
+    """A Redis of this test's own that keeps nothing on disk, as the CI's does."""
+    proc = processes.start(
+        "redis", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no"], {"PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return proc
+        time.sleep(0.1)
+    raise AssertionError("redis-server did not start")
+
+
+def test_redis_restarted_while_jobs_are_queued(
+    processes: Processes, postgres_url: str, tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    redis = _redis(processes, port)
+    started = start_cluster(processes, f"redis://127.0.0.1:{port}/0", postgres_url, tmp_path)
+    cluster = next(started)
+    try:
+        cluster.worker()
+        jobs = [cluster.submit() for _ in range(3)]
+        _running(cluster, jobs[0])
+        os.killpg(redis.pid, signal.SIGKILL)  # the queued messages are gone with it
+        redis.wait()
+        _redis(processes, port)
+        for job_id in jobs:
+            assert cluster.wait(job_id, TERMINAL, timeout=180)["status"] == "succeeded"
+            cluster.assert_complete(job_id)
+        logs = [p.read_text(errors="replace") for p in processes.logs.iterdir()]
+        assert any("its message is gone: sending it again" in text for text in logs)
+    finally:
+        started.close()
