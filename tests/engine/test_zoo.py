@@ -59,9 +59,16 @@ def _export(model: nn.Module, path: Path) -> Path:
     return export_to(model, path, d_in=model.input_shape)  # type: ignore[arg-type]
 
 
+_EXPORTED: dict[str, bytes] = {}  # name -> .pt2 bytes: each zoo model is exported once
+
+
 def _load(tmp_path: Path, name: str) -> tuple[nn.Module, fx.GraphModule, GraphAnalysis, Feeder]:
-    model = build(name)
-    gm = read_program(_export(model, tmp_path / f"{name}.pt2")).module()
+    model = build(name)  # seeded: the same weights every time
+    path = tmp_path / f"{name}.pt2"
+    if name not in _EXPORTED:
+        _EXPORTED[name] = _export(model, path).read_bytes()
+    path.write_bytes(_EXPORTED[name])
+    gm = read_program(path).module()
     analysis = analyse(gm)
     return model, gm, analysis, Feeder(analysis.inputs, torch.device("cpu"), 16)
 

@@ -19,6 +19,17 @@ from tests.service.api_helpers import blob_files, new_dataset, upload
 from worker.execute import execute_inspection, execute_job
 
 
+# The job run reads the model with the same sandboxed reader as the inspection, which sees
+# every item; a sample of each kind of refusal keeps the suite's time in bounds.
+JOB_RUN_SAMPLE = {
+    "weight marked use_pickle",
+    "path traversal",
+    "operator outside the allowlist",
+    "code in a symbolic expression",
+    "zip bomb",
+}
+
+
 def test_hostile_models_are_refused_at_every_step(client: TestClient, tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     canary.mkdir()
@@ -34,13 +45,14 @@ def test_hostile_models_are_refused_at_every_step(client: TestClient, tmp_path: 
         assert response.status_code == 201, (item.name, response.text)
         model_id = response.json()["id"]
 
-        # A job submitted before the inspection runs, and fails with the reader's reason.
         body = {"model_id": model_id, "dataset_id": dataset_id, "thresholds": [{"fraction": 0.5}]}
-        early = client.post("/v1/jobs", json=body)
-        assert early.status_code == 202, (item.name, early.text)
-        execute_job(early.json()["id"], state.store, state.blobs, state.settings)
-        job = client.get(f"/v1/jobs/{early.json()['id']}").json()
-        assert job["status"] == JobStatus.FAILED.value and job["error"], item.name
+        if item.name in JOB_RUN_SAMPLE:
+            # A job submitted before the inspection runs, and fails with the reader's reason.
+            early = client.post("/v1/jobs", json=body)
+            assert early.status_code == 202, (item.name, early.text)
+            execute_job(early.json()["id"], state.store, state.blobs, state.settings)
+            job = client.get(f"/v1/jobs/{early.json()['id']}").json()
+            assert job["status"] == JobStatus.FAILED.value and job["error"], item.name
 
         execute_inspection(model_id, state.store, state.blobs, state.settings)
         model = client.get(f"/v1/models/{model_id}").json()
@@ -49,6 +61,7 @@ def test_hostile_models_are_refused_at_every_step(client: TestClient, tmp_path: 
         assert late.status_code == 422, item.name
         assert late.json()["error"]["code"] == "invalid_model"
     assert refused_at_upload >= 1
+    assert JOB_RUN_SAMPLE <= {item.name for item in hostile_models(tmp_path, canary)}
     assert list(canary.iterdir()) == []
 
 
