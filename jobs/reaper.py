@@ -8,7 +8,8 @@ Every worker runs one, in a thread of its main process (`worker.celery_app`), ev
    and how often; a job whose cancellation was asked for ends `cancelled`;
 2. re-sends queued jobs whose message was lost (a broker restarted without persistence):
    when the broker's queue is empty but jobs have been queued for longer than two leases,
-   they are sent again. A duplicate message is harmless: `start_job` is conditional;
+   they are sent again. A duplicate message is harmless: `start_job` is conditional.
+   Model inspections still pending after two leases are sent again likewise;
 3. removes finished jobs, and uploads no job refers to, older than `retention_days`.
 
 Several reapers (one per worker) are safe together: each step is a conditional UPDATE or
@@ -59,6 +60,12 @@ def reap_once(store: JobStore, queue: Queue, blobs: BlobStore, settings: Setting
         for job_id in store.stale_queued(2 * settings.lease_seconds):
             log.warning("job %s was queued but its message is gone: sending it again", job_id)
             queue.enqueue_job(job_id)
+            out.resent += 1
+        # An inspection has no lease: one still pending with an empty queue is either
+        # running right now (a second one is harmless) or lost.
+        for model_id in store.stale_pending_models(2 * settings.lease_seconds):
+            log.warning("model %s is still pending: sending its inspection again", model_id)
+            queue.enqueue_inspection(model_id)
             out.resent += 1
 
     for job_id in store.expired_jobs(settings.retention_days):

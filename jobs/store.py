@@ -199,6 +199,15 @@ class JobStore(JobLifecycle):
         statement = delete(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
         return self._delete(statement)
 
+    def stale_pending_models(self, older_than_seconds: float) -> list[str]:
+        """Models uploaded longer ago than that and still waiting for their inspection."""
+        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+        query = select(ModelRow.id).where(
+            ModelRow.status == ModelStatus.PENDING.value, ModelRow.created_at < cutoff
+        )
+        with self._session() as session:
+            return list(session.scalars(query).all())
+
     # -- retention (the reaper) --------------------------------------------------------------
     def expired_jobs(self, retention_days: int) -> list[str]:
         """Finished (succeeded, failed, cancelled) jobs that ended longer ago than that."""

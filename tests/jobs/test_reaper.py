@@ -66,3 +66,15 @@ def test_a_lost_message_is_sent_again(tmp_path: Path) -> None:
     assert reap_once(store, queue, blobs, settings).resent == 1
     assert job_id in _messages(tmp_path)
     store.dispose()
+
+
+def test_a_lost_inspection_is_sent_again(tmp_path: Path) -> None:
+    store, queue, blobs, settings = _world(tmp_path)
+    pending = store.add_model("acme", "a" * 64, 3, "a.pt2").id
+    fresh = store.add_model("acme", "b" * 64, 3, "b.pt2").id
+    with store._session() as session:
+        past = utcnow() - timedelta(seconds=3 * settings.lease_seconds)
+        session.execute(update(ModelRow).where(ModelRow.id == pending).values(created_at=past))
+    assert reap_once(store, queue, blobs, settings).resent == 1
+    assert pending in _messages(tmp_path) and fresh not in _messages(tmp_path)
+    store.dispose()
