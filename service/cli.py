@@ -45,9 +45,15 @@ def _parser() -> argparse.ArgumentParser:
         help="run the API (and an embedded worker)",
         description="Run the HTTP API. Without settings: SQLite, a filesystem "
         "broker and local files under DEADWEIGHT_DATA_DIR, and a worker "
-        "started as a child process.",
+        "started as a child process. Clients authenticate with a key from "
+        "DEADWEIGHT_API_KEYS (tenant=key pairs); without keys the API is open, "
+        "which is allowed on a loopback address only.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; any other needs DEADWEIGHT_API_KEYS)",
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--no-worker", action="store_true", help="run the API alone")
     serve.set_defaults(func=_serve)
@@ -55,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "worker",
         help="run a Celery worker only (scaled mode)",
-        description="Run a worker that takes jobs from DEADWEIGHT_BROKER_URL.",
+        description="Run a worker that takes jobs from DEADWEIGHT_BROKER_URL. Each job "
+        "and model inspection runs in a sandboxed child process; the worker's main "
+        "process also reaps jobs whose worker was lost (DEADWEIGHT_LEASE_SECONDS).",
     )
     worker.add_argument(
         "--concurrency",
