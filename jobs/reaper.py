@@ -20,7 +20,6 @@ message sent twice starts the job once.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -91,10 +90,9 @@ class Reaper(threading.Thread):
 
     def __init__(self, store: JobStore, queue: Queue, blobs: BlobStore, settings: Settings):
         super().__init__(name="deadweight-reaper", daemon=True)
+        # Worker children are forked from the process this thread runs in; the store's
+        # engine drops its pooled connections in them (jobs.database.create_store_engine).
         self._args = (store, queue, blobs, settings)
-        # Worker children are forked from the process this thread runs in: they must not
-        # reuse (or close) its database connections.
-        os.register_at_fork(after_in_child=store.forget_connections)
         self._halt = threading.Event()
         self.interval = min(30.0, max(1.0, settings.lease_seconds / 2))
 

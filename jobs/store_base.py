@@ -27,11 +27,6 @@ class StoreBase:
         with self._engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    def forget_connections(self) -> None:
-        """In a forked child: drop the parent's pooled connections without closing them
-        (closing would end the parent's sessions on the shared sockets)."""
-        self._engine.dispose(close=False)
-
     def dispose(self) -> None:
         """Close the pooled connections (at shutdown, or in tests between databases)."""
         self._engine.dispose()
