@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml
 run: install
 	$(VENV)/bin/deadweight serve
 
+# Two processes: the suite waits on subprocesses, leases and sockets as much as it computes.
+# Tests that share Redis db 15 (tests/integration) run in one group, on one process.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 lint: install
 	$(VENV)/bin/ruff check pruning jobs service worker tests bench

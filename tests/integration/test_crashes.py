@@ -28,10 +28,12 @@ from torch import nn
 from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
 from tests.tiny_models import export_to
 
-pytestmark = pytest.mark.integration
+# One xdist group: these tests share Redis db 15, which each of them flushes.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
 THRESHOLDS = [{"fraction": f / 10} for f in range(1, 4)]
 TERMINAL = {"succeeded", "failed", "cancelled"}
+LONG = [{"fraction": f / 20} for f in range(1, 20)]  # a job still running when acted on
 
 
 class Wide(nn.Module):
@@ -53,7 +55,8 @@ class Cluster:
     dataset_id: str
 
     def worker(self) -> subprocess.Popen[bytes]:
-        return self.procs.start("worker", [DEADWEIGHT, "worker"], self.env)
+        # One job at a time, so that which job runs when is up to the test.
+        return self.procs.start("worker", [DEADWEIGHT, "worker", "--concurrency", "1"], self.env)
 
     def submit(self, thresholds: list[dict[str, float]] = THRESHOLDS) -> str:
         body = {"model_id": self.model_id, "dataset_id": self.dataset_id,
@@ -138,15 +141,19 @@ def _processes() -> dict[int, tuple[int, str]]:
     return out
 
 
-def _engine_parent(timeout: float = 120) -> int:
-    """The pool child running a job: the parent of the sandboxed engine process."""
+def _engine_parent(job_id: str, timeout: float = 120) -> int:
+    """The pool child running `job_id`: the parent of the sandboxed engine whose working
+    directory is that job's (`.<id>.attempt-<n>.work`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for _pid, (ppid, cmdline) in _processes().items():
-            if "worker.engine_process" in cmdline:
-                return ppid
+        for pid, (ppid, cmdline) in _processes().items():
+            if "worker.engine_process" not in cmdline:
+                continue
+            with contextlib.suppress(OSError):
+                if job_id in os.readlink(f"/proc/{pid}/cwd"):
+                    return ppid
         time.sleep(0.1)
-    raise AssertionError("no engine process appeared")
+    raise AssertionError(f"no engine process appeared for job {job_id}")
 
 
 def _running(cluster: Cluster, job_id: str) -> None:
@@ -158,7 +165,7 @@ def test_the_whole_worker_killed_mid_job_then_a_new_one_finishes_it(cluster: Clu
     first = cluster.worker()
     job_id = cluster.submit()
     _running(cluster, job_id)
-    _engine_parent()  # the engine is at work
+    _engine_parent(job_id)  # the engine is at work
     os.killpg(first.pid, signal.SIGKILL)  # supervisor, pool children and the engine
     first.wait()
     cluster.worker()
@@ -172,7 +179,7 @@ def test_only_the_child_running_the_job_killed(cluster: Cluster) -> None:
     cluster.worker()
     job_id = cluster.submit()
     _running(cluster, job_id)
-    os.kill(_engine_parent(), signal.SIGKILL)  # the pool child; its engine dies with it
+    os.kill(_engine_parent(job_id), signal.SIGKILL)  # the pool child; its engine dies too
     final = cluster.wait(job_id, TERMINAL)
     assert final["status"] == "succeeded", final
     assert final["attempts"] == 2
@@ -183,14 +190,14 @@ def test_a_job_that_always_loses_its_worker_fails_and_the_queue_drains(
     cluster: Cluster,
 ) -> None:
     cluster.worker()
-    doomed, after = cluster.submit(), cluster.submit()
+    doomed, after = cluster.submit(LONG), cluster.submit()
     killed = set()
     deadline = time.monotonic() + 240
     while cluster.job(doomed)["status"] not in TERMINAL:
         assert time.monotonic() < deadline, cluster.procs.dump_logs()
         job = cluster.job(doomed)
         if job["status"] == "running" and job["attempts"] not in killed:
-            os.kill(_engine_parent(), signal.SIGKILL)
+            os.kill(_engine_parent(doomed), signal.SIGKILL)
             killed.add(job["attempts"])
         time.sleep(0.2)
     final = cluster.job(doomed)
@@ -201,8 +208,7 @@ def test_a_job_that_always_loses_its_worker_fails_and_the_queue_drains(
 
 def test_cancel_a_running_job_then_the_next_one_runs(cluster: Cluster) -> None:
     cluster.worker()
-    long = [{"fraction": f / 20} for f in range(1, 20)]  # still running when cancelled
-    running, waiting = cluster.submit(long), cluster.submit()
+    running, waiting = cluster.submit(LONG), cluster.submit()
     _running(cluster, running)
     asked = time.monotonic()
     assert cluster.client.post(f"/v1/jobs/{running}/cancel").status_code == 200
