@@ -23,9 +23,9 @@ run: install
 	$(VENV)/bin/deadweight serve
 
 # Two processes: the suite waits on subprocesses, leases and sockets as much as it computes.
-# Tests that share Redis db 15 (tests/integration) run in one group, on one process.
+# Each process's integration tests use a Redis database of their own (15, 14).
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(PY) -m pytest -q -n 2
 
 lint: install
 	$(VENV)/bin/ruff check pruning jobs service worker tests bench

@@ -23,6 +23,15 @@ import httpx
 import pytest
 
 REDIS_URL = os.environ.get("DEADWEIGHT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _redis_url_for_this_process() -> str:
+    """Db 15 (or the configured one) for the first test process, 14 for the second, ...:
+    `make test` runs two processes, and each flushes its database at every test."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    base, _, db = REDIS_URL.rpartition("/")
+    return f"{base}/{int(db or 0) - index}"
 PG_ADMIN_URL = os.environ.get(
     "DEADWEIGHT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -110,13 +119,14 @@ def wait_http(
 def redis_url() -> str:
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    url = _redis_url_for_this_process()
+    client = redis.Redis.from_url(url, socket_connect_timeout=2)
     try:
         client.ping()
     except redis.exceptions.ConnectionError:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()  # db 15 belongs to these tests
-    return REDIS_URL
+        pytest.skip(f"Redis is not reachable at {url}")
+    client.flushdb()  # this database belongs to this test process
+    return url
 
 
 @pytest.fixture

@@ -28,8 +28,7 @@ from torch import nn
 from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
 from tests.tiny_models import export_to
 
-# One xdist group: these tests share Redis db 15, which each of them flushes.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
+pytestmark = pytest.mark.integration
 
 THRESHOLDS = [{"fraction": f / 10} for f in range(1, 4)]
 TERMINAL = {"succeeded", "failed", "cancelled"}

@@ -12,8 +12,7 @@ import torch
 
 from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
 
-# One xdist group: these tests share Redis db 15, which each of them flushes.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
