@@ -248,7 +248,12 @@ def hostile_datasets(canary: Path) -> list[Hostile]:
     nan_x[3, 2] = np.nan
     return [
         Hostile("npz object array", "d.npz", npz(x=x, y=objects), "object|pickle"),
-        Hostile("plain pickle named .npz", "d.npz", pickle.dumps(Canary(canary / "p")), ""),
+        Hostile(
+            "plain pickle named .npz",
+            "d.npz",
+            pickle.dumps(Canary(canary / "p")),
+            "not a dataset format",
+        ),
         Hostile("npz with NaN", "d.npz", npz(x=nan_x), "NaN|finite"),
         Hostile("npz with inf", "d.npz", npz(x=np.full((8, 6), np.inf, np.float32)), "finite"),
         Hostile("safetensors bad JSON", "d.safetensors", safetensors(b"{not json"), "header"),
