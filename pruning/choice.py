@@ -51,6 +51,16 @@ def pareto_front(points: list[tuple[float, int]], higher_is_better: bool) -> lis
     return [i for i, (s, _) in enumerate(scored) if not math.isnan(s) and not dominated(i)]
 
 
+def within_budget(
+    baseline_metric: float, metric: float, max_drop: float, higher_is_better: bool
+) -> bool:
+    """Whether a metric's drop from the baseline stays within `max_drop` (up to rounding)."""
+    tolerance = _ROUNDING * max(1.0, abs(baseline_metric))
+    return not math.isnan(metric) and (
+        metric_drop(baseline_metric, metric, higher_is_better) <= max_drop + tolerance
+    )
+
+
 def recommend(
     baseline_metric: float,
     points: list[tuple[float, int]],
@@ -70,12 +80,10 @@ def recommend(
         budget; ties go to the better metric, then to the earlier candidate. None when no
         candidate is within the budget.
     """
-    tolerance = _ROUNDING * max(1.0, abs(baseline_metric))
     sign = 1.0 if higher_is_better else -1.0
     within = [
         (params, -sign * metric, i)
         for i, (metric, params) in enumerate(points)
-        if not math.isnan(metric)
-        and metric_drop(baseline_metric, metric, higher_is_better) <= max_drop + tolerance
+        if within_budget(baseline_metric, metric, max_drop, higher_is_better)
     ]
     return min(within)[2] if within else None

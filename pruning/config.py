@@ -11,6 +11,39 @@ from pruning.errors import InvalidConfig
 class Criterion(StrEnum):
     SEED = "seed"  # drop j if |mean_j| < t_mean and std_j < t_std
     VARIANCE = "variance"  # low std alone; the mean is folded into the next layer
+    # The error a removal leaves in the next layer's output after linear compensation
+    # (greedy, from the Gram matrix and the consumers' weights); fractions only.
+    RECONSTRUCTION = "reconstruction"
+
+
+class Compensation(StrEnum):
+    """What the consumers of removed channels get in their place."""
+
+    NONE = "none"  # nothing: the cut equals zeroing the channels
+    MEAN = "mean"  # the removed channels' means, folded into the consumers' bias
+    # The least-squares reconstruction of the removed channels from the kept ones (from the
+    # Gram matrix), folded into the consumers' kept columns and bias. Exact whenever the
+    # removed channels are affine in the kept ones; reduces to MEAN for constant channels.
+    LINEAR = "linear"
+
+    @classmethod
+    def parse(cls, value: object) -> Compensation:
+        """`true`/`false` (the first API's boolean) mean `mean`/`none`."""
+        if isinstance(value, bool):
+            return cls.MEAN if value else cls.NONE
+        try:
+            return cls(str(value))
+        except ValueError:
+            raise InvalidConfig(
+                f"compensate must be one of none, mean, linear (or true/false), got {value!r}"
+            ) from None
+
+
+class Allocation(StrEnum):
+    """How a fraction of neurons to drop is spread across the groups."""
+
+    GLOBAL = "global"  # one ranking over every group: scores decide how much each loses
+    UNIFORM = "uniform"  # every group loses the same fraction of its own neurons
 
 
 class Metric(StrEnum):
@@ -69,23 +102,63 @@ def default_thresholds() -> tuple[Threshold, ...]:
 
 
 @dataclass(frozen=True)
+class Recovery:
+    """Fine-tuning after the cut: distillation from the original (plus cross-entropy with
+    labels), after the BatchNorm statistics are re-estimated."""
+
+    epochs: int = 3
+    lr: float = 1e-3
+    max_seconds: float | None = None  # per candidate; training stops early past it
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.epochs <= MAX_RECOVERY_EPOCHS:
+            raise InvalidConfig(f"recovery epochs must be in [0, {MAX_RECOVERY_EPOCHS}]")
+        if not 0 < self.lr <= 1:
+            raise InvalidConfig(f"recovery lr must be in (0, 1], got {self.lr}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InvalidConfig("recovery max_seconds must be > 0")
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"epochs": self.epochs, "lr": self.lr, "max_seconds": self.max_seconds}
+
+
+MAX_RECOVERY_EPOCHS = 100
+DEFAULT_MAX_METRIC_DROP = 0.005
+# With recovery and no separate evaluation data, this share of the data is held out (seeded).
+HOLDOUT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
 class PruneConfig:
-    criterion: Criterion = Criterion.SEED
+    criterion: Criterion = Criterion.RECONSTRUCTION
     thresholds: tuple[Threshold, ...] = field(default_factory=default_thresholds)
-    compensate: bool = False
+    compensate: Compensation = Compensation.LINEAR
+    allocation: Allocation = Allocation.GLOBAL
+    recovery: Recovery | None = None
+    search: bool = False  # find the largest fraction within max_metric_drop (no thresholds)
+    seed: int = 0  # hold-out split, recovery's shuffling and initialisation
     metric: Metric | None = None  # None: accuracy with labels, else agreement
-    max_metric_drop: float = 0.005
+    max_metric_drop: float = DEFAULT_MAX_METRIC_DROP
     batch_size: int = 256
     device: str = "cpu"
     max_parameters: int | None = None  # a service limit; larger models are refused on reading
 
     def __post_init__(self) -> None:
+        # `compensate` was a boolean in the first API: True and False still mean mean/none.
+        object.__setattr__(self, "compensate", Compensation.parse(self.compensate))
         if not self.thresholds:
             raise InvalidConfig("give at least one threshold, or omit them for the default sweep")
         if self.batch_size < 1:
             raise InvalidConfig("batch_size must be >= 1")
         if self.max_metric_drop < 0:
             raise InvalidConfig("max_metric_drop must be >= 0")
+        if self.criterion is Criterion.RECONSTRUCTION and not all(
+            t.is_fraction for t in self.thresholds
+        ):
+            raise InvalidConfig(
+                "criterion 'reconstruction' takes fractions ({fraction}, f0.3); "
+                "absolute thresholds are for 'seed' and 'variance'"
+            )
         if self.criterion is Criterion.SEED:
             for t in self.thresholds:
                 if not t.is_fraction and t.mean is None:

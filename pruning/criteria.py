@@ -1,4 +1,9 @@
-"""Which neurons go: importance scores per criterion, and thresholds turned into a plan.
+"""Which neurons go: importance per criterion, and thresholds turned into a plan.
+
+Every criterion yields a `Ranking` per group: its neurons in the order they go and the
+cost of each removal, comparable across groups. A fraction is then spread across groups by
+an `Allocation`: one global ranking (the cheapest removals anywhere) or the same share of
+every group. Absolute thresholds (`seed`, `variance`) compare statistics directly.
 
 A plan is data: group name -> indices of the neurons kept, ascending. It can be saved,
 shown and replayed by `pruning.surgery.apply_plan`.
@@ -7,13 +12,41 @@ shown and replayed by `pruning.surgery.apply_plan`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 
-from pruning.config import Criterion, Threshold
+from pruning.config import Allocation, Criterion, Threshold
 from pruning.stats import RunningStats
 
 Plan = dict[str, list[int]]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A group's neurons in the order they go, and what each removal costs.
+
+    `order` never holds every neuron (the last one stays); `cost` is non-decreasing along
+    it and in units shared by every group, so removals of several groups merge by cost.
+    """
+
+    width: int
+    order: list[int]
+    cost: list[float]
+
+    @classmethod
+    def from_scores(cls, scores: torch.Tensor) -> Ranking:
+        """Lowest score goes first; ties in channel order (a stable sort: reproducible)."""
+        ranked = torch.sort(scores, stable=True)
+        order = ranked.indices.tolist()[:-1]
+        return cls(int(scores.numel()), order, ranked.values.tolist()[: len(order)])
+
+    def scores(self) -> torch.Tensor:
+        """Per channel: the cost at which it goes; +inf for the neuron that always stays."""
+        out = torch.full((self.width,), float("inf"), dtype=torch.float64)
+        for cost, channel in zip(self.cost, self.order, strict=True):
+            out[channel] = cost
+        return out
 
 
 def _rms(t: torch.Tensor) -> float:
@@ -51,11 +84,19 @@ def _absolute_drop(criterion: Criterion, s: RunningStats, t: Threshold) -> torch
     return low_std
 
 
+def score_rankings(criterion: Criterion, stats: Mapping[str, RunningStats]) -> dict[str, Ranking]:
+    """Rankings of the statistics-only criteria (`seed`, `variance`)."""
+    return {name: Ranking.from_scores(SCORES[criterion](s)) for name, s in stats.items()}
+
+
 def select(
     criterion: Criterion,
     stats: Mapping[str, RunningStats],
     threshold: Threshold,
     parts: Mapping[str, int] | None = None,
+    *,
+    rankings: Mapping[str, Ranking] | None = None,
+    allocation: Allocation = Allocation.GLOBAL,
 ) -> Plan:
     """Turn a threshold into a plan over the given groups; no group is ever emptied.
 
@@ -65,12 +106,17 @@ def select(
         threshold: absolute ({mean, std} / {std}) or relative ({fraction}).
         parts: group name -> number of equal runs that must keep equal counts (grouped
             convolutions); groups not named have one.
+        rankings: group name -> ranking, for fractions; None: from the criterion's scores
+            (`seed`, `variance` only).
+        allocation: how a fraction is spread across groups.
 
     Returns:
         group name -> kept neuron indices (ascending), for every group in `stats`.
     """
+    if rankings is None:
+        rankings = score_rankings(criterion, stats)
     if threshold.fraction is not None:
-        plan = _select_fraction(criterion, stats, threshold.fraction)
+        plan = allocate(rankings, threshold.fraction, allocation)
     else:
         plan = {}
         for name, s in stats.items():
@@ -81,7 +127,7 @@ def select(
             plan[name] = torch.nonzero(~drop).flatten().tolist()
     for name, p in (parts or {}).items():
         if p > 1 and name in plan:
-            plan[name] = equal_parts(plan[name], SCORES[criterion](stats[name]), p)
+            plan[name] = equal_parts(plan[name], rankings[name].scores(), p)
     return plan
 
 
@@ -103,30 +149,25 @@ def equal_parts(kept: list[int], scores: torch.Tensor, parts: int) -> list[int]:
     return sorted(out)
 
 
-def _select_fraction(
-    criterion: Criterion, stats: Mapping[str, RunningStats], fraction: float
-) -> Plan:
-    names = list(stats)
-    scores = [SCORES[criterion](stats[n]) for n in names]
-    total = sum(int(s.numel()) for s in scores)
-    budget = round(fraction * total)
-    owner = torch.cat([torch.full((s.numel(),), i, dtype=torch.long) for i, s in enumerate(scores)])
-    index = torch.cat([torch.arange(s.numel()) for s in scores])
-    flat = torch.cat(scores)
-    # Stable sort: ties go in graph order, so a plan is reproducible.
-    order = torch.sort(flat, stable=True).indices.tolist()
-    remaining = [int(s.numel()) for s in scores]
-    dropped: list[set[int]] = [set() for _ in names]
-    for k in order:
-        if budget <= 0:
-            break
-        g = int(owner[k])
-        if remaining[g] <= 1:
-            continue
-        dropped[g].add(int(index[k]))
-        remaining[g] -= 1
-        budget -= 1
+def allocate(rankings: Mapping[str, Ranking], fraction: float, allocation: Allocation) -> Plan:
+    """Drop `fraction` of all ranked neurons, spread across groups by `allocation`.
+
+    `global`: the round(fraction x all neurons) cheapest removals anywhere (each group's own
+    order kept: costs are non-decreasing along it, and ties go in graph order); `uniform`:
+    round(fraction x width) from every group. No group loses its last neuron.
+    """
+    drops: dict[str, int]
+    if allocation is Allocation.UNIFORM:
+        drops = {n: min(round(fraction * r.width), len(r.order)) for n, r in rankings.items()}
+    else:
+        budget = round(fraction * sum(r.width for r in rankings.values()))
+        entries = [(c, g, k) for g, r in enumerate(rankings.values()) for k, c in enumerate(r.cost)]
+        entries.sort(key=lambda e: e[0])  # stable: a group's removals stay in their order
+        counts = [0] * len(rankings)
+        for _, g, _ in entries[:budget]:
+            counts[g] += 1
+        drops = dict(zip(rankings, counts, strict=True))
     return {
-        n: [j for j in range(int(scores[i].numel())) if j not in dropped[i]]
-        for i, n in enumerate(names)
+        name: sorted(set(range(r.width)) - set(r.order[: drops[name]]))
+        for name, r in rankings.items()
     }

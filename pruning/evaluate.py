@@ -42,6 +42,9 @@ class Evaluator:
     source: BatchSource
     feeder: Feeder
     reference: list[torch.Tensor] = field(default_factory=list)  # top-1 per batch
+    # Distinct top-1 classes the last evaluated module predicted (classifiers; None for MSE):
+    # a model that predicts one class is worth a note, whatever its metric.
+    predicted_classes: int | None = None
 
     def evaluate(
         self,
@@ -53,11 +56,14 @@ class Evaluator:
         """The metric of `module` over the whole dataset."""
         total = 0.0
         count = 0
+        classes: set[int] = set()
         with torch.inference_mode():
             for i, batch in enumerate(self.feeder(self.source)):
                 out = first_output(module(*batch.inputs))[: batch.valid]
                 if record_reference:
                     self.reference.append(out.argmax(dim=-1).cpu())
+                if self.metric is not Metric.MSE and out.dim() >= 2:
+                    classes.update(torch.unique(out.argmax(dim=-1)).tolist())
                 value, n = self._batch_metric(out, batch, i)
                 total += value
                 count += n
@@ -65,6 +71,7 @@ class Evaluator:
                     on_batch(batch)
         if count == 0:
             raise InvalidDataset("the evaluation dataset is empty")
+        self.predicted_classes = len(classes) if classes else None
         return total / count
 
     def _batch_metric(self, out: torch.Tensor, batch: Batch, index: int) -> tuple[float, int]:

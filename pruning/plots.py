@@ -199,8 +199,10 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("parameters")
     ax.set_ylabel(f"{results.metric_name} ({'higher' if up else 'lower'} is better)")
-    compensated = ", compensated" if results.compensate else ""
-    ax.set_title(f"{results.metric_name} vs. size (criterion {results.criterion}{compensated})")
+    extras = "" if results.compensate == "none" else f", {results.compensate} compensation"
+    if results.recovery is not None:
+        extras += ", recovered"
+    ax.set_title(f"{results.metric_name} vs. size (criterion {results.criterion}{extras})")
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.08, y=0.12)
     ax.legend(loc="best", fontsize=9)

@@ -64,6 +64,10 @@ class Candidate:
     kept_fraction: dict[str, float]
     artifact: str  # file name of the pruned program, e.g. "pruned-0.pt2"
     same_as: int | None = None  # index of an earlier candidate with the identical keep-set
+    # With recovery: the metric of the cut (compensated) model before fine-tuning, and what
+    # the fine-tuning did (epochs, steps, seconds, stopped_early, final_loss).
+    metric_before_recovery: float | None = None
+    recovery: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +83,8 @@ class Candidate:
             "kept_fraction": self.kept_fraction,
             "artifact": self.artifact,
             "same_as": self.same_as,
+            "metric_before_recovery": self.metric_before_recovery,
+            "recovery": self.recovery,
         }
 
 
@@ -86,7 +92,7 @@ class Candidate:
 class Results:
     metric_name: str  # "accuracy" | "agreement" | "mse"
     criterion: str
-    compensate: bool
+    compensate: str  # "none" | "mean" | "linear"
     max_metric_drop: float
     baseline: Baseline
     candidates: list[Candidate]
@@ -95,6 +101,11 @@ class Results:
     layers: list[str]  # prunable groups, in graph order
     frozen: list[dict[str, str]] = field(default_factory=list)  # [{"name", "reason"}]
     notes: list[str] = field(default_factory=list)
+    allocation: str = "global"
+    search: bool = False
+    recovery: dict[str, Any] | None = None  # the job's recovery settings, None: off
+    # Which samples were used for what: {"statistics_and_training": {...}, "evaluation": {...}}
+    data: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -109,4 +120,8 @@ class Results:
             "layers": self.layers,
             "frozen": self.frozen,
             "notes": self.notes,
+            "allocation": self.allocation,
+            "search": self.search,
+            "recovery": self.recovery,
+            "data": self.data,
         }

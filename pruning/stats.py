@@ -2,7 +2,9 @@
 
 Every batch contributes its count, mean and sum of squared deviations, merged with Chan's
 parallel update, so the result equals `torch.mean`/`torch.std` over all activations whatever
-the batch size, without keeping any activation beyond the current batch.
+the batch size, without keeping any activation beyond the current batch. Where linear
+compensation needs them, the same update runs on the C x C matrix of co-moments (the
+centred Gram matrix), from which `gram` = E[x xᵀ] and `covariance` follow.
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ class RunningStats:
     channels: int
     channel_dim: int = -1
     count: int = 0
+    track_gram: bool = False  # also accumulate the (C, C) co-moments (linear compensation)
 
     def __post_init__(self) -> None:
         zeros = torch.zeros(self.channels, dtype=torch.float64)
+        # Sum over samples of (x - mean)(x - mean)ᵀ, merged like m2 (its diagonal).
+        self.comoment: torch.Tensor | None = (
+            torch.zeros(self.channels, self.channels, dtype=torch.float64)
+            if self.track_gram
+            else None
+        )
         self.mean = zeros.clone()
         self.m2 = zeros.clone()  # sum of squared deviations from the mean
         self.abs_sum = zeros.clone()
@@ -43,9 +52,13 @@ class RunningStats:
         if n == 0:
             return
         batch_mean = a.mean(dim=0)
-        batch_m2 = ((a - batch_mean) ** 2).sum(dim=0)
+        centred = a - batch_mean  # (M, C)
+        batch_m2 = (centred**2).sum(dim=0)
         total = self.count + n
         delta = batch_mean.cpu() - self.mean
+        if self.comoment is not None:
+            batch_co = (centred.T @ centred).cpu()  # (C, C)
+            self.comoment += batch_co + torch.outer(delta, delta) * (self.count * n / total)
         self.mean += delta * (n / total)
         self.m2 += batch_m2.cpu() + delta**2 * (self.count * n / total)
         self.count = total
@@ -56,11 +69,19 @@ class RunningStats:
 
     def merged(self, other: RunningStats) -> RunningStats:
         """The statistics of both sets of activations together (Chan's merge)."""
-        out = RunningStats(channels=self.channels)
+        track = self.comoment is not None and other.comoment is not None
+        out = RunningStats(channels=self.channels, track_gram=track)
         total = self.count + other.count
         if total == 0:
             return out
         delta = other.mean - self.mean
+        if out.comoment is not None:
+            assert self.comoment is not None and other.comoment is not None
+            out.comoment = (
+                self.comoment
+                + other.comoment
+                + torch.outer(delta, delta) * (self.count * other.count / total)
+            )
         out.count = total
         out.mean = self.mean + delta * (other.count / total)
         out.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / total)
@@ -76,6 +97,18 @@ class RunningStats:
         if self.count < 2:
             return torch.zeros_like(self.mean)
         return (self.m2.clamp_min(0) / (self.count - 1)).sqrt()
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """(C, C) population covariance of the channels (needs `track_gram`)."""
+        if self.comoment is None:
+            raise ValueError("these statistics were collected without the Gram matrix")
+        return self.comoment / max(self.count, 1)
+
+    @property
+    def gram(self) -> torch.Tensor:
+        """(C, C) second moments E[x xᵀ] over every sample and position (needs `track_gram`)."""
+        return self.covariance + torch.outer(self.mean, self.mean)
 
     def to_layer_stats(self, name: str) -> LayerStats:
         n = max(self.count, 1)
@@ -114,6 +147,7 @@ def collect(
     taps: dict[Tap, int],
     batches: Iterable[Batch],
     on_batch: Callable[[Batch], None] | None = None,
+    gram: set[Tap] | None = None,
 ) -> dict[Tap, RunningStats]:
     """Accumulate statistics of the tapped channels over all batches.
 
@@ -122,12 +156,16 @@ def collect(
         taps: where a group is read (node, dim, offset, block) -> its number of channels.
         batches: model inputs; rows past `valid` pad a static batch and are not counted.
         on_batch: called after each batch (progress, cancellation).
+        gram: taps whose (C, C) co-moments are accumulated too (linear compensation).
 
     Returns:
         tap -> the accumulated statistics of its channels (a flattened channel's block
         positions count as more samples of that channel).
     """
-    stats = {tap: RunningStats(channels=width) for tap, width in taps.items()}
+    stats = {
+        tap: RunningStats(channels=width, track_gram=tap in (gram or set()))
+        for tap, width in taps.items()
+    }
     by_node: dict[str, list[Tap]] = {}
     for tap in taps:
         by_node.setdefault(tap.node, []).append(tap)

@@ -2,9 +2,10 @@
 
 For each group of a plan, the producer keeps the weight rows and bias entries of the kept
 neurons, every per-channel tensor in between (BatchNorm) is sliced alike, and each consumer
-keeps the matching input columns. With compensation, the removed neurons' mean activations
-are folded into each consumer's bias first (`b += W[:, removed] @ mean[removed]`, Evci et
-al. 2018): exact for a constant neuron feeding a Linear layer.
+keeps the matching input columns. With compensation, each consumer first gets a stand-in for
+the removed neurons (`pruning.compensation`): their means folded into its bias (Evci et al.
+2018), or their linear reconstruction from the kept neurons folded into its kept columns
+and bias.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from typing import Any
 import torch
 from torch import fx
 
+from pruning.compensation import fold, reconstruction
+from pruning.config import Compensation
 from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
 from pruning.graph import get_tensor
 from pruning.graph import owner_of as _owner
 from pruning.groups import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Tap
+from pruning.stats import RunningStats
 
 
 def clone_module(gm: fx.GraphModule) -> fx.GraphModule:
@@ -78,7 +82,8 @@ def apply_plan(
     analysis: GraphAnalysis,
     plan: Plan,
     *,
-    means: Mapping[Tap, torch.Tensor] | None = None,
+    moments: Mapping[Tap, RunningStats] | None = None,
+    compensate: Compensation = Compensation.NONE,
 ) -> fx.GraphModule:
     """Return a copy of `gm` with the plan's removed channels cut out.
 
@@ -90,9 +95,11 @@ def apply_plan(
         gm: the unlifted module (not modified).
         analysis: its channel groups.
         plan: group name -> kept indices; groups not named keep everything.
-        means: tap -> mean activation per channel; given, the removed channels' means are
-            folded into each consumer's bias (compensation): exact for Linear consumers,
-            approximate for convolutions near padded borders.
+        moments: tap -> statistics of the group's channels where a consumer reads them.
+        compensate: `mean` folds the removed channels' means into each consumer's bias;
+            `linear` also folds their reconstruction from the kept channels into the kept
+            columns, where the tap has co-moments and the consumer is not a grouped conv
+            (elsewhere it falls back to `mean`). Both need `moments`.
 
     Returns:
         A new module with smaller parameters.
@@ -117,10 +124,12 @@ def apply_plan(
         for fix in group.arg_fixes:
             key = (fix.node, fix.arg, fix.item)
             arg_delta[key] = arg_delta.get(key, 0) + len(gone) * fix.block
-    if means is not None:
+    if compensate is not Compensation.NONE:
+        if moments is None:
+            raise ValueError("compensation needs the statistics (moments) of the taps")
         for group, gone in cuts:
             for c in group.consumers:
-                _compensate(out, c, gone, means[c.tap], removed)
+                _compensate(out, c, gone, moments[c.tap], compensate, removed)
     # Grouped columns first: which group a weight row belongs to is read off its original
     # position, before the rows themselves are cut.
     for path, (groups, columns) in grouped.items():
@@ -171,7 +180,7 @@ def _cut_grouped_columns(weight: torch.Tensor, groups: int, gone: set[int]) -> t
     return torch.cat(blocks, 0)
 
 
-def _dense(weight: torch.Tensor, groups: int) -> torch.Tensor:
+def dense_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     """The (out, in, *kernel) weight of an ordinary conv equal to a grouped one."""
     if groups == 1:
         return weight
@@ -188,21 +197,35 @@ def _compensate(
     gm: fx.GraphModule,
     consumer: Consumer,
     gone: list[int],
-    mean: torch.Tensor,
+    stats: RunningStats,
+    mode: Compensation,
     removed: dict[tuple[str, int], set[int]],
 ) -> None:
-    """bias += W[:, removed] @ mean[removed], summed over kernel positions and blocks."""
-    weight = _dense(get_tensor(gm, consumer.weight.path).detach(), consumer.groups)  # uncut
-    cols = torch.tensor(consumer.weight.span.positions(gone), device=weight.device)
-    w = weight.to(torch.float64).index_select(1, cols)  # (out, gone * block, *kernel)
-    w = w.reshape(w.shape[0], len(gone), -1).sum(dim=2)  # (out, gone)
-    shift = w @ mean.to(weight.device, torch.float64)[gone]  # (out,)
+    """Give `consumer` a stand-in for the removed channels (see `pruning.compensation`)."""
+    raw = get_tensor(gm, consumer.weight.path).detach()
+    weight = dense_weight(raw, consumer.groups).to(torch.float64)  # (out, in, *kernel), uncut
+    width, span = stats.channels, consumer.weight.span
+    lo, hi = span.offset, span.offset + width * span.block
+    columns = weight[:, lo:hi].reshape(weight.shape[0], width, -1).cpu()  # (out, C, positions)
+    # A grouped conv's rows read only their own conv group: a reconstruction across groups
+    # could not be written into its weight, so it keeps mean folding.
+    linear = mode is Compensation.LINEAR and stats.comoment is not None and consumer.groups == 1
+    if linear:
+        dropped = set(gone)
+        kept = [c for c in range(width) if c not in dropped]
+        a, b = reconstruction(stats, kept, gone)
+    else:
+        kept, a, b = [], torch.zeros(len(gone), 0, dtype=torch.float64), stats.mean[gone]
+    shift = fold(columns, kept, gone, a, b)  # (out,)
+    if linear:
+        weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
+        set_tensor(gm, consumer.weight.path, weight.to(raw.dtype))
     had_bias = consumer.bias is not None
     bias_path = _ensure_bias(gm, consumer)
     if not had_bias and (consumer.weight.path, 0) in removed:
         removed[(bias_path, 0)] = removed[(consumer.weight.path, 0)]  # its rows are cut too
     bias = get_tensor(gm, bias_path)
-    set_tensor(gm, bias_path, bias + shift.to(bias.dtype))
+    set_tensor(gm, bias_path, bias + shift.to(bias.device, bias.dtype))
 
 
 def _fix_args(gm: fx.GraphModule, delta: dict[tuple[str, int, int | None], int]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,16 +16,27 @@ from torch import fx
 
 from pruning import choice, plots, report
 from pruning.archive import ArchiveLimits, read_program
-from pruning.config import Metric, PruneConfig
-from pruning.criteria import Plan, select
-from pruning.data import Batch, BatchSource, Feeder
+from pruning.candidates import CandidateMaker, TrainingData
+from pruning.compensation import GRAM_BUDGET_BYTES, MAX_GRAM_WIDTH, gram_bytes
+from pruning.config import (
+    HOLDOUT_FRACTION,
+    Compensation,
+    Criterion,
+    Metric,
+    PruneConfig,
+    Threshold,
+)
+from pruning.criteria import Ranking, score_rankings, select
+from pruning.data import Batch, BatchSource, Feeder, Subset, holdout_mask
 from pruning.errors import Cancelled, InvalidConfig
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
 from pruning.graph import analyse
 from pruning.groups import GraphAnalysis, Tap
+from pruning.ranking import reconstruction_rankings
 from pruning.results import Baseline, Candidate, Results
+from pruning.search import PROBES, bisect
 from pruning.stats import RunningStats, collect
-from pruning.surgery import apply_plan, clone_module, export
+from pruning.surgery import clone_module
 
 ProgressFn = Callable[[str, float], None]
 CancelFn = Callable[[], bool]
@@ -84,9 +95,10 @@ def run(
 
     Args:
         model_path: the uploaded program (read with the safe reader).
-        calibration: data for the statistics.
-        evaluation: data for the metric; None: the calibration data.
-        config: criterion, thresholds, compensation, metric, batch size, device.
+        calibration: data for the statistics (and recovery's training).
+        evaluation: data for the metric; None: the calibration data, or with recovery a
+            seeded hold-out part of it (`HOLDOUT_FRACTION`), never trained on.
+        config: criterion, thresholds or search, compensation, recovery, metric, device.
         out_dir: existing folder that receives results, stats, plots and pruned programs.
         progress: called with (stage, fraction of the stage done).
         should_cancel: polled between batches and candidates.
@@ -100,7 +112,7 @@ def run(
     ctx = _Context(
         config, out_dir, progress or (lambda s, f: None), should_cancel or (lambda: False)
     )
-    evaluation = evaluation or calibration
+    calibration, evaluation, data_use = _split(config, calibration, evaluation)
     metric = resolve_metric(config.metric, evaluation.has_labels)
     device = resolve_device(config.device)
 
@@ -115,26 +127,71 @@ def run(
     group_stats = _per_group(analysis, stats)
     layer_stats = [s.to_layer_stats(name) for name, s in group_stats.items()]
     report.write_stats(layer_stats, out_dir)
-    plots.plot_stats(
-        layer_stats,
-        [t.as_dict() for t in config.thresholds],
-        config.criterion,
-        out_dir / "stats.png",
-    )
+    drawn = [] if config.search else [t.as_dict() for t in config.thresholds]
+    plots.plot_stats(layer_stats, drawn, config.criterion, out_dir / "stats.png")
 
     evaluator = Evaluator(metric, evaluation.source, feeder)
     ctx.progress("baseline", 0.0)
     baseline = _baseline(ctx, program, module, feeder, evaluator, evaluation)
-    candidates = _candidates(
-        ctx, cpu_module, analysis, group_stats, stats, feeder, evaluator, baseline, metric
+    maker = CandidateMaker(
+        config=config,
+        out_dir=out_dir,
+        cpu_module=cpu_module,
+        teacher=module,
+        analysis=analysis,
+        moments=stats,
+        feeder=feeder,
+        evaluator=evaluator,
+        baseline=baseline,
+        metric=metric,
+        training=TrainingData(calibration.source, calibration.samples),
+        baseline_classes=evaluator.predicted_classes,
     )
+    candidates = _candidates(ctx, maker, analysis, group_stats, stats) if group_stats else []
+    (out_dir / "plans.json").write_text(json.dumps(maker.plans))
 
     ctx.progress("publishing", 0.0)
-    results = _choose(config, metric, baseline, candidates, analysis)
+    results = _choose(config, metric, baseline, candidates, analysis, maker.notes, data_use)
     report.write_results(results, out_dir)
     plots.plot_tradeoff(results, out_dir / "tradeoff.png")
     ctx.progress("publishing", 1.0)
     return results
+
+
+def _split(
+    config: PruneConfig, calibration: DataInput, evaluation: DataInput | None
+) -> tuple[DataInput, DataInput, dict[str, object]]:
+    """The data for statistics and training, the data for evaluation, and what was used for
+    what. Recovery without evaluation data holds a seeded part out: a model is never scored
+    on samples it was fine-tuned on."""
+    use: dict[str, object]
+    if evaluation is not None:
+        use = {"statistics": "dataset", "evaluation": "eval_dataset"}
+        if config.recovery is not None:
+            use["training"] = "dataset"
+        return calibration, evaluation, use
+    if config.recovery is None:
+        return calibration, calibration, {"statistics": "dataset", "evaluation": "dataset"}
+    if calibration.samples < 2:
+        raise InvalidConfig("recovery needs at least 2 samples (some are held out to evaluate)")
+    mask = holdout_mask(calibration.samples, HOLDOUT_FRACTION, config.seed)
+    held = int(mask.sum())
+    train = DataInput(
+        Subset(calibration.source, ~mask), calibration.samples - held, calibration.has_labels
+    )
+    test = DataInput(Subset(calibration.source, mask), held, calibration.has_labels)
+    use = {
+        "statistics": "dataset, rows not held out",
+        "training": "dataset, rows not held out",
+        "evaluation": "dataset, held-out rows",
+        "holdout": {
+            "fraction": HOLDOUT_FRACTION,
+            "seed": config.seed,
+            "samples": held,
+            "rule": "numpy.random.default_rng(seed).permutation(samples)[:held] are held out",
+        },
+    }
+    return train, test, use
 
 
 def _per_group(analysis: GraphAnalysis, stats: dict[Tap, RunningStats]) -> dict[str, RunningStats]:
@@ -154,6 +211,7 @@ def _statistics(
     ctx: _Context, module: fx.GraphModule, analysis: GraphAnalysis, feeder: Feeder, data: DataInput
 ) -> dict[Tap, RunningStats]:
     taps = {tap: g.width for g in analysis.prunable for tap in g.taps}
+    gram = _gram_taps(ctx.config, taps)
     seen = 0
 
     def on_batch(batch: Batch) -> None:
@@ -163,7 +221,26 @@ def _statistics(
         ctx.check()
 
     ctx.progress("statistics", 0.0)
-    return collect(module, taps, feeder(data.source), on_batch)
+    return collect(module, taps, feeder(data.source), on_batch, gram=gram)
+
+
+def _gram_taps(config: PruneConfig, taps: dict[Tap, int]) -> set[Tap]:
+    """Taps that accumulate co-moments: those linear compensation or the reconstruction
+    criterion reads, narrowest first, up to MAX_GRAM_WIDTH each and GRAM_BUDGET_BYTES in all
+    (the others fall back to mean folding and the diagonal score)."""
+    wanted = (
+        config.compensate is Compensation.LINEAR or config.criterion is Criterion.RECONSTRUCTION
+    )
+    if not wanted:
+        return set()
+    chosen: set[Tap] = set()
+    used = 0
+    for tap, width in sorted(taps.items(), key=lambda item: item[1]):
+        if width > MAX_GRAM_WIDTH or used + gram_bytes(width) > GRAM_BUDGET_BYTES:
+            break
+        chosen.add(tap)
+        used += gram_bytes(width)
+    return chosen
 
 
 def _baseline(
@@ -190,64 +267,59 @@ def _baseline(
 
 def _candidates(
     ctx: _Context,
-    cpu_module: fx.GraphModule,
+    maker: CandidateMaker,
     analysis: GraphAnalysis,
     group_stats: dict[str, RunningStats],
     tap_stats: dict[Tap, RunningStats],
-    feeder: Feeder,
-    evaluator: Evaluator,
-    baseline: Baseline,
-    metric: Metric,
 ) -> list[Candidate]:
+    """A candidate per threshold, or the probes of a budget search."""
     config = ctx.config
-    means = {tap: s.mean for tap, s in tap_stats.items()} if config.compensate else None
-    higher = HIGHER_IS_BETTER[metric]
-    seen: dict[tuple[tuple[str, tuple[int, ...]], ...], Candidate] = {}
-    plans: dict[str, Plan] = {}
-    out: list[Candidate] = []
-    if not group_stats:
-        return out
+    rankings = _rankings(config, maker.cpu_module, analysis, group_stats, tap_stats)
     parts = {g.name: g.parts for g in analysis.prunable}
-    for k, threshold in enumerate(config.thresholds):
+    planned = PROBES if config.search else len(config.thresholds)
+
+    def candidate(k: int, threshold: Threshold) -> Candidate:
         ctx.check()
-        ctx.progress("candidates", k / len(config.thresholds))
-        plan = select(config.criterion, group_stats, threshold, parts)
-        plans[str(k)] = plan
-        key = tuple((name, tuple(kept)) for name, kept in plan.items())
-        if key in seen:
-            first = seen[key]
-            out.append(replace(first, index=k, threshold=threshold.as_dict(), same_as=first.index))
-            continue
-        artifact = f"pruned-{k}.pt2"
-        pruned = export(apply_plan(cpu_module, analysis, plan, means=means), feeder)
-        tmp = ctx.out_dir / f".tmp-{artifact}"
-        torch.export.save(pruned, tmp)
-        tmp.replace(ctx.out_dir / artifact)
-        # Evaluate what users download: the saved file, read back by the safe reader.
-        reloaded = read_program(ctx.out_dir / artifact)
-        module = reloaded.module().to(feeder.device)
-        value = evaluator.evaluate(module, on_batch=lambda b: ctx.check())
-        params = count_parameters(reloaded)
-        cand = Candidate(
-            index=k,
-            threshold=threshold.as_dict(),
-            metric=value,
-            metric_drop=(baseline.metric - value) if higher else (value - baseline.metric),
-            parameters=params,
-            bytes=(ctx.out_dir / artifact).stat().st_size,
-            macs=count_macs(module, feeder),
-            size_reduction=1.0 - params / baseline.parameters if baseline.parameters else 0.0,
-            kept={name: len(kept) for name, kept in plan.items()},
-            kept_fraction={
-                name: len(kept) / analysis.group(name).width for name, kept in plan.items()
-            },
-            artifact=artifact,
+        ctx.progress("candidates", k / planned)
+
+        def on_progress(done: float) -> None:
+            ctx.progress("candidates", (k + done) / planned)
+            ctx.check()
+
+        plan = select(
+            config.criterion,
+            group_stats,
+            threshold,
+            parts,
+            rankings=rankings,
+            allocation=config.allocation,
         )
-        seen[key] = cand
-        out.append(cand)
-    (ctx.out_dir / "plans.json").write_text(json.dumps(plans))
+        return maker.make(k, threshold.as_dict(), plan, on_progress)
+
+    if config.search:
+        higher = HIGHER_IS_BETTER[maker.metric]
+        out = bisect(
+            lambda k, f: candidate(k, Threshold(fraction=f)),
+            lambda c: choice.within_budget(
+                maker.baseline.metric, c.metric, config.max_metric_drop, higher
+            ),
+        )
+    else:
+        out = [candidate(k, t) for k, t in enumerate(config.thresholds)]
     ctx.progress("candidates", 1.0)
     return out
+
+
+def _rankings(
+    config: PruneConfig,
+    gm: fx.GraphModule,
+    analysis: GraphAnalysis,
+    group_stats: dict[str, RunningStats],
+    tap_stats: dict[Tap, RunningStats],
+) -> dict[str, Ranking]:
+    if config.criterion is Criterion.RECONSTRUCTION:
+        return reconstruction_rankings(gm, analysis, tap_stats)
+    return score_rankings(config.criterion, group_stats)
 
 
 def _choose(
@@ -256,6 +328,8 @@ def _choose(
     baseline: Baseline,
     candidates: list[Candidate],
     analysis: GraphAnalysis,
+    notes: list[str],
+    data_use: dict[str, object],
 ) -> Results:
     higher = HIGHER_IS_BETTER[metric]
     # Duplicates (same keep-set as an earlier candidate) are left out of the choice.
@@ -263,7 +337,7 @@ def _choose(
     points = [(c.metric, c.parameters) for c in unique]
     pareto = choice.pareto_front(points, higher)
     recommended = choice.recommend(baseline.metric, points, config.max_metric_drop, higher)
-    notes: list[str] = []
+    notes = list(notes)
     if not analysis.prunable:
         notes.append("nothing in this model can be pruned: every layer is frozen (see 'frozen')")
     elif recommended is None:
@@ -271,7 +345,7 @@ def _choose(
     return Results(
         metric_name=str(metric),
         criterion=str(config.criterion),
-        compensate=config.compensate,
+        compensate=str(config.compensate),
         max_metric_drop=config.max_metric_drop,
         baseline=baseline,
         candidates=candidates,
@@ -280,4 +354,8 @@ def _choose(
         layers=[g.name for g in analysis.prunable],
         frozen=[{"name": g.name, "reason": g.frozen_reason or ""} for g in analysis.frozen],
         notes=notes,
+        allocation=str(config.allocation),
+        search=config.search,
+        recovery=None if config.recovery is None else config.recovery.as_dict(),
+        data=data_use,
     )

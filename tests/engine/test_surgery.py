@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from pruning.archive import read_program
+from pruning.config import Compensation
 from pruning.data import ArrayData, Feeder
 from pruning.graph import GraphAnalysis, analyse
 from pruning.stats import collect
@@ -118,9 +119,11 @@ def test_constant_neurons_removed_with_compensation_leave_outputs_unchanged(
     tap = analysis.group("fc2").taps[0]
     assert torch.all(stats[tap].std[dead] == 0)
     keep = [j for j in range(10) if j not in dead]
-    means = {t: s.mean for t, s in stats.items()}
     compensated = _roundtrip(
-        tmp_path, apply_plan(gm, analysis, {"fc2": keep}, means=means), feeder, "c.pt2"
+        tmp_path,
+        apply_plan(gm, analysis, {"fc2": keep}, moments=stats, compensate=Compensation.MEAN),
+        feeder,
+        "c.pt2",
     )
     plain = _roundtrip(tmp_path, apply_plan(gm, analysis, {"fc2": keep}), feeder, "p.pt2")
     xt = torch.randn(40, 6)

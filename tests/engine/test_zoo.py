@@ -16,6 +16,7 @@ import torch
 from torch import fx, nn
 
 from pruning.archive import read_program
+from pruning.config import Compensation
 from pruning.criteria import equal_parts
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
@@ -183,8 +184,11 @@ def test_constant_conv_channels_removed_with_compensation_into_a_linear(tmp_path
     assert tap.span.block == 16  # each channel is a 4x4 block of the Linear's inputs
     assert torch.all(stats[tap].std[dead] == 0)
     keep = [c for c in range(10) if c not in dead]
-    means = {t: s.mean for t, s in stats.items()}
-    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, {group.name: keep}, means=means), feeder)
+    pruned = _roundtrip(
+        tmp_path,
+        apply_plan(gm, analysis, {group.name: keep}, moments=stats, compensate=Compensation.MEAN),
+        feeder,
+    )
     xt = torch.randn(6, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(pruned(xt), model(xt), rtol=1e-5, atol=1e-5)
@@ -245,8 +249,11 @@ def test_constant_channels_into_a_grouped_conv_removed_with_compensation(tmp_pat
     stats = collect(gm, {t: group.width for t in group.taps}, feeder(ArrayData(x)))
     # Both readers of the residual stream, reduce and the grouped head, are 1x1 convs.
     keep = [c for c in range(16) if c not in dead]
-    means = {t: s.mean for t, s in stats.items()}
-    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, {group.name: keep}, means=means), feeder)
+    pruned = _roundtrip(
+        tmp_path,
+        apply_plan(gm, analysis, {group.name: keep}, moments=stats, compensate=Compensation.MEAN),
+        feeder,
+    )
     xt = torch.randn(4, 8, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(pruned(xt), model(xt), rtol=1e-5, atol=1e-5)
@@ -289,8 +296,11 @@ def test_constant_channels_read_by_linear_layers_compensate_exactly(
         dead = [0, group.width - 1]
         assert all(float(stats[t].std[dead].max()) < 1e-6 for t in group.taps), group.name
         plan[group.name] = list(range(1, group.width - 1))
-    means = {t: s.mean for t, s in stats.items()}
-    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, plan, means=means), feeder)
+    pruned = _roundtrip(
+        tmp_path,
+        apply_plan(gm, analysis, plan, moments=stats, compensate=Compensation.MEAN),
+        feeder,
+    )
     xt = torch.from_numpy(x[:6])
     with torch.no_grad():
         torch.testing.assert_close(pruned(xt), gm(xt), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,219 @@
+"""Recovery after the cut: BatchNorm statistics re-estimated, then a short fine-tune that
+distils the original model into the pruned one.
+
+Both run on the calibration (training) data, streamed batch by batch through a seeded
+shuffle buffer, on the job's device; the same seed gives the same weights. The loss is
+knowledge distillation from the original's outputs (KL divergence of the softened class
+distributions for classifiers, MSE for regression outputs), plus cross-entropy (or MSE to
+the targets) when the data has labels. The optimiser is Adam with a cosine decay of the
+learning rate to zero over the planned steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import fx
+from torch.nn import functional as F
+
+from pruning.config import Metric, Recovery
+from pruning.data import Batch, BatchSource, Feeder
+from pruning.evaluate import first_output
+from pruning.graph import get_tensor
+from pruning.stats import RunningStats
+from pruning.surgery import set_tensor
+
+_BATCH_NORMS = {
+    torch.ops.aten.batch_norm.default,
+    torch.ops.aten._native_batch_norm_legit_no_training.default,
+}
+TEMPERATURE = 2.0  # softens both distributions so the original's second choices teach too
+SHUFFLE_ROWS = 8192  # rows of the shuffle buffer (a memory bound, not the dataset size)
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    epochs: float  # epochs completed (fractional when time ran out)
+    steps: int
+    seconds: float
+    stopped_early: bool  # max_seconds reached
+    final_loss: float | None
+
+
+class Shuffled:
+    """A `BatchSource` whose rows come in a seeded random order within a bounded buffer."""
+
+    def __init__(self, source: BatchSource, seed: int, buffer_rows: int = SHUFFLE_ROWS):
+        self.source, self.seed, self.buffer_rows = source, seed, buffer_rows
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        rng = np.random.default_rng(self.seed)
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        rows = 0
+        for x, y in self.source.batches(batch_size):
+            xs.append(x)
+            if y is not None:
+                ys.append(np.asarray(y))
+            rows += len(x)
+            if rows >= self.buffer_rows:
+                yield from self._emit(xs, ys, rng, batch_size)
+                xs, ys, rows = [], [], 0
+        if rows:
+            yield from self._emit(xs, ys, rng, batch_size)
+
+    @staticmethod
+    def _emit(
+        xs: list[np.ndarray], ys: list[np.ndarray], rng: np.random.Generator, batch_size: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        x = np.concatenate(xs)
+        y = np.concatenate(ys) if ys else None
+        order = rng.permutation(len(x))
+        for start in range(0, len(x), batch_size):
+            idx = order[start : start + batch_size]
+            yield x[idx], None if y is None else y[idx]
+
+
+class _BatchStatistics(fx.Interpreter):
+    """Runs a module with every BatchNorm normalising by the batch's own statistics (train
+    mode) while accumulating, per BatchNorm, the exact statistics of its inputs."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm, garbage_collect_values=True)
+        self.stats: dict[fx.Node, RunningStats] = {}
+
+    def run_node(self, n: fx.Node) -> object:
+        if n.op != "call_function" or n.target not in _BATCH_NORMS:
+            return super().run_node(n)
+        args, _ = self.fetch_args_kwargs_from_env(n)
+        x, weight, bias = args[0], args[1], args[2]
+        eps = float(args[-1] if n.target is not torch.ops.aten.batch_norm.default else args[7])
+        assert isinstance(x, torch.Tensor)
+        if n not in self.stats:
+            self.stats[n] = RunningStats(channels=int(x.shape[1]), channel_dim=1)
+        self.stats[n].update(x)
+        out = F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+        if n.target is torch.ops.aten.batch_norm.default:
+            return out
+        empty = x.new_empty(0)
+        return (out, empty, empty)
+
+
+def reestimate_batchnorm(gm: fx.GraphModule, batches: Iterator[Batch]) -> int:
+    """Replace every BatchNorm's running mean and variance by those of its inputs over the
+    data, each layer seeing the earlier ones normalised by batch statistics (as in training).
+
+    Returns:
+        The number of BatchNorm layers re-estimated.
+    """
+    interp = _BatchStatistics(gm)
+    with torch.no_grad():
+        for batch in batches:
+            x = batch.inputs[0][: batch.valid]
+            if x.shape[0] > 1:  # one sample has no variance to measure
+                interp.run(*(t[: batch.valid] for t in batch.inputs))
+    for node, stats in interp.stats.items():
+        if stats.count < 2:
+            continue
+        mean_path, var_path = str(node.args[3].target), str(node.args[4].target)  # type: ignore[union-attr]
+        old = get_tensor(gm, mean_path)
+        set_tensor(gm, mean_path, stats.mean.to(old.device, old.dtype))
+        set_tensor(gm, var_path, (stats.std**2).to(old.device, old.dtype))
+    return len(interp.stats)
+
+
+def has_batchnorm(gm: fx.GraphModule) -> bool:
+    return any(n.op == "call_function" and n.target in _BATCH_NORMS for n in gm.graph.nodes)
+
+
+def distil(
+    student: fx.GraphModule,
+    teacher: fx.GraphModule,
+    train: BatchSource,
+    samples: int,
+    feeder: Feeder,
+    recovery: Recovery,
+    metric: Metric,
+    *,
+    seed: int,
+    on_step: Callable[[float], None] | None = None,
+) -> RecoveryReport:
+    """Fine-tune `student` in place towards `teacher` (and the labels, when there are some).
+
+    Args:
+        student: the pruned module, on the feeder's device; its parameters are trained.
+        teacher: the original module (not changed).
+        train: the training data; `samples` rows.
+        recovery: epochs, learning rate, time limit.
+        metric: `mse` trains a regression (MSE), anything else a classifier (KL + CE).
+        seed: initialises the shuffle; the same seed gives the same weights.
+        on_step: called with the fraction of planned steps done (progress, cancellation).
+    """
+    torch.manual_seed(seed)
+    params = [p for p in student.parameters() if p.is_floating_point()]
+    for p in params:
+        p.requires_grad_(True)
+    steps_per_epoch = max(1, -(-samples // feeder.batch_size))
+    planned = max(1, recovery.epochs * steps_per_epoch)
+    optimiser = torch.optim.Adam(params, lr=recovery.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=planned)
+    started = time.monotonic()
+    step, loss_value, stopped = 0, None, False
+    for epoch in range(recovery.epochs):
+        for batch in feeder(Shuffled(train, seed * 1000 + epoch)):
+            if (
+                recovery.max_seconds is not None
+                and time.monotonic() - started > recovery.max_seconds
+            ):
+                stopped = True
+                break
+            loss = _loss(student, teacher, batch, metric)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            schedule.step()
+            step += 1
+            loss_value = float(loss.detach())
+            if on_step is not None:
+                on_step(min(step / planned, 1.0))
+        if stopped:
+            break
+    for p in params:
+        p.requires_grad_(False)
+    return RecoveryReport(
+        epochs=step / steps_per_epoch,
+        steps=step,
+        seconds=time.monotonic() - started,
+        stopped_early=stopped,
+        final_loss=loss_value,
+    )
+
+
+def _loss(
+    student: fx.GraphModule, teacher: fx.GraphModule, batch: Batch, metric: Metric
+) -> torch.Tensor:
+    inputs = batch.inputs
+    with torch.no_grad():
+        target = first_output(teacher(*inputs))[: batch.valid].float()
+    out = first_output(student(*inputs))[: batch.valid].float()
+    if metric is not Metric.MSE:  # class scores on the last dim; any other dims are samples
+        out, target = out.reshape(-1, out.shape[-1]), target.reshape(-1, target.shape[-1])
+    if metric is Metric.MSE:
+        loss = F.mse_loss(out, target)
+        if batch.y is not None and batch.y.numel() == out.numel():
+            loss = loss + F.mse_loss(out, batch.y.to(out.device, out.dtype).reshape(out.shape))
+        return loss
+    t = TEMPERATURE
+    loss = F.kl_div(
+        F.log_softmax(out / t, dim=-1),
+        F.log_softmax(target / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+    if batch.y is not None and metric is Metric.ACCURACY:
+        loss = loss + F.cross_entropy(out, batch.y.to(out.device, torch.long).reshape(-1))
+    return loss
