@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 # nothing but bench/torchvision_models.py imports it (its CUDA-built extension cannot load).
 TORCHVISION ?= torchvision==0.28.0
 
-.PHONY: install run test lint zoo clean
+.PHONY: install run test lint zoo frontier clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ lint: install
 # Issue 3's acceptance: `deadweight prune` on one or two members of every torchvision family.
 zoo: install
 	$(PY) -m bench.zoo
+
+# Fewest parameters each pruning mode keeps within 0.5 accuracy points, on digits models.
+frontier: install
+	$(PY) -m bench.frontier
 
 clean:
 	rm -rf $(VENV) deadweight-data .pytest_cache .mypy_cache .ruff_cache

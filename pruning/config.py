@@ -93,6 +93,16 @@ class Threshold:
         return f"{self.mean:g}:{self.std:g}"
 
 
+def criterion_for(thresholds: tuple[Threshold, ...] | None) -> Criterion:
+    """The criterion when a job names none: the one its thresholds are written for —
+    `reconstruction` for fractions (or no thresholds), `seed` for {mean, std}, `variance`
+    for {std} alone."""
+    absolute = [t for t in thresholds or () if not t.is_fraction]
+    if not absolute:
+        return Criterion.RECONSTRUCTION
+    return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
+
+
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
@@ -109,8 +119,13 @@ class Recovery:
     epochs: int = 3
     lr: float = 1e-3
     max_seconds: float | None = None  # per candidate; training stops early past it
+    # Small batches take more steps per epoch, which a few epochs need; a model exported
+    # with a fixed batch size trains at that size.
+    batch_size: int = 32
 
     def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InvalidConfig("recovery batch_size must be >= 1")
         if not 0 <= self.epochs <= MAX_RECOVERY_EPOCHS:
             raise InvalidConfig(f"recovery epochs must be in [0, {MAX_RECOVERY_EPOCHS}]")
         if not 0 < self.lr <= 1:
@@ -119,7 +134,12 @@ class Recovery:
             raise InvalidConfig("recovery max_seconds must be > 0")
 
     def as_dict(self) -> dict[str, float | int | None]:
-        return {"epochs": self.epochs, "lr": self.lr, "max_seconds": self.max_seconds}
+        return {
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "max_seconds": self.max_seconds,
+            "batch_size": self.batch_size,
+        }
 
 
 MAX_RECOVERY_EPOCHS = 100

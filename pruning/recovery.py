@@ -154,6 +154,7 @@ def distil(
         on_step: called with the fraction of planned steps done (progress, cancellation).
     """
     torch.manual_seed(seed)
+    feeder = Feeder([feeder.spec], feeder.device, recovery.batch_size)
     params = [p for p in student.parameters() if p.is_floating_point()]
     for p in params:
         p.requires_grad_(True)

@@ -88,19 +88,56 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--label-column", help="label column of CSV data")
     prune.add_argument(
         "--criterion",
-        default="seed",
-        choices=["seed", "variance"],
-        help="seed: |mean| and std both small; variance: std alone (default seed)",
+        choices=["reconstruction", "seed", "variance"],
+        help="reconstruction: the error a removal leaves in the next layer after linear "
+        "compensation (fractions only); seed: |mean| and std both small; variance: std "
+        "alone (default: reconstruction, or the one absolute --thresholds are written for)",
     )
     prune.add_argument(
         "--thresholds",
-        help="MEAN:STD pairs (0.1:0.4,0.5:1), STD values for "
-        "variance (0.1,0.2) or fractions (f0.2,f0.4); default: f0.1..f0.8",
+        help="fractions (f0.2,f0.4), MEAN:STD pairs for seed (0.1:0.4,0.5:1) or STD values "
+        "for variance (0.1,0.2); default: f0.1..f0.8",
     )
     prune.add_argument(
         "--compensate",
+        nargs="?",
+        const="mean",
+        default="linear",
+        choices=["none", "mean", "linear"],
+        help="what replaces removed neurons in the next layer: none, mean (their means "
+        "folded into its bias; the bare flag) or linear (their least-squares reconstruction "
+        "from the kept neurons; default)",
+    )
+    prune.add_argument(
+        "--allocation",
+        default="global",
+        choices=["global", "uniform"],
+        help="spread a fraction by one ranking across layers (global, default) or as the "
+        "same share of every layer (uniform)",
+    )
+    prune.add_argument(
+        "--search",
         action="store_true",
-        help="fold removed neurons' mean activations into the next layer's bias",
+        help="find the largest fraction within --max-metric-drop by bisection (6 "
+        "evaluations) instead of a sweep; no --thresholds",
+    )
+    prune.add_argument(
+        "--recover-epochs",
+        type=int,
+        metavar="N",
+        help="fine-tune every candidate for N epochs on DATA (distillation from the original, "
+        "plus cross-entropy with labels); without --eval-data, 20%% of DATA is held out",
+    )
+    prune.add_argument(
+        "--recover-lr", type=float, default=1e-3, help="recovery's learning rate (default 1e-3)"
+    )
+    prune.add_argument(
+        "--recover-max-seconds",
+        type=float,
+        help="stop each candidate's recovery after this many seconds",
+    )
+    prune.add_argument(
+        "--seed", type=int, default=0, help="hold-out split and recovery seed (default 0)"
     )
     prune.add_argument(
         "--metric",

@@ -12,7 +12,17 @@ from pathlib import Path
 
 from jobs.datasets import open_dataset
 from pruning import report
-from pruning.config import Criterion, Metric, PruneConfig, default_thresholds, parse_thresholds
+from pruning.config import (
+    Allocation,
+    Compensation,
+    Criterion,
+    Metric,
+    PruneConfig,
+    Recovery,
+    criterion_for,
+    default_thresholds,
+    parse_thresholds,
+)
 from pruning.errors import InvalidConfig
 from pruning.sweep import DataInput, run
 
@@ -25,10 +35,22 @@ def prune_locally(args: argparse.Namespace) -> str:
     """
     if not args.model.is_file():
         raise InvalidConfig(f"{args.model}: no such file")
+    if args.search and args.thresholds:
+        raise InvalidConfig("--search finds the fraction itself: drop --thresholds")
+    recovery = None
+    if args.recover_epochs is not None:
+        recovery = Recovery(
+            epochs=args.recover_epochs, lr=args.recover_lr, max_seconds=args.recover_max_seconds
+        )
+    thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
     config = PruneConfig(
-        criterion=Criterion(args.criterion),
-        thresholds=parse_thresholds(args.thresholds) if args.thresholds else default_thresholds(),
-        compensate=args.compensate,
+        criterion=Criterion(args.criterion) if args.criterion else criterion_for(thresholds),
+        thresholds=thresholds or default_thresholds(),
+        compensate=Compensation(args.compensate),
+        allocation=Allocation(args.allocation),
+        recovery=recovery,
+        search=args.search,
+        seed=args.seed,
         metric=Metric(args.metric) if args.metric else None,
         max_metric_drop=args.max_metric_drop,
         batch_size=args.batch_size,

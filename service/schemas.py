@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -43,9 +46,23 @@ def utc_or_none(value: datetime | None) -> datetime | None:
 
 
 # -- vocabulary -----------------------------------------------------------------------------
+# These mirror `pruning.config` (the API process never imports the engine); a test checks
+# that both spell the same values.
 class Criterion(StrEnum):
     SEED = "seed"  # |mean| < t_mean and std < t_std
     VARIANCE = "variance"  # std < t_std; the mean is folded into the next layer
+    RECONSTRUCTION = "reconstruction"  # the next layer's error after linear compensation
+
+
+class Compensation(StrEnum):
+    NONE = "none"
+    MEAN = "mean"
+    LINEAR = "linear"
+
+
+class Allocation(StrEnum):
+    GLOBAL = "global"
+    UNIFORM = "uniform"
 
 
 class Metric(StrEnum):
@@ -163,21 +180,133 @@ class ThresholdIn(InputSchema):
         return self.model_dump(exclude_none=True)
 
 
+def _compensation_from_bool(value: object) -> object:
+    # The first API took a boolean: true folded the means, false did nothing.
+    if isinstance(value, bool):
+        return Compensation.MEAN if value else Compensation.NONE
+    return value
+
+
+CompensateIn = Annotated[
+    Compensation,
+    BeforeValidator(_compensation_from_bool),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": [c.value for c in Compensation], "type": "string"},
+                {"type": "boolean"},
+            ]
+        }
+    ),
+]
+
+
+class RecoveryIn(InputSchema):
+    """Fine-tuning of each candidate after the cut, on the calibration data."""
+
+    epochs: int = Field(3, ge=0, le=100, description="0: re-estimate BatchNorm statistics only")
+    lr: float = Field(1e-3, gt=0, le=1, description="Adam's learning rate (cosine decay)")
+    max_seconds: float | None = Field(
+        None, gt=0, le=604800, description="per candidate; training stops early past it"
+    )
+    batch_size: int = Field(32, ge=1, le=65536, description="training batch size")
+
+
+_SWEEP_EXAMPLE: dict[str, JsonValue] = {
+    "model_id": "5f0c2b8e9a7d4c1e8b3a6f2d1c0e9b8a",
+    "dataset_id": "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
+    "criterion": "reconstruction",
+    "thresholds": [{"fraction": 0.3}, {"fraction": 0.5}, {"fraction": 0.7}],
+    "compensate": "linear",
+    "max_metric_drop": 0.005,
+}
+_SEARCH_EXAMPLE: dict[str, JsonValue] = {
+    "model_id": "5f0c2b8e9a7d4c1e8b3a6f2d1c0e9b8a",
+    "dataset_id": "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
+    "eval_dataset_id": "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d",
+    "search": True,
+    "max_metric_drop": 0.005,
+    "recovery": {"epochs": 3, "lr": 0.001, "max_seconds": 600},
+}
+
+
 class JobCreate(InputSchema):
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        protected_namespaces=(),
+        json_schema_extra={"examples": [_SWEEP_EXAMPLE, _SEARCH_EXAMPLE]},
+    )
+
     model_id: str = Field(min_length=1, max_length=64)
     dataset_id: str = Field(min_length=1, max_length=64)
     eval_dataset_id: str | None = Field(
-        None, max_length=64, description="evaluation data; default: the calibration dataset"
+        None,
+        max_length=64,
+        description="evaluation data; default: the calibration dataset (with recovery, a "
+        "seeded held-out part of it)",
     )
-    criterion: Criterion = Criterion.SEED
+    criterion: Criterion | None = Field(
+        None,
+        description="reconstruction (fractions only): the error a removal leaves in the next "
+        "layer after linear compensation; seed, variance: activation statistics. Omitted: "
+        "reconstruction, or the criterion absolute thresholds are written for (seed for "
+        "mean and std, variance for std alone)",
+    )
     thresholds: list[ThresholdIn] | None = Field(
-        None, min_length=1, description="omitted: the engine's default sweep of fractions"
+        None,
+        min_length=1,
+        description="omitted: the engine's default sweep of fractions (or the search's probes)",
     )
-    compensate: bool = Field(False, description="fold removed neurons' means into the next bias")
+    compensate: CompensateIn = Field(
+        Compensation.LINEAR,
+        description="what replaces removed neurons in the next layer: none, mean (their means "
+        "folded into its bias) or linear (their least-squares reconstruction from the kept "
+        "neurons); true/false mean mean/none",
+    )
+    allocation: Allocation = Field(
+        Allocation.GLOBAL,
+        description="how a fraction is spread: global (one ranking across layers) or uniform "
+        "(the same share of every layer)",
+    )
+    recovery: RecoveryIn | None = Field(
+        None, description="fine-tune every candidate after the cut; null: no retraining"
+    )
+    search: bool = Field(
+        False,
+        description="find the largest fraction within max_metric_drop by bisection (6 "
+        "evaluations); thresholds must then be omitted",
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="hold-out split and recovery's seed")
     metric: Metric | None = Field(
         None, description="omitted: accuracy when the evaluation data has labels, else agreement"
     )
     max_metric_drop: float = Field(0.005, ge=0)
+
+    @property
+    def resolved_criterion(self) -> Criterion:
+        """`criterion`, or the one the thresholds are written for (`pruning.config`'s rule)."""
+        if self.criterion is not None:
+            return self.criterion
+        absolute = [t for t in self.thresholds or [] if t.fraction is None]
+        if not absolute:
+            return Criterion.RECONSTRUCTION
+        return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
+
+    @model_validator(mode="after")
+    def _search_or_thresholds(self) -> Self:
+        if self.search and self.thresholds is not None:
+            raise ValueError(
+                "search finds the fraction itself: omit thresholds, or set search to false"
+            )
+        if self.resolved_criterion is Criterion.RECONSTRUCTION:
+            for i, t in enumerate(self.thresholds or []):
+                if t.fraction is None:
+                    raise ValueError(
+                        f'item {i} is absolute: criterion "reconstruction" takes '
+                        '{"fraction"} thresholds (absolute ones are for "seed" and "variance")'
+                    )
+        return self
 
     @field_validator("thresholds")
     @classmethod

@@ -30,7 +30,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from jobs.datasets import DatasetFormat, InvalidDataset, open_dataset
-from pruning.config import Criterion, Metric, PruneConfig, Threshold, default_thresholds
+from pruning.config import (
+    DEFAULT_MAX_METRIC_DROP,
+    Allocation,
+    Compensation,
+    Criterion,
+    Metric,
+    PruneConfig,
+    Recovery,
+    Threshold,
+    default_thresholds,
+)
 from pruning.errors import PruningError
 
 PROGRESS_EVERY_S = 0.2
@@ -51,12 +61,19 @@ def prune_config(
         else default_thresholds()
     )
     metric = config.get("metric")
+    recovery = config.get("recovery")
+    # Jobs stored before a field existed ran with what was then the behaviour: criterion
+    # seed, compensation a boolean (false), global allocation, no recovery, no search.
     return PruneConfig(
         criterion=Criterion(config.get("criterion", "seed")),
         thresholds=thresholds,
-        compensate=bool(config.get("compensate", False)),
+        compensate=Compensation.parse(config.get("compensate", False)),
+        allocation=Allocation(config.get("allocation", "global")),
+        recovery=None if recovery is None else Recovery(**recovery),
+        search=bool(config.get("search", False)),
+        seed=int(config.get("seed", 0)),
         metric=Metric(metric) if metric else None,
-        max_metric_drop=float(config.get("max_metric_drop", 0.005)),
+        max_metric_drop=float(config.get("max_metric_drop", DEFAULT_MAX_METRIC_DROP)),
         batch_size=batch_size,
         device=device,
         max_parameters=max_parameters,

@@ -129,9 +129,13 @@ def job_config(
     metric = _resolve_metric(body, eval_dataset or dataset)
     thresholds = None if body.thresholds is None else [t.as_config() for t in body.thresholds]
     return {
-        "criterion": body.criterion.value,
+        "criterion": body.resolved_criterion.value,
         "thresholds": thresholds,  # None: the engine's default sweep
-        "compensate": body.compensate,
+        "compensate": body.compensate.value,  # a boolean became mean/none
+        "allocation": body.allocation.value,
+        "recovery": None if body.recovery is None else body.recovery.model_dump(),
+        "search": body.search,
+        "seed": body.seed,
         "metric": metric.value,  # resolved here, so results never depend on a later default
         "max_metric_drop": body.max_metric_drop,
     }

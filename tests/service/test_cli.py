@@ -69,7 +69,10 @@ def test_prune_writes_the_files_of_a_service_job(files: Path, tmp_path: Path) ->
     ("args", "message"),
     [
         (["--thresholds", "0.1:x"], "bad threshold"),
-        (["--thresholds", "0.4"], "criterion 'seed' needs"),
+        (["--criterion", "seed", "--thresholds", "0.4"], "criterion 'seed' needs"),
+        (["--criterion", "reconstruction", "--thresholds", "0.1:0.4"], "takes fractions"),
+        (["--search", "--thresholds", "f0.2"], "drop --thresholds"),
+        (["--recover-epochs", "-1"], "recovery epochs"),
         (["--metric", "mse", "--eval-data", "{files}/wide.npz"], "needs labels"),
         (["--eval-data", "{files}/wide.npz"], "the model expects"),
         (["--eval-data", "{files}/missing.npz"], "no such file"),

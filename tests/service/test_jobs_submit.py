@@ -48,9 +48,13 @@ def test_submit_stores_the_resolved_config_and_sends_the_id(
     assert job["eval_dataset_id"] == ids["labelled_id"]
     assert job["attempts"] == 0
     assert job["config"] == {
-        "criterion": "seed",
+        "criterion": "seed",  # what {mean, std} thresholds are written for
         "thresholds": thresholds,
-        "compensate": True,
+        "compensate": "mean",  # the first API's `true`
+        "allocation": "global",
+        "recovery": None,
+        "search": False,
+        "seed": 0,
         "metric": "accuracy",  # the evaluation data has labels
         "max_metric_drop": 0.005,
     }
@@ -83,6 +87,49 @@ def test_labelled_metrics_need_labels(client: TestClient, ids: dict[str, str], m
     assert response.status_code == 422
 
 
+def test_defaults_are_reconstruction_with_linear_compensation(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    config = _submit(client, ids).json()["config"]
+    assert (config["criterion"], config["compensate"], config["allocation"]) == (
+        "reconstruction",
+        "linear",
+        "global",
+    )
+    assert (config["recovery"], config["search"]) == (None, False)
+
+
+def test_search_with_recovery_is_stored_with_every_recovery_setting(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    response = _submit(
+        client,
+        ids,
+        search=True,
+        compensate="none",
+        allocation="uniform",
+        seed=7,
+        recovery={"epochs": 2, "max_seconds": 30},
+        max_metric_drop=0.01,
+    )
+    assert response.status_code == 202, response.text
+    config = response.json()["config"]
+    assert config["search"] is True and config["thresholds"] is None
+    assert config["recovery"] == {"epochs": 2, "lr": 0.001, "max_seconds": 30.0, "batch_size": 32}
+    assert (config["compensate"], config["allocation"], config["seed"]) == ("none", "uniform", 7)
+
+
+def test_openapi_examples_of_a_job_validate(client: TestClient) -> None:
+    from service.schemas import JobCreate
+
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["JobCreate"]
+    assert len(schema["examples"]) == 2
+    for example in schema["examples"]:
+        JobCreate.model_validate(example)  # raises if an example is not a valid request
+    for name in ("compensate", "allocation", "recovery", "search", "seed"):
+        assert name in schema["properties"], name
+
+
 def test_variance_takes_std_alone(client: TestClient, ids: dict[str, str]) -> None:
     response = _submit(client, ids, criterion="variance", thresholds=[{"std": 0.2}])
     assert response.status_code == 202
@@ -97,7 +144,14 @@ def test_variance_takes_std_alone(client: TestClient, ids: dict[str, str]) -> No
         ({"thresholds": [{"fraction": 0.2, "std": 1}]}, "thresholds[0]"),
         ({"thresholds": [{}]}, "thresholds[0]"),
         ({"thresholds": [{"mean": 0.1, "std": 0.4, "p": 1}]}, "thresholds[0].p"),
-        ({"thresholds": [{"std": 0.4}]}, "thresholds"),  # seed needs the mean too
+        ({"criterion": "seed", "thresholds": [{"std": 0.4}]}, "thresholds"),  # needs the mean
+        ({"criterion": "reconstruction", "thresholds": [{"std": 0.4}]}, "body"),
+        ({"search": True, "thresholds": [{"fraction": 0.3}]}, "body"),
+        ({"recovery": {"epochs": -1}}, "recovery.epochs"),
+        ({"recovery": {"lr": 0}}, "recovery.lr"),
+        ({"recovery": {"epochs": 3, "momentum": 0.9}}, "recovery.momentum"),
+        ({"allocation": "random"}, "allocation"),
+        ({"seed": -1}, "seed"),
         ({"thresholds": [{"mean": -1, "std": 0.4}]}, "thresholds[0].mean"),
         ({"thresholds": []}, "thresholds"),
         ({"criterion": "magnitude"}, "criterion"),
@@ -193,3 +247,21 @@ def test_broker_down_is_503_and_leaves_no_job(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "broker_unavailable"
     assert store.list_jobs("default", 10, 0) == ([], 0)
+
+
+def test_the_api_spells_the_engine_vocabulary_and_its_default_criterion_rule() -> None:
+    from pruning import config as engine
+    from service import schemas as api
+
+    for name in ("Criterion", "Compensation", "Allocation", "Metric"):
+        assert [m.value for m in getattr(api, name)] == [m.value for m in getattr(engine, name)]
+    forms: list[list[dict[str, float]]] = [
+        [],
+        [{"fraction": 0.2}],
+        [{"mean": 0.1, "std": 0.2}, {"fraction": 0.3}],
+        [{"std": 0.2}],
+    ]
+    for thresholds in forms:
+        body = api.JobCreate(model_id="m", dataset_id="d", thresholds=thresholds or None)
+        rule = engine.criterion_for(tuple(engine.Threshold(**t) for t in thresholds))
+        assert body.resolved_criterion.value == rule.value
