@@ -123,6 +123,7 @@ def write_results(results: Results, out_dir: Path) -> list[Path]:
         "threshold_fraction",
         "metric",
         "metric_drop",
+        "metric_before_recovery",
         "parameters",
         "bytes",
         "macs",
@@ -145,7 +146,8 @@ def _results_rows(results: Results) -> list[list[object]]:
     b = results.baseline
     rows: list[list[object]] = [
         [
-            *("baseline", "", None, None, None, b.metric, 0.0, b.parameters, b.bytes, b.macs),
+            *("baseline", "", None, None, None, b.metric, 0.0, None),
+            *(b.parameters, b.bytes, b.macs),
             *(0.0, None, None, None, None),
             *(widths.get(layer) for layer in layers),
         ]
@@ -154,7 +156,8 @@ def _results_rows(results: Results) -> list[list[object]]:
         t = c.threshold
         rows.append(
             [c.index, threshold_label(t), t.get("mean"), t.get("std"), t.get("fraction")]
-            + [c.metric, c.metric_drop, c.parameters, c.bytes, c.macs, c.size_reduction]
+            + [c.metric, c.metric_drop, c.metric_before_recovery]
+            + [c.parameters, c.bytes, c.macs, c.size_reduction]
             + [c.artifact, c.same_as, c.index in results.pareto, c.index == results.recommended]
             + [c.kept.get(layer) for layer in layers]
         )
@@ -195,10 +198,14 @@ def format_table(results: Results) -> str:
     widths = layer_widths(results)
     per_layer = len(results.layers) <= MAX_TABLE_LAYERS
     kept_header = [_abbreviate(n) for n in results.layers] if per_layer else ["kept"]
-    header = ["#", "threshold", results.metric_name, "drop", "params", "reduction", *kept_header]
+    recovered = any(c.metric_before_recovery is not None for c in results.candidates)
+    before = ["before recovery"] if recovered else []
+    header = ["#", "threshold", results.metric_name, "drop", *before, "params", "reduction"]
+    header += kept_header
     b = results.baseline
     base_kept = [str(widths.get(n, "?")) for n in results.layers] if per_layer else ["100%"]
-    rows = [["-", "baseline", value(b.metric), "", f"{b.parameters:,}", "", *base_kept, ""]]
+    blank = [""] if recovered else []
+    rows = [["-", "baseline", value(b.metric), "", *blank, f"{b.parameters:,}", "", *base_kept, ""]]
     for c in results.candidates:
         if per_layer:
             kept = [str(c.kept.get(n, "?")) for n in results.layers]
@@ -210,10 +217,15 @@ def format_table(results: Results) -> str:
         )
         if c.same_as is not None:
             marks += f" (= #{c.same_as})"
+        was = (
+            []
+            if not recovered
+            else ["" if c.metric_before_recovery is None else value(c.metric_before_recovery)]
+        )
         rows.append(
             [
                 *(str(c.index), threshold_label(c.threshold), value(c.metric)),
-                *(drop(c.metric_drop), f"{c.parameters:,}", f"{c.size_reduction:.1%}"),
+                *(drop(c.metric_drop), *was, f"{c.parameters:,}", f"{c.size_reduction:.1%}"),
                 *kept,
                 marks,
             ]
