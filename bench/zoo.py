@@ -76,7 +76,14 @@ def prepare(
     return model_path, data_path, logits.shape[1:]
 
 
-def check(name: str, work: Path, size: int, samples: int, export_batch: int) -> Outcome:
+def check(
+    name: str,
+    work: Path,
+    size: int,
+    samples: int,
+    export_batch: int,
+    criterion: str = "variance",
+) -> Outcome:
     started = time.monotonic()
     model_path, data_path, out_shape = prepare(name, work, size, samples, export_batch)
     out = work / f"{name}-out"
@@ -88,7 +95,7 @@ def check(name: str, work: Path, size: int, samples: int, export_batch: int) -> 
         str(model_path),
         str(data_path),
         "--criterion",
-        "variance",
+        criterion,
         "--thresholds",
         "f0.3",
         "--batch-size",
@@ -149,6 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch", type=int, default=16, help="export and prune batch size (default 16)"
     )
+    parser.add_argument(
+        "--criterion",
+        default="variance",
+        choices=["variance", "reconstruction", "seed"],
+        help="the criterion to prune with (default variance)",
+    )
     args = parser.parse_args(argv)
     names = args.models or [n for members in FAMILIES.values() for n in members]
     failed = 0
@@ -156,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="deadweight-zoo-") as tmp:
         for name in names:
             try:
-                o = check(name, Path(tmp), args.size, args.samples, args.batch)
+                o = check(name, Path(tmp), args.size, args.samples, args.batch, args.criterion)
             except Exception as exc:  # a failure to build or export is a failed row, not a crash
                 o = Outcome(name, False, error=f"{type(exc).__name__}: {exc}")
             failed += not o.ok

@@ -35,9 +35,12 @@ from pruning.groups import ChannelGroup, Consumer, GraphAnalysis, Tap
 from pruning.stats import RunningStats
 from pruning.surgery import dense_weight
 
-# Greedy steps per group: wider groups remove several channels per step (a block update),
-# which keeps the cost near one (C, C) inversion instead of C rank-one updates.
+# Greedy steps per group: wider groups remove several channels per step (a block update).
+# Each step rewrites the (C, C) inverse, so the steps are also bounded by STEP_BUDGET / C²
+# element updates (a 3,072-wide group takes 113 steps of 27 channels), at least MIN_STEPS.
 MAX_STEPS = 256
+MIN_STEPS = 32
+STEP_BUDGET = 2**30
 
 
 def reconstruction_rankings(
@@ -115,7 +118,8 @@ def _greedy(
         h = cov + max(RIDGE * scale, 1e-12) * torch.eye(width, dtype=torch.float64)
         state.append([w.clone(), torch.linalg.inv(h), max(energy, 1e-300)])
     alive = torch.ones(width, dtype=torch.bool)
-    step = max(1, math.ceil((width - 1) / MAX_STEPS))
+    steps = min(MAX_STEPS, max(MIN_STEPS, STEP_BUDGET // (width * width)))
+    step = max(1, math.ceil((width - 1) / steps))
     order: list[int] = []
     costs: list[float] = []
     while len(order) < width - 1:
@@ -139,11 +143,10 @@ def _remove(
     w: torch.Tensor, hinv: torch.Tensor, gone: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove channels `gone` with optimal compensation: W and Σ⁻¹ after the block update."""
-    h_ss = hinv.index_select(0, gone).index_select(1, gone)  # (S, S)
     h_s = hinv.index_select(0, gone)  # (S, C)
-    solved = torch.linalg.solve(h_ss, h_s)  # (S, C)
-    w = w - w.index_select(1, gone) @ solved
-    hinv = hinv - h_s.T @ solved
+    solved = torch.linalg.solve(h_s.index_select(1, gone), h_s)  # (S, C)
+    w.addmm_(w.index_select(1, gone), solved, alpha=-1.0)  # in place: (C, C) is large
+    hinv.addmm_(h_s.T, solved, alpha=-1.0)
     w[:, gone] = 0.0
     hinv[gone] = 0.0
     hinv[:, gone] = 0.0

@@ -17,7 +17,7 @@ from pruning.evaluate import Evaluator
 from pruning.graph import analyse
 from pruning.recovery import distil, reestimate_batchnorm
 from pruning.search import PROBES
-from pruning.surgery import apply_plan, clone_module
+from pruning.surgery import apply_plan
 from pruning.sweep import DataInput, run
 from tests.tiny_models import MLP, export_to, randomize_bn
 
