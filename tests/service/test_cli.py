@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,33 @@ def test_prune_writes_the_files_of_a_service_job(files: Path, tmp_path: Path) ->
         "pruned-1.pt2",
     ):
         assert (out / name).is_file(), name
+
+
+def test_prune_searches_and_recovers(files: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _run(
+        "prune",
+        files / "model.pt2",
+        files / "data.npz",
+        "--search",
+        "--max-metric-drop",
+        "0.05",
+        "--recover-epochs",
+        "1",
+        "--compensate",
+        "none",
+        "--allocation",
+        "uniform",
+        "--out",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "before recovery" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["search"] and results["recovery"]["epochs"] == 1
+    assert (results["compensate"], results["allocation"]) == ("none", "uniform")
+    assert results["data"]["holdout"]["samples"] == 16  # 20 % of 80, never trained on
+    assert results["candidates"][0]["threshold"] == {"fraction": 0.5}
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -97,6 +98,36 @@ def test_a_job_runs_to_success_and_publishes_its_files(world: World, model_file:
     assert {"results.json", "stats.json", "pruned-0.pt2", "pruned-1.pt2", "tradeoff.png"} <= names
     leftovers = [p.name for p in world.blobs.jobs_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the staging folder was renamed into place
+
+
+def test_a_search_job_with_recovery_runs_in_the_sandbox(world: World, model_file: Path) -> None:
+    config = {
+        "criterion": "reconstruction",
+        "thresholds": None,
+        "compensate": "linear",
+        "allocation": "uniform",
+        "recovery": {"epochs": 1, "lr": 0.001, "max_seconds": 60, "batch_size": 32},
+        "search": True,
+        "seed": 5,
+        "max_metric_drop": 0.05,
+    }
+    job = world.run(world.job(world.model(model_file), world.npz(), **config).id)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    path = world.blobs.artifact_path(job.id, "results.json")
+    assert path is not None
+    results = json.loads(path.read_text())
+    assert results["search"] is True and len(results["candidates"]) == 6
+    assert (results["compensate"], results["allocation"]) == ("linear", "uniform")
+    assert results["data"]["holdout"] == {
+        "fraction": 0.2,
+        "seed": 5,
+        "samples": 40,
+        "rule": "numpy.random.default_rng(seed).permutation(samples)[:held] are held out",
+    }
+    for candidate in results["candidates"]:
+        if candidate["same_as"] is None:
+            assert candidate["recovery"]["steps"] == 5  # 160 rows in batches of 32
+            assert candidate["metric_before_recovery"] is not None
 
 
 def test_a_second_delivery_does_nothing(world: World, model_file: Path) -> None:
