@@ -195,3 +195,40 @@ def test_a_candidate_that_predicts_one_class_is_named_in_the_notes(tmp_path: Pat
     results = run(path, _data(x, None), None, config, tmp_path)
     assert results.candidates[0].kept["fc2"] == 1
     assert "candidate 0 predicts a single class for every sample" in results.notes
+
+
+def test_cancel_during_recovery_stops_the_run(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from pruning.errors import Cancelled
+
+    path, x, y = trained
+    stages: list[str] = []
+    config = PruneConfig(thresholds=(Threshold(fraction=0.5),), recovery=Recovery(epochs=50))
+    with pytest.raises(Cancelled):
+        run(
+            path,
+            _data(x, y),
+            None,
+            config,
+            tmp_path,
+            progress=lambda stage, fraction: stages.append(f"{stage}:{fraction:.2f}"),
+            should_cancel=lambda: any(
+                s.startswith("candidates:0.0") and s != "candidates:0.00" for s in stages
+            ),
+        )
+    assert not (tmp_path / "pruned-0.pt2").exists()  # stopped inside the training loop
+
+
+def test_groups_past_the_gram_limit_fall_back_to_mean_folding(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import pruning.sweep
+
+    path, x, y = trained
+    monkeypatch.setattr(pruning.sweep, "MAX_GRAM_WIDTH", 32)  # both groups are 64 wide
+    metrics = {}
+    for mode in (Compensation.LINEAR, Compensation.MEAN):
+        out = tmp_path / mode.value
+        out.mkdir()
+        config = PruneConfig(thresholds=(Threshold(fraction=0.6),), compensate=mode)
+        metrics[mode] = run(path, _data(x, y), None, config, out).candidates[0].metric
+    assert metrics[Compensation.LINEAR] == metrics[Compensation.MEAN]
