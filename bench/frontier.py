@@ -58,6 +58,8 @@ MODES: dict[str, dict[str, Any]] = {
     "linear": {"compensate": "linear"},
     "linear uniform": {"compensate": "linear", "allocation": "uniform"},
     "variance+linear": {"criterion": "variance", "compensate": "linear"},
+    # Recovery with 0 epochs: BatchNorm statistics re-estimated, no training.
+    "linear+batchnorm": {"compensate": "linear", "recovery": {"epochs": 0}},
     # The same with recovery: 3 epochs of distillation + cross-entropy on the calibration data.
     "none+recovery": {"compensate": "none", "recovery": _REC},
     "mean+recovery": {"compensate": "mean", "recovery": _REC},

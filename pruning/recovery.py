@@ -117,9 +117,11 @@ def reestimate_batchnorm(gm: fx.GraphModule, batches: Iterator[Batch]) -> int:
             if x.shape[0] > 1:  # one sample has no variance to measure
                 interp.run(*(t[: batch.valid] for t in batch.inputs))
     for node, stats in interp.stats.items():
-        if stats.count < 2:
+        mean_node, var_node = node.args[3], node.args[4]
+        tracked = all(isinstance(n, fx.Node) and n.op == "get_attr" for n in (mean_node, var_node))
+        if stats.count < 2 or not tracked:  # no running statistics to replace
             continue
-        mean_path, var_path = str(node.args[3].target), str(node.args[4].target)  # type: ignore[union-attr]
+        mean_path, var_path = str(mean_node.target), str(var_node.target)  # type: ignore[union-attr]
         old = get_tensor(gm, mean_path)
         set_tensor(gm, mean_path, stats.mean.to(old.device, old.dtype))
         set_tensor(gm, var_path, (stats.std**2).to(old.device, old.dtype))
