@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from pruning.config import Compensation, Criterion, PruneConfig
+from pruning.groups import Tap
 from pruning.stats import RunningStats
 
 # Ridge relative to the kept channels' mean variance: keeps Σ_KK invertible when kept
@@ -32,6 +34,25 @@ GRAM_BUDGET_BYTES = 2 * 1024**3
 
 def gram_bytes(width: int) -> int:
     return width * width * 8
+
+
+def gram_taps(config: PruneConfig, taps: dict[Tap, int]) -> set[Tap]:
+    """Taps that accumulate co-moments: those linear compensation or the reconstruction
+    criterion reads, narrowest first, up to MAX_GRAM_WIDTH each and GRAM_BUDGET_BYTES in all
+    (the others fall back to mean folding and the diagonal score)."""
+    wanted = (
+        config.compensate is Compensation.LINEAR or config.criterion is Criterion.RECONSTRUCTION
+    )
+    if not wanted:
+        return set()
+    chosen: set[Tap] = set()
+    used = 0
+    for tap, width in sorted(taps.items(), key=lambda item: item[1]):
+        if width > MAX_GRAM_WIDTH or used + gram_bytes(width) > GRAM_BUDGET_BYTES:
+            break
+        chosen.add(tap)
+        used += gram_bytes(width)
+    return chosen
 
 
 def reconstruction(

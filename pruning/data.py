@@ -89,25 +89,10 @@ class Feeder:
         return (torch.zeros(shape, dtype=self.dtype),)
 
 
-@dataclass
-class Subset:
-    """The rows of a source whose position is marked in `mask` (a seeded hold-out split)."""
+@dataclass(frozen=True)
+class DataInput:
+    """A dataset as a run sees it: its batches, how many samples, whether it has labels."""
 
     source: BatchSource
-    mask: np.ndarray  # (N,) bool over the source's rows, in order
-
-    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        start = 0
-        for x, y in self.source.batches(batch_size):
-            keep = self.mask[start : start + len(x)]
-            start += len(x)
-            if keep.any():
-                yield x[keep], None if y is None else np.asarray(y)[keep]
-
-
-def holdout_mask(samples: int, fraction: float, seed: int) -> np.ndarray:
-    """(N,) bool: round(fraction x N) rows (at least one, never all) chosen with `seed`."""
-    count = min(max(1, round(fraction * samples)), samples - 1)
-    mask = np.zeros(samples, dtype=bool)
-    mask[np.random.default_rng(seed).permutation(samples)[:count]] = True
-    return mask
+    samples: int
+    has_labels: bool

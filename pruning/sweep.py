@@ -1,10 +1,13 @@
 """A whole pruning run: statistics, candidates, surgery, evaluation, choice, files.
 
-`run` is what the worker's task and `deadweight prune` both call; it takes explicit inputs,
+`run` is what the worker's task and `deadweight prune` both call (with `DataInput`s, which
+this module re-exports from `pruning.data`); it takes explicit inputs,
 reports progress through callbacks and writes every published file into `out_dir`.
 """
 
 from __future__ import annotations
+
+__all__ = ["CancelFn", "DataInput", "ProgressFn", "resolve_device", "resolve_metric", "run"]
 
 import json
 from collections.abc import Callable
@@ -17,21 +20,20 @@ from torch import fx
 from pruning import choice, plots, report
 from pruning.archive import ArchiveLimits, read_program
 from pruning.candidates import CandidateMaker, TrainingData
-from pruning.compensation import GRAM_BUDGET_BYTES, MAX_GRAM_WIDTH, gram_bytes
+from pruning.compensation import gram_taps
 from pruning.config import (
-    HOLDOUT_FRACTION,
-    Compensation,
     Criterion,
     Metric,
     PruneConfig,
     Threshold,
 )
 from pruning.criteria import Ranking, score_rankings, select
-from pruning.data import Batch, BatchSource, Feeder, Subset, holdout_mask
+from pruning.data import Batch, DataInput, Feeder
 from pruning.errors import Cancelled, InvalidConfig
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
 from pruning.graph import analyse
 from pruning.groups import GraphAnalysis, Tap
+from pruning.holdout import split
 from pruning.ranking import reconstruction_rankings
 from pruning.results import Baseline, Candidate, Results
 from pruning.search import PROBES, bisect
@@ -40,15 +42,6 @@ from pruning.surgery import clone_module
 
 ProgressFn = Callable[[str, float], None]
 CancelFn = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class DataInput:
-    """A dataset as the run sees it: its batches, how many samples, whether it has labels."""
-
-    source: BatchSource
-    samples: int
-    has_labels: bool
 
 
 @dataclass
@@ -112,7 +105,7 @@ def run(
     ctx = _Context(
         config, out_dir, progress or (lambda s, f: None), should_cancel or (lambda: False)
     )
-    calibration, evaluation, data_use = _split(config, calibration, evaluation)
+    calibration, evaluation, data_use = split(config, calibration, evaluation)
     metric = resolve_metric(config.metric, evaluation.has_labels)
     device = resolve_device(config.device)
 
@@ -158,42 +151,6 @@ def run(
     return results
 
 
-def _split(
-    config: PruneConfig, calibration: DataInput, evaluation: DataInput | None
-) -> tuple[DataInput, DataInput, dict[str, object]]:
-    """The data for statistics and training, the data for evaluation, and what was used for
-    what. Recovery without evaluation data holds a seeded part out: a model is never scored
-    on samples it was fine-tuned on."""
-    use: dict[str, object]
-    if evaluation is not None:
-        use = {"statistics": "dataset", "evaluation": "eval_dataset"}
-        if config.recovery is not None:
-            use["training"] = "dataset"
-        return calibration, evaluation, use
-    if config.recovery is None:
-        return calibration, calibration, {"statistics": "dataset", "evaluation": "dataset"}
-    if calibration.samples < 2:
-        raise InvalidConfig("recovery needs at least 2 samples (some are held out to evaluate)")
-    mask = holdout_mask(calibration.samples, HOLDOUT_FRACTION, config.seed)
-    held = int(mask.sum())
-    train = DataInput(
-        Subset(calibration.source, ~mask), calibration.samples - held, calibration.has_labels
-    )
-    test = DataInput(Subset(calibration.source, mask), held, calibration.has_labels)
-    use = {
-        "statistics": "dataset, rows not held out",
-        "training": "dataset, rows not held out",
-        "evaluation": "dataset, held-out rows",
-        "holdout": {
-            "fraction": HOLDOUT_FRACTION,
-            "seed": config.seed,
-            "samples": held,
-            "rule": "numpy.random.default_rng(seed).permutation(samples)[:held] are held out",
-        },
-    }
-    return train, test, use
-
-
 def _per_group(analysis: GraphAnalysis, stats: dict[Tap, RunningStats]) -> dict[str, RunningStats]:
     """A group read in several places (a residual stream) pools the moments of all of them,
     so its std is never below what an average place sees."""
@@ -211,7 +168,7 @@ def _statistics(
     ctx: _Context, module: fx.GraphModule, analysis: GraphAnalysis, feeder: Feeder, data: DataInput
 ) -> dict[Tap, RunningStats]:
     taps = {tap: g.width for g in analysis.prunable for tap in g.taps}
-    gram = _gram_taps(ctx.config, taps)
+    gram = gram_taps(ctx.config, taps)
     seen = 0
 
     def on_batch(batch: Batch) -> None:
@@ -222,25 +179,6 @@ def _statistics(
 
     ctx.progress("statistics", 0.0)
     return collect(module, taps, feeder(data.source), on_batch, gram=gram)
-
-
-def _gram_taps(config: PruneConfig, taps: dict[Tap, int]) -> set[Tap]:
-    """Taps that accumulate co-moments: those linear compensation or the reconstruction
-    criterion reads, narrowest first, up to MAX_GRAM_WIDTH each and GRAM_BUDGET_BYTES in all
-    (the others fall back to mean folding and the diagonal score)."""
-    wanted = (
-        config.compensate is Compensation.LINEAR or config.criterion is Criterion.RECONSTRUCTION
-    )
-    if not wanted:
-        return set()
-    chosen: set[Tap] = set()
-    used = 0
-    for tap, width in sorted(taps.items(), key=lambda item: item[1]):
-        if width > MAX_GRAM_WIDTH or used + gram_bytes(width) > GRAM_BUDGET_BYTES:
-            break
-        chosen.add(tap)
-        used += gram_bytes(width)
-    return chosen
 
 
 def _baseline(

@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="fine-tune every candidate for N epochs on DATA (distillation from the original, "
-        "plus cross-entropy with labels); without --eval-data, 20%% of DATA is held out",
+        "plus cross-entropy with labels) after re-estimating its BatchNorm statistics (N=0: "
+        "only that); without --eval-data, 20%% of DATA is held out",
     )
     prune.add_argument(
         "--recover-lr", type=float, default=1e-3, help="recovery's learning rate (default 1e-3)"

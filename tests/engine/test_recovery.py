@@ -12,9 +12,10 @@ from torch import nn
 
 from pruning.archive import read_program
 from pruning.config import Compensation, Criterion, Metric, PruneConfig, Recovery, Threshold
-from pruning.data import ArrayData, Feeder, Subset, holdout_mask
+from pruning.data import ArrayData, Feeder
 from pruning.evaluate import Evaluator
 from pruning.graph import analyse
+from pruning.holdout import Subset, holdout_mask
 from pruning.recovery import distil, reestimate_batchnorm
 from pruning.search import PROBES
 from pruning.surgery import apply_plan
@@ -221,10 +222,10 @@ def test_cancel_during_recovery_stops_the_run(trained, tmp_path: Path) -> None: 
 def test_groups_past_the_gram_limit_fall_back_to_mean_folding(
     trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import pruning.sweep
+    import pruning.compensation
 
     path, x, y = trained
-    monkeypatch.setattr(pruning.sweep, "MAX_GRAM_WIDTH", 32)  # both groups are 64 wide
+    monkeypatch.setattr(pruning.compensation, "MAX_GRAM_WIDTH", 32)  # both groups are 64 wide
     metrics = {}
     for mode in (Compensation.LINEAR, Compensation.MEAN):
         out = tmp_path / mode.value

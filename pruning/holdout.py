@@ -1,0 +1,73 @@
+"""Honest numbers: with recovery and no evaluation data, a seeded part of the data is held
+out for evaluation and never trained on; the results say which rows served what."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from pruning.config import HOLDOUT_FRACTION, PruneConfig
+from pruning.data import BatchSource, DataInput
+from pruning.errors import InvalidConfig
+
+
+@dataclass
+class Subset:
+    """The rows of a source whose position is marked in `mask` (a seeded hold-out split)."""
+
+    source: BatchSource
+    mask: np.ndarray  # (N,) bool over the source's rows, in order
+
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        start = 0
+        for x, y in self.source.batches(batch_size):
+            keep = self.mask[start : start + len(x)]
+            start += len(x)
+            if keep.any():
+                yield x[keep], None if y is None else np.asarray(y)[keep]
+
+
+def holdout_mask(samples: int, fraction: float, seed: int) -> np.ndarray:
+    """(N,) bool: round(fraction x N) rows (at least one, never all) chosen with `seed`."""
+    count = min(max(1, round(fraction * samples)), samples - 1)
+    mask = np.zeros(samples, dtype=bool)
+    mask[np.random.default_rng(seed).permutation(samples)[:count]] = True
+    return mask
+
+
+def split(
+    config: PruneConfig, calibration: DataInput, evaluation: DataInput | None
+) -> tuple[DataInput, DataInput, dict[str, object]]:
+    """The data for statistics and training, the data for evaluation, and what was used for
+    what. Recovery without evaluation data holds a seeded part out: a model is never scored
+    on samples it was fine-tuned on."""
+    use: dict[str, object]
+    if evaluation is not None:
+        use = {"statistics": "dataset", "evaluation": "eval_dataset"}
+        if config.recovery is not None:
+            use["training"] = "dataset"
+        return calibration, evaluation, use
+    if config.recovery is None:
+        return calibration, calibration, {"statistics": "dataset", "evaluation": "dataset"}
+    if calibration.samples < 2:
+        raise InvalidConfig("recovery needs at least 2 samples (some are held out to evaluate)")
+    mask = holdout_mask(calibration.samples, HOLDOUT_FRACTION, config.seed)
+    held = int(mask.sum())
+    train = DataInput(
+        Subset(calibration.source, ~mask), calibration.samples - held, calibration.has_labels
+    )
+    test = DataInput(Subset(calibration.source, mask), held, calibration.has_labels)
+    use = {
+        "statistics": "dataset, rows not held out",
+        "training": "dataset, rows not held out",
+        "evaluation": "dataset, held-out rows",
+        "holdout": {
+            "fraction": HOLDOUT_FRACTION,
+            "seed": config.seed,
+            "samples": held,
+            "rule": "numpy.random.default_rng(seed).permutation(samples)[:held] are held out",
+        },
+    }
+    return train, test, use
