@@ -69,6 +69,9 @@ MODES: dict[str, dict[str, Any]] = {
         "allocation": "uniform",
         "recovery": _REC,
     },
+    # The budget search (its probes, not the sweep) with both allocations: 12 evaluations.
+    "search auto": {"search": True, "allocation": "auto"},
+    "search auto+recovery": {"search": True, "allocation": "auto", "recovery": _REC},
 }
 
 FULL_FRACTIONS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))

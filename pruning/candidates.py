@@ -12,7 +12,7 @@ import torch
 from torch import fx
 
 from pruning.archive import read_program
-from pruning.config import Metric, PruneConfig
+from pruning.config import Allocation, Metric, PruneConfig
 from pruning.criteria import Plan
 from pruning.data import BatchSource, Feeder
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
@@ -54,14 +54,25 @@ class CandidateMaker:
     _seen: dict[tuple[tuple[str, tuple[int, ...]], ...], Candidate] = field(default_factory=dict)
 
     def make(
-        self, index: int, threshold: dict[str, float], plan: Plan, on_progress: StageFn
+        self,
+        index: int,
+        threshold: dict[str, float],
+        allocation: Allocation,
+        plan: Plan,
+        on_progress: StageFn,
     ) -> Candidate:
         """Cut, recover, publish and evaluate one plan as candidate `index`."""
         self.plans[str(index)] = plan
         key = tuple((name, tuple(kept)) for name, kept in plan.items())
         if key in self._seen:
             first = self._seen[key]
-            return replace(first, index=index, threshold=threshold, same_as=first.index)
+            return replace(
+                first,
+                index=index,
+                threshold=threshold,
+                allocation=str(allocation),
+                same_as=first.index,
+            )
         module = apply_plan(
             self.cpu_module,
             self.analysis,
@@ -102,6 +113,7 @@ class CandidateMaker:
             artifact=artifact,
             metric_before_recovery=before,
             recovery=report,
+            allocation=str(allocation),
         )
         self._seen[key] = cand
         return cand

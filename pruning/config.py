@@ -44,6 +44,8 @@ class Allocation(StrEnum):
 
     GLOBAL = "global"  # one ranking over every group: scores decide how much each loses
     UNIFORM = "uniform"  # every group loses the same fraction of its own neurons
+    # With `search` only: search with both, and let the evaluation choose (twice the probes).
+    AUTO = "auto"
 
 
 class Metric(StrEnum):
@@ -172,6 +174,11 @@ class PruneConfig:
             raise InvalidConfig("batch_size must be >= 1")
         if self.max_metric_drop < 0:
             raise InvalidConfig("max_metric_drop must be >= 0")
+        if self.allocation is Allocation.AUTO and not self.search:
+            raise InvalidConfig(
+                "allocation 'auto' searches with both allocations: it needs search; "
+                "for a sweep, choose global or uniform"
+            )
         if self.criterion is Criterion.RECONSTRUCTION and not all(
             t.is_fraction for t in self.thresholds
         ):

@@ -157,6 +157,8 @@ def allocate(rankings: Mapping[str, Ranking], fraction: float, allocation: Alloc
     round(fraction x width) from every group. No group loses its last neuron.
     """
     drops: dict[str, int]
+    if allocation is Allocation.AUTO:
+        raise ValueError("allocation 'auto' is resolved by the search, not by a plan")
     if allocation is Allocation.UNIFORM:
         drops = {n: min(round(fraction * r.width), len(r.order)) for n, r in rankings.items()}
     else:

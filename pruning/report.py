@@ -132,6 +132,7 @@ def write_results(results: Results, out_dir: Path) -> list[Path]:
         "same_as",
         "pareto",
         "recommended",
+        "allocation",
     ] + [f"kept:{layer}" for layer in results.layers]
     rows = _results_rows(results)
     return [
@@ -148,7 +149,7 @@ def _results_rows(results: Results) -> list[list[object]]:
         [
             *("baseline", "", None, None, None, b.metric, 0.0, None),
             *(b.parameters, b.bytes, b.macs),
-            *(0.0, None, None, None, None),
+            *(0.0, None, None, None, None, None),
             *(widths.get(layer) for layer in layers),
         ]
     ]
@@ -159,6 +160,7 @@ def _results_rows(results: Results) -> list[list[object]]:
             + [c.metric, c.metric_drop, c.metric_before_recovery]
             + [c.parameters, c.bytes, c.macs, c.size_reduction]
             + [c.artifact, c.same_as, c.index in results.pareto, c.index == results.recommended]
+            + [c.allocation]
             + [c.kept.get(layer) for layer in layers]
         )
     return rows
@@ -222,9 +224,12 @@ def format_table(results: Results) -> str:
             if not recovered
             else ["" if c.metric_before_recovery is None else value(c.metric_before_recovery)]
         )
+        label = threshold_label(c.threshold)
+        if results.allocation == "auto":  # the search tried both: say which this probe used
+            label += f" {c.allocation}"
         rows.append(
             [
-                *(str(c.index), threshold_label(c.threshold), value(c.metric)),
+                *(str(c.index), label, value(c.metric)),
                 *(drop(c.metric_drop), *was, f"{c.parameters:,}", f"{c.size_reduction:.1%}"),
                 *kept,
                 marks,

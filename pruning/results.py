@@ -68,6 +68,7 @@ class Candidate:
     # the fine-tuning did (epochs, steps, seconds, stopped_early, final_loss).
     metric_before_recovery: float | None = None
     recovery: dict[str, Any] | None = None
+    allocation: str = "global"  # how its fraction was spread ("global" | "uniform")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class Candidate:
             "same_as": self.same_as,
             "metric_before_recovery": self.metric_before_recovery,
             "recovery": self.recovery,
+            "allocation": self.allocation,
         }
 
 

@@ -22,6 +22,7 @@ from pruning.archive import ArchiveLimits, read_program
 from pruning.candidates import CandidateMaker, TrainingData
 from pruning.compensation import gram_taps
 from pruning.config import (
+    Allocation,
     Criterion,
     Metric,
     PruneConfig,
@@ -214,9 +215,11 @@ def _candidates(
     config = ctx.config
     rankings = _rankings(config, maker.cpu_module, analysis, group_stats, tap_stats)
     parts = {g.name: g.parts for g in analysis.prunable}
-    planned = PROBES if config.search else len(config.thresholds)
+    auto = config.allocation is Allocation.AUTO
+    allocations = [Allocation.GLOBAL, Allocation.UNIFORM] if auto else [config.allocation]
+    planned = PROBES * len(allocations) if config.search else len(config.thresholds)
 
-    def candidate(k: int, threshold: Threshold) -> Candidate:
+    def candidate(k: int, threshold: Threshold, allocation: Allocation) -> Candidate:
         ctx.check()
         ctx.progress("candidates", k / planned)
 
@@ -230,21 +233,36 @@ def _candidates(
             threshold,
             parts,
             rankings=rankings,
-            allocation=config.allocation,
+            allocation=allocation,
         )
-        return maker.make(k, threshold.as_dict(), plan, on_progress)
+        return maker.make(k, threshold.as_dict(), allocation, plan, on_progress)
 
     if config.search:
-        higher = HIGHER_IS_BETTER[maker.metric]
-        out = bisect(
-            lambda k, f: candidate(k, Threshold(fraction=f)),
-            lambda c: choice.within_budget(
-                maker.baseline.metric, c.metric, config.max_metric_drop, higher
-            ),
-        )
+        out = _search(candidate, allocations, maker, config.max_metric_drop)
     else:
-        out = [candidate(k, t) for k, t in enumerate(config.thresholds)]
+        out = [candidate(k, t, config.allocation) for k, t in enumerate(config.thresholds)]
     ctx.progress("candidates", 1.0)
+    return out
+
+
+def _search(
+    candidate: Callable[[int, Threshold, Allocation], Candidate],
+    allocations: list[Allocation],
+    maker: CandidateMaker,
+    max_drop: float,
+) -> list[Candidate]:
+    """The probes of one bisection per allocation (two for `auto`), numbered in order."""
+    higher = HIGHER_IS_BETTER[maker.metric]
+    out: list[Candidate] = []
+    for allocation in allocations:
+
+        def probe(k: int, f: float, a: Allocation = allocation, start: int = len(out)) -> Candidate:
+            return candidate(start + k, Threshold(fraction=f), a)
+
+        out += bisect(
+            probe,
+            lambda c: choice.within_budget(maker.baseline.metric, c.metric, max_drop, higher),
+        )
     return out
 
 

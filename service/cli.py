@@ -111,9 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--allocation",
         default="global",
-        choices=["global", "uniform"],
-        help="spread a fraction by one ranking across layers (global, default) or as the "
-        "same share of every layer (uniform)",
+        choices=["global", "uniform", "auto"],
+        help="spread a fraction by one ranking across layers (global, default), as the "
+        "same share of every layer (uniform), or, with --search, search with both and let "
+        "the evaluation choose (auto, 12 evaluations)",
     )
     prune.add_argument(
         "--search",

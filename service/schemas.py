@@ -63,6 +63,7 @@ class Compensation(StrEnum):
 class Allocation(StrEnum):
     GLOBAL = "global"
     UNIFORM = "uniform"
+    AUTO = "auto"  # search only: both, the evaluation chooses
 
 
 class Metric(StrEnum):
@@ -266,8 +267,9 @@ class JobCreate(InputSchema):
     )
     allocation: Allocation = Field(
         Allocation.GLOBAL,
-        description="how a fraction is spread: global (one ranking across layers) or uniform "
-        "(the same share of every layer)",
+        description="how a fraction is spread: global (one ranking across layers), uniform "
+        "(the same share of every layer), or auto (with search only: a search with each, "
+        "12 evaluations, and the evaluation chooses)",
     )
     recovery: RecoveryIn | None = Field(
         None, description="fine-tune every candidate after the cut; null: no retraining"
@@ -298,6 +300,11 @@ class JobCreate(InputSchema):
         if self.search and self.thresholds is not None:
             raise ValueError(
                 "search finds the fraction itself: omit thresholds, or set search to false"
+            )
+        if self.allocation is Allocation.AUTO and not self.search:
+            raise ValueError(
+                'allocation "auto" searches with both allocations: set search to true, or '
+                'choose "global" or "uniform" for a sweep'
             )
         if self.resolved_criterion is Criterion.RECONSTRUCTION:
             for i, t in enumerate(self.thresholds or []):

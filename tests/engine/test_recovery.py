@@ -233,3 +233,21 @@ def test_groups_past_the_gram_limit_fall_back_to_mean_folding(
         config = PruneConfig(thresholds=(Threshold(fraction=0.6),), compensate=mode)
         metrics[mode] = run(path, _data(x, y), None, config, out).candidates[0].metric
     assert metrics[Compensation.LINEAR] == metrics[Compensation.MEAN]
+
+
+def test_auto_allocation_searches_with_both_and_recommends_the_smallest_within_budget(
+    trained, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from pruning.config import Allocation
+    from pruning.errors import InvalidConfig
+
+    path, x, y = trained
+    config = PruneConfig(search=True, allocation=Allocation.AUTO, max_metric_drop=0.02)
+    results = run(path, _data(x[:400], y[:400]), _data(x[400:], y[400:]), config, tmp_path)
+    assert [c.index for c in results.candidates] == list(range(2 * PROBES))
+    assert [c.allocation for c in results.candidates] == ["global"] * PROBES + ["uniform"] * PROBES
+    within = [c for c in results.candidates if c.metric_drop <= 0.02]
+    best = next(c for c in results.candidates if c.index == results.recommended)
+    assert best.parameters == min(c.parameters for c in within)
+    with pytest.raises(InvalidConfig, match="needs search"):
+        PruneConfig(allocation=Allocation.AUTO)

@@ -32,6 +32,8 @@ def _redis_url_for_this_process() -> str:
     index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
     base, _, db = REDIS_URL.rpartition("/")
     return f"{base}/{int(db or 0) - index}"
+
+
 PG_ADMIN_URL = os.environ.get(
     "DEADWEIGHT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

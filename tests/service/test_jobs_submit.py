@@ -151,6 +151,7 @@ def test_variance_takes_std_alone(client: TestClient, ids: dict[str, str]) -> No
         ({"recovery": {"lr": 0}}, "recovery.lr"),
         ({"recovery": {"epochs": 3, "momentum": 0.9}}, "recovery.momentum"),
         ({"allocation": "random"}, "allocation"),
+        ({"allocation": "auto"}, "body"),  # auto needs search
         ({"seed": -1}, "seed"),
         ({"thresholds": [{"mean": -1, "std": 0.4}]}, "thresholds[0].mean"),
         ({"thresholds": []}, "thresholds"),
