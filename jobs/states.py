@@ -36,6 +36,7 @@ class Stage(StrEnum):
     LOADING = "loading"
     STATISTICS = "statistics"
     BASELINE = "baseline"
+    RANKING = "ranking"  # the reconstruction criterion ranks every group's neurons
     CANDIDATES = "candidates"
     PUBLISHING = "publishing"
     DONE = "done"

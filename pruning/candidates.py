@@ -84,6 +84,11 @@ class CandidateMaker:
         if self.config.recovery is not None:
             before = self.evaluator.evaluate(module, on_batch=lambda b: on_progress(0.0))
             report = self._recover(module, on_progress)
+            if report["diverged"]:
+                self.notes.append(
+                    f"candidate {index}: recovery diverged (a non-finite loss), so it keeps the "
+                    "weights from before recovery; a smaller recovery lr may help"
+                )
         artifact = f"pruned-{index}.pt2"
         pruned = export(module, self.feeder)
         tmp = self.out_dir / f".tmp-{artifact}"
@@ -142,6 +147,7 @@ class CandidateMaker:
             "seconds": round(report.seconds, 3),
             "stopped_early": report.stopped_early,
             "final_loss": report.final_loss,
+            "diverged": report.diverged,
         }
 
     def _note_degenerate(self, index: int, plan: Plan) -> None:

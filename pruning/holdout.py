@@ -1,5 +1,7 @@
-"""Honest numbers: with recovery and no evaluation data, a seeded part of the data is held
-out for evaluation and never trained on; the results say which rows served what."""
+"""Honest numbers: a job that fits anything to its data — recovery's fine-tuning, or linear
+compensation's least-squares reconstruction — and has no evaluation data holds a seeded
+part of the data out for evaluation, never fitted on; the results say which rows served
+what."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pruning.config import HOLDOUT_FRACTION, PruneConfig
+from pruning.config import HOLDOUT_FRACTION, Compensation, PruneConfig
 from pruning.data import BatchSource, DataInput
 from pruning.errors import InvalidConfig
 
@@ -41,18 +43,22 @@ def split(
     config: PruneConfig, calibration: DataInput, evaluation: DataInput | None
 ) -> tuple[DataInput, DataInput, dict[str, object]]:
     """The data for statistics and training, the data for evaluation, and what was used for
-    what. Recovery without evaluation data holds a seeded part out: a model is never scored
-    on samples it was fine-tuned on."""
+    what. Without evaluation data, a job that fits its candidates to the data holds a seeded
+    part out: a model is never scored on the samples it was fitted or fine-tuned on."""
     use: dict[str, object]
     if evaluation is not None:
         use = {"statistics": "dataset", "evaluation": "eval_dataset"}
         if config.recovery is not None:
             use["training"] = "dataset"
         return calibration, evaluation, use
-    if config.recovery is None:
+    fits = config.recovery is not None or config.compensate is Compensation.LINEAR
+    if not fits:
         return calibration, calibration, {"statistics": "dataset", "evaluation": "dataset"}
     if calibration.samples < 2:
-        raise InvalidConfig("recovery needs at least 2 samples (some are held out to evaluate)")
+        raise InvalidConfig(
+            "with linear compensation or recovery and no evaluation data, some samples are "
+            "held out to evaluate: give at least 2 samples, or an evaluation dataset"
+        )
     mask = holdout_mask(calibration.samples, HOLDOUT_FRACTION, config.seed)
     held = int(mask.sum())
     train = DataInput(
@@ -61,7 +67,6 @@ def split(
     test = DataInput(Subset(calibration.source, mask), held, calibration.has_labels)
     use = {
         "statistics": "dataset, rows not held out",
-        "training": "dataset, rows not held out",
         "evaluation": "dataset, held-out rows",
         "holdout": {
             "fraction": HOLDOUT_FRACTION,
@@ -70,4 +75,6 @@ def split(
             "rule": "numpy.random.default_rng(seed).permutation(samples)[:held] are held out",
         },
     }
+    if config.recovery is not None:
+        use["training"] = "dataset, rows not held out"
     return train, test, use

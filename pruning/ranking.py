@@ -23,7 +23,7 @@ the ranking, is what the results report.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import fx
@@ -37,14 +37,17 @@ from pruning.surgery import dense_weight
 
 # Greedy steps per group: wider groups remove several channels per step (a block update).
 # Each step rewrites the (C, C) inverse, so the steps are also bounded by STEP_BUDGET / C²
-# element updates (a 3,072-wide group takes 113 steps of 27 channels), at least MIN_STEPS.
+# element updates (a 3,072-wide group takes 110 steps of 28 channels), at least MIN_STEPS.
 MAX_STEPS = 256
 MIN_STEPS = 32
 STEP_BUDGET = 2**30
 
 
 def reconstruction_rankings(
-    gm: fx.GraphModule, analysis: GraphAnalysis, tap_stats: Mapping[Tap, RunningStats]
+    gm: fx.GraphModule,
+    analysis: GraphAnalysis,
+    tap_stats: Mapping[Tap, RunningStats],
+    check: Callable[[], None] = lambda: None,
 ) -> dict[str, Ranking]:
     """A ranking per prunable group, in graph order.
 
@@ -52,24 +55,34 @@ def reconstruction_rankings(
         gm: the unlifted module (its consumers' weights are read, not changed).
         analysis: its channel groups.
         tap_stats: statistics per tap, with co-moments where they were accumulated.
+        check: called between greedy steps (cancellation: it may raise).
     """
-    return {g.name: _rank_group(gm, g, tap_stats) for g in analysis.prunable}
+    return {g.name: _rank_group(gm, g, tap_stats, check) for g in analysis.prunable}
 
 
 def _rank_group(
-    gm: fx.GraphModule, group: ChannelGroup, tap_stats: Mapping[Tap, RunningStats]
+    gm: fx.GraphModule,
+    group: ChannelGroup,
+    tap_stats: Mapping[Tap, RunningStats],
+    check: Callable[[], None],
 ) -> Ranking:
     per_channel = _parameters_per_channel(gm, group)
-    readers = []  # (W (rows, C), Σ (C, C) or None: diagonal only, normaliser)
+    readers = []  # (W (rows, C), Σ (C, C) or None: diagonal only, stats, normaliser)
     for tap in group.taps:
         stats = tap_stats[tap]
-        w = torch.cat([_columns(gm, c, group.width) for c in group.consumers if c.tap == tap])
-        cov = stats.covariance if stats.comoment is not None else torch.diag(stats.std**2)
+        consumers = [c for c in group.consumers if c.tap == tap]
+        w = torch.cat([_columns(gm, c, group.width) for c in consumers])
+        # A grouped conv keeps mean folding (see surgery): its cost is the diagonal one.
+        linear = stats.comoment is not None and all(c.groups == 1 for c in consumers)
+        cov = stats.covariance if linear else torch.diag(stats.std**2)
         energy = float(((w @ cov) * w).sum())
-        readers.append((w, cov if stats.comoment is not None else None, stats, energy))
+        if energy > 0.0:  # a reader that sees no variation loses nothing, whatever goes
+            readers.append((w, cov if linear else None, stats, energy))
+    if not readers:  # every channel is constant where it is read: mean folding is exact
+        return Ranking.from_scores(torch.zeros(group.width, dtype=torch.float64))
     if all(cov is None for _, cov, _, _ in readers):
         return _diagonal(group.width, readers, per_channel)
-    return _greedy(group.width, readers, per_channel)
+    return _greedy(group.width, readers, per_channel, check)
 
 
 def _columns(gm: fx.GraphModule, consumer: Consumer, width: int) -> torch.Tensor:
@@ -109,6 +122,7 @@ def _greedy(
     width: int,
     readers: list[tuple[torch.Tensor, torch.Tensor | None, RunningStats, float]],
     per_channel: float,
+    check: Callable[[], None],
 ) -> Ranking:
     state = []
     for w, cov, stats, energy in readers:
@@ -123,6 +137,7 @@ def _greedy(
     order: list[int] = []
     costs: list[float] = []
     while len(order) < width - 1:
+        check()
         cost = torch.zeros(width, dtype=torch.float64)
         for w, hinv, energy in state:
             diag = hinv.diagonal().clamp_min(1e-300)

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from pruning.config import Metric, Recovery
 from pruning.data import Batch, BatchSource, Feeder
+from pruning.errors import InvalidConfig
 from pruning.evaluate import first_output
 from pruning.graph import get_tensor
 from pruning.stats import RunningStats
@@ -40,8 +41,9 @@ class RecoveryReport:
     epochs: float  # epochs completed (fractional when time ran out)
     steps: int
     seconds: float
-    stopped_early: bool  # max_seconds reached
+    stopped_early: bool  # max_seconds reached, or diverged
     final_loss: float | None
+    diverged: bool = False  # a non-finite loss: the weights are those before recovery
 
 
 class Shuffled:
@@ -85,6 +87,7 @@ class _BatchStatistics(fx.Interpreter):
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm, garbage_collect_values=True)
         self.stats: dict[fx.Node, RunningStats] = {}
+        self.valid = 0  # rows of the current batch that are data (the rest pad a static batch)
 
     def run_node(self, n: fx.Node) -> object:
         if n.op != "call_function" or n.target not in _BATCH_NORMS:
@@ -95,8 +98,17 @@ class _BatchStatistics(fx.Interpreter):
         assert isinstance(x, torch.Tensor)
         if n not in self.stats:
             self.stats[n] = RunningStats(channels=int(x.shape[1]), channel_dim=1)
-        self.stats[n].update(x)
-        out = F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+        data = x[: self.valid]  # (B, C, ...): padding rows are not data
+        self.stats[n].update(data)
+        dims = [0, *range(2, x.dim())]
+        mean = data.mean(dim=dims, keepdim=True)
+        var = data.var(dim=dims, keepdim=True, unbiased=False)
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        out = (x - mean) / torch.sqrt(var + eps)
+        if weight is not None:
+            out = out * weight.reshape(shape)
+        if bias is not None:
+            out = out + bias.reshape(shape)
         if n.target is torch.ops.aten.batch_norm.default:
             return out
         empty = x.new_empty(0)
@@ -113,9 +125,12 @@ def reestimate_batchnorm(gm: fx.GraphModule, batches: Iterator[Batch]) -> int:
     interp = _BatchStatistics(gm)
     with torch.no_grad():
         for batch in batches:
-            x = batch.inputs[0][: batch.valid]
-            if x.shape[0] > 1:  # one sample has no variance to measure
-                interp.run(*(t[: batch.valid] for t in batch.inputs))
+            if batch.valid > 1:  # one sample has no variance to measure
+                # The whole (padded) batch runs: a model exported with a fixed batch size
+                # accepts no other; only its valid rows are measured and normalise.
+                interp.valid = batch.valid
+                interp.run(*batch.inputs)
+    written = 0
     for node, stats in interp.stats.items():
         mean_node, var_node = node.args[3], node.args[4]
         tracked = all(isinstance(n, fx.Node) and n.op == "get_attr" for n in (mean_node, var_node))
@@ -125,7 +140,8 @@ def reestimate_batchnorm(gm: fx.GraphModule, batches: Iterator[Batch]) -> int:
         old = get_tensor(gm, mean_path)
         set_tensor(gm, mean_path, stats.mean.to(old.device, old.dtype))
         set_tensor(gm, var_path, (stats.std**2).to(old.device, old.dtype))
-    return len(interp.stats)
+        written += 1
+    return written
 
 
 def has_batchnorm(gm: fx.GraphModule) -> bool:
@@ -158,6 +174,14 @@ def distil(
     torch.manual_seed(seed)
     feeder = Feeder([feeder.spec], feeder.device, recovery.batch_size)
     params = [p for p in student.parameters() if p.is_floating_point()]
+    low = sorted({str(p.dtype).removeprefix("torch.") for p in params} - {"float32", "float64"})
+    if low:
+        # Adam's steps underflow and overflow in half precision (its eps is 0 in float16).
+        raise InvalidConfig(
+            f"recovery fine-tunes float32 models; this one has {', '.join(low)} parameters: "
+            "export it in float32, or omit recovery"
+        )
+    before = [p.detach().clone() for p in params]
     for p in params:
         p.requires_grad_(True)
     steps_per_epoch = max(1, -(-samples // feeder.batch_size))
@@ -165,7 +189,7 @@ def distil(
     optimiser = torch.optim.Adam(params, lr=recovery.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=planned)
     started = time.monotonic()
-    step, loss_value, stopped = 0, None, False
+    step, loss_value, stopped, diverged = 0, None, False, False
     for epoch in range(recovery.epochs):
         for batch in feeder(Shuffled(train, seed * 1000 + epoch)):
             if (
@@ -175,6 +199,12 @@ def distil(
                 stopped = True
                 break
             loss = _loss(student, teacher, batch, metric)
+            if not torch.isfinite(loss):  # diverged: give back the weights it started from
+                with torch.no_grad():
+                    for p, old in zip(params, before, strict=True):
+                        p.copy_(old)
+                diverged = stopped = True
+                break
             optimiser.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
@@ -193,6 +223,7 @@ def distil(
         seconds=time.monotonic() - started,
         stopped_early=stopped,
         final_loss=loss_value,
+        diverged=diverged,
     )
 
 

@@ -106,7 +106,7 @@ class Results:
     allocation: str = "global"
     search: bool = False
     recovery: dict[str, Any] | None = None  # the job's recovery settings, None: off
-    # Which samples were used for what: {"statistics_and_training": {...}, "evaluation": {...}}
+    # Which samples served what: {"statistics", "evaluation", "training"?, "holdout"?}
     data: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

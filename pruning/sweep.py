@@ -213,7 +213,8 @@ def _candidates(
 ) -> list[Candidate]:
     """A candidate per threshold, or the probes of a budget search."""
     config = ctx.config
-    rankings = _rankings(config, maker.cpu_module, analysis, group_stats, tap_stats)
+    ctx.progress("ranking", 0.0)
+    rankings = _rankings(config, maker.cpu_module, analysis, group_stats, tap_stats, ctx.check)
     parts = {g.name: g.parts for g in analysis.prunable}
     auto = config.allocation is Allocation.AUTO
     allocations = [Allocation.GLOBAL, Allocation.UNIFORM] if auto else [config.allocation]
@@ -272,9 +273,10 @@ def _rankings(
     analysis: GraphAnalysis,
     group_stats: dict[str, RunningStats],
     tap_stats: dict[Tap, RunningStats],
+    check: Callable[[], None],
 ) -> dict[str, Ranking]:
     if config.criterion is Criterion.RECONSTRUCTION:
-        return reconstruction_rankings(gm, analysis, tap_stats)
+        return reconstruction_rankings(gm, analysis, tap_stats, check)
     return score_rankings(config.criterion, group_stats)
 
 

@@ -23,7 +23,7 @@ class BadInput(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_compensate(list(sys.argv[1:] if argv is None else argv)))
     try:
         return int(args.func(args) or 0)
     except BadInput as exc:
@@ -31,6 +31,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+
+
+_COMPENSATIONS = ("none", "mean", "linear")
+
+
+def _bare_compensate(argv: list[str]) -> list[str]:
+    """`--compensate` alone was the first release's flag for mean folding, and may stand before
+    the positional arguments: argparse would read the next one as its mode."""
+    return [
+        "--compensate=mean"
+        if a == "--compensate" and (i + 1 == len(argv) or argv[i + 1] not in _COMPENSATIONS)
+        else a
+        for i, a in enumerate(argv)
+    ]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         const="mean",
         default="linear",
-        choices=["none", "mean", "linear"],
+        choices=_COMPENSATIONS,
         help="what replaces removed neurons in the next layer: none, mean (their means "
         "folded into its bias; the bare flag) or linear (their least-squares reconstruction "
         "from the kept neurons; default)",

@@ -181,10 +181,17 @@ class ThresholdIn(InputSchema):
         return self.model_dump(exclude_none=True)
 
 
+_TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
+
+
 def _compensation_from_bool(value: object) -> object:
-    # The first API took a boolean: true folded the means, false did nothing.
-    if isinstance(value, bool):
+    # The first API took a boolean (pydantic's lax one: 1, "yes", "off" too): true folded
+    # the means, false did nothing.
+    if isinstance(value, bool) or value in (0, 1):
         return Compensation.MEAN if value else Compensation.NONE
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return Compensation.MEAN if value.lower() in _TRUE else Compensation.NONE
     return value
 
 
@@ -200,6 +207,14 @@ CompensateIn = Annotated[
         }
     ),
 ]
+
+
+def _criterion_for(thresholds: list[ThresholdIn] | None) -> Criterion:
+    """The criterion absolute thresholds are written for (`pruning.config.criterion_for`)."""
+    absolute = [t for t in thresholds or [] if t.fraction is None]
+    if not absolute:
+        return Criterion.RECONSTRUCTION
+    return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
 
 
 class RecoveryIn(InputSchema):
@@ -288,12 +303,7 @@ class JobCreate(InputSchema):
     @property
     def resolved_criterion(self) -> Criterion:
         """`criterion`, or the one the thresholds are written for (`pruning.config`'s rule)."""
-        if self.criterion is not None:
-            return self.criterion
-        absolute = [t for t in self.thresholds or [] if t.fraction is None]
-        if not absolute:
-            return Criterion.RECONSTRUCTION
-        return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
+        return self.criterion or _criterion_for(self.thresholds)
 
     @model_validator(mode="after")
     def _search_or_thresholds(self) -> Self:
@@ -321,7 +331,7 @@ class JobCreate(InputSchema):
         cls, thresholds: list[ThresholdIn] | None, info: ValidationInfo
     ) -> list[ThresholdIn] | None:
         # `criterion` is declared first, so it is validated (or missing) by now.
-        if info.data.get("criterion") is Criterion.SEED:
+        if (info.data.get("criterion") or _criterion_for(thresholds)) is Criterion.SEED:
             for i, t in enumerate(thresholds or []):
                 if t.fraction is None and t.mean is None:
                     raise ValueError(

@@ -103,6 +103,21 @@ def test_recovery_with_a_fixed_seed_gives_the_same_artifact_twice(trained, tmp_p
     assert any(not torch.equal(third[n], weights[0][n]) for n in third)  # the seed matters
 
 
+def test_linear_compensation_without_eval_data_is_scored_on_held_out_rows(
+    trained, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    path, x, y = trained
+    results = run(
+        path, _data(x, y), None, PruneConfig(thresholds=(Threshold(fraction=0.5),)), tmp_path
+    )
+    assert results.data["evaluation"] == "dataset, held-out rows"
+    assert "training" not in results.data and results.data["holdout"]["samples"] == 160
+    (tmp_path / "mean").mkdir()
+    config = PruneConfig(thresholds=(Threshold(fraction=0.5),), compensate=Compensation.MEAN)
+    plain = run(path, _data(x, y), None, config, tmp_path / "mean")
+    assert plain.data == {"statistics": "dataset", "evaluation": "dataset"}  # nothing fitted
+
+
 def test_recovery_without_eval_data_holds_out_a_seeded_part(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
     config = PruneConfig(thresholds=(Threshold(fraction=0.5),), recovery=Recovery(epochs=1))
@@ -231,7 +246,10 @@ def test_groups_past_the_gram_limit_fall_back_to_mean_folding(
         out = tmp_path / mode.value
         out.mkdir()
         config = PruneConfig(thresholds=(Threshold(fraction=0.6),), compensate=mode)
-        metrics[mode] = run(path, _data(x, y), None, config, out).candidates[0].metric
+        evaluation = _data(x[600:], y[600:])
+        metrics[mode] = (
+            run(path, _data(x[:600], y[:600]), evaluation, config, out).candidates[0].metric
+        )
     assert metrics[Compensation.LINEAR] == metrics[Compensation.MEAN]
 
 
@@ -251,3 +269,80 @@ def test_auto_allocation_searches_with_both_and_recommends_the_smallest_within_b
     assert best.parameters == min(c.parameters for c in within)
     with pytest.raises(InvalidConfig, match="needs search"):
         PruneConfig(allocation=Allocation.AUTO)
+
+
+class ConvBN(nn.Module):
+    """conv -> BatchNorm -> ReLU -> flatten (a fixed-size view when exported statically)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 1, 4, 4)
+        return self.fc(torch.relu(self.bn(self.conv(x))).flatten(1))
+
+
+def test_batchnorm_re_estimation_of_a_fixed_batch_model_measures_only_the_data(
+    tmp_path: Path,
+) -> None:
+    torch.manual_seed(0)
+    model = randomize_bn(ConvBN().eval())
+    path = export_to(model, tmp_path / "s.pt2", d_in=(1, 4, 4), dynamic=False)  # batch 4
+    gm = read_program(path).module()
+    feeder = Feeder(analyse(gm).inputs, torch.device("cpu"), 64)
+    x = np.random.default_rng(0).normal(size=(10, 1, 4, 4)).astype(np.float32)  # 4 + 4 + 2
+    assert reestimate_batchnorm(gm, feeder(ArrayData(x))) == 1
+    with torch.no_grad():
+        h = model.conv(torch.from_numpy(x)).double()  # (10, 6, 4, 4), padding rows excluded
+    direct = h.movedim(1, -1).reshape(-1, 6)
+    torch.testing.assert_close(
+        gm.get_buffer("bn.running_mean").double(), direct.mean(0), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        gm.get_buffer("bn.running_var").double(), direct.var(0), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_recovery_refuses_half_precision_and_undoes_a_divergence(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import pruning.recovery
+    from pruning.errors import InvalidConfig
+
+    path, x, _ = trained
+    teacher, student, analysis = _cut(path, x, keep=6)
+    feeder = Feeder(analysis.inputs, torch.device("cpu"), 64)
+    with pytest.raises(InvalidConfig, match="float16"):
+        distil(
+            student.half(), teacher, ArrayData(x), len(x), feeder, Recovery(), Metric.AGREEMENT,
+            seed=0,
+        )  # fmt: skip
+    student = student.float()
+    start = {n: p.clone() for n, p in student.named_parameters()}
+    monkeypatch.setattr(pruning.recovery, "_loss", lambda *a: torch.tensor(float("nan")))
+    report = distil(
+        student, teacher, ArrayData(x), len(x), feeder, Recovery(), Metric.AGREEMENT, seed=0
+    )
+    assert report.diverged and report.steps == 0
+    for name, p in student.named_parameters():
+        assert torch.equal(p, start[name]), name
+
+
+def test_a_group_that_is_constant_where_it_is_read_costs_nothing(tmp_path: Path) -> None:
+    from pruning.ranking import reconstruction_rankings
+    from pruning.stats import collect
+
+    torch.manual_seed(0)
+    model = Wide()
+    with torch.no_grad():
+        model.fc1.weight.zero_()  # fc1's outputs are constants: mean folding is exact
+    gm = read_program(export_to(model.eval(), tmp_path / "c.pt2", d_in=8)).module()
+    analysis = analyse(gm)
+    feeder = Feeder(analysis.inputs, torch.device("cpu"), 64)
+    x = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+    taps = {t: g.width for g in analysis.prunable for t in g.taps}
+    stats = collect(gm, taps, feeder(ArrayData(x)), gram=set(taps))
+    rankings = reconstruction_rankings(gm, analysis, stats)
+    assert max(rankings["fc1"].cost) == 0.0
+    assert min(rankings["fc2"].cost) >= 0.0

@@ -41,11 +41,11 @@ def test_prune_writes_the_files_of_a_service_job(files: Path, tmp_path: Path) ->
     out = tmp_path / "out"
     result = _run(
         "prune",
+        "--compensate",  # the first release's flag, before the positionals: mean folding
         files / "model.pt2",
         files / "data.npz",
         "--thresholds",
         "f0.2,0.1:0.3",
-        "--compensate",
         "--metric",
         "agreement",
         "--out",
@@ -53,6 +53,7 @@ def test_prune_writes_the_files_of_a_service_job(files: Path, tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert "agreement" in result.stdout and "baseline" in result.stdout
+    assert json.loads((out / "results.json").read_text())["compensate"] == "mean"
     for name in (
         "results.json",
         "results.csv",

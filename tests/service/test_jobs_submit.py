@@ -119,6 +119,18 @@ def test_search_with_recovery_is_stored_with_every_recovery_setting(
     assert (config["compensate"], config["allocation"], config["seed"]) == ("none", "uniform", 7)
 
 
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [(True, "mean"), (False, "none"), (1, "mean"), ("yes", "mean"), ("off", "none")],
+)
+def test_the_first_apis_boolean_compensate_still_means_mean_or_none(
+    client: TestClient, ids: dict[str, str], value: object, mode: str
+) -> None:
+    response = _submit(client, ids, compensate=value)
+    assert response.status_code == 202, response.text
+    assert response.json()["config"]["compensate"] == mode
+
+
 def test_openapi_examples_of_a_job_validate(client: TestClient) -> None:
     from service.schemas import JobCreate
 
@@ -145,6 +157,7 @@ def test_variance_takes_std_alone(client: TestClient, ids: dict[str, str]) -> No
         ({"thresholds": [{}]}, "thresholds[0]"),
         ({"thresholds": [{"mean": 0.1, "std": 0.4, "p": 1}]}, "thresholds[0].p"),
         ({"criterion": "seed", "thresholds": [{"std": 0.4}]}, "thresholds"),  # needs the mean
+        ({"thresholds": [{"std": 0.4}, {"mean": 0.1, "std": 0.2}]}, "thresholds"),  # seed too
         ({"criterion": "reconstruction", "thresholds": [{"std": 0.4}]}, "body"),
         ({"search": True, "thresholds": [{"fraction": 0.3}]}, "body"),
         ({"recovery": {"epochs": -1}}, "recovery.epochs"),
