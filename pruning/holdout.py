@@ -23,12 +23,35 @@ class Subset:
     mask: np.ndarray  # (N,) bool over the source's rows, in order
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        start = 0
+        """Full batches of the marked rows (the last one may be short): batches of one shape
+        keep memory flat and fill a model's fixed batch."""
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        rows, start = 0, 0
         for x, y in self.source.batches(batch_size):
             keep = self.mask[start : start + len(x)]
             start += len(x)
-            if keep.any():
-                yield x[keep], None if y is None else np.asarray(y)[keep]
+            xs.append(x[keep])
+            if y is not None:
+                ys.append(np.asarray(y)[keep])
+            rows += int(keep.sum())
+            while rows >= batch_size:
+                bx, by, xs, ys = _take(xs, ys, batch_size)
+                rows -= batch_size
+                yield bx, by
+        if rows:
+            bx, by, _, _ = _take(xs, ys, rows)
+            yield bx, by
+
+
+def _take(
+    xs: list[np.ndarray], ys: list[np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray], list[np.ndarray]]:
+    """The first `n` buffered rows, and the buffers that remain."""
+    x = np.concatenate(xs)
+    y = np.concatenate(ys) if ys else None
+    rest_y = [] if y is None else [y[n:]]
+    return x[:n], None if y is None else y[:n], [x[n:]], rest_y
 
 
 def holdout_mask(samples: int, fraction: float, seed: int) -> np.ndarray:

@@ -346,3 +346,14 @@ def test_a_group_that_is_constant_where_it_is_read_costs_nothing(tmp_path: Path)
     rankings = reconstruction_rankings(gm, analysis, stats)
     assert max(rankings["fc1"].cost) == 0.0
     assert min(rankings["fc2"].cost) >= 0.0
+
+
+def test_a_subset_yields_full_batches_of_its_rows_in_order() -> None:
+    x = np.arange(50, dtype=np.float32).reshape(25, 2)
+    y = np.arange(25)
+    mask = holdout_mask(25, 0.4, seed=1)
+    batches = list(Subset(ArrayData(x, y), mask).batches(4))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]  # 10 rows held out
+    got = np.concatenate([b[1] for b in batches if b[1] is not None])
+    assert got.tolist() == np.flatnonzero(mask).tolist()
+    assert np.concatenate([b[0] for b in batches]).tolist() == x[mask].tolist()
