@@ -14,7 +14,7 @@ from torch import fx
 from pruning.archive import read_program
 from pruning.config import Allocation, Metric, PruneConfig
 from pruning.criteria import Plan
-from pruning.data import BatchSource, Feeder
+from pruning.data import DataInput, Feeder
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
 from pruning.groups import GraphAnalysis, Tap
 from pruning.recovery import distil, has_batchnorm, reestimate_batchnorm
@@ -23,14 +23,6 @@ from pruning.stats import RunningStats
 from pruning.surgery import apply_plan, export
 
 StageFn = Callable[[float], None]  # fraction of the current candidate done; may raise Cancelled
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    """What recovery trains on: the calibration data (minus any hold-out)."""
-
-    source: BatchSource
-    samples: int
 
 
 @dataclass
@@ -47,7 +39,7 @@ class CandidateMaker:
     evaluator: Evaluator
     baseline: Baseline
     metric: Metric
-    training: TrainingData
+    training: DataInput  # what recovery trains on: the calibration data (minus any hold-out)
     baseline_classes: int | None = None  # distinct top-1 classes the original predicts
     plans: dict[str, Plan] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

@@ -19,7 +19,7 @@ from torch import fx
 
 from pruning import choice, plots, report
 from pruning.archive import ArchiveLimits, read_program
-from pruning.candidates import CandidateMaker, TrainingData
+from pruning.candidates import CandidateMaker
 from pruning.compensation import gram_taps
 from pruning.config import (
     Allocation,
@@ -138,7 +138,7 @@ def run(
         evaluator=evaluator,
         baseline=baseline,
         metric=metric,
-        training=TrainingData(calibration.source, calibration.samples),
+        training=calibration,
         baseline_classes=evaluator.predicted_classes,
     )
     candidates = _candidates(ctx, maker, analysis, group_stats, stats) if group_stats else []
