@@ -2,17 +2,23 @@
 
 Layout under the root (the data directory):
     blobs/<sha[:2]>/<sha>   an upload, named by the sha256 of its bytes
-    tmp/                    uploads being written; renamed into blobs/ when complete
-    jobs/<job_id>/          a job's artifacts; names starting with '.' are unfinished
+    tmp/                    uploads being written (named after host and process, so a
+                            restarted API knows which are leftovers); renamed into blobs/
+    jobs/<job_id>/          a job's artifacts; folders starting with '.' are unfinished, and
+                            `jobs/<id>/.manifest.json`, written last, marks a complete set
+    .reserve                a few MiB of ballast, released so deletions work on a full disk
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +27,10 @@ from typing import BinaryIO, Self
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 _COPY_CHUNK = 1024 * 1024
+_UPLOAD_PREFIX = "upload-"
+# Room SQLite needs to delete rows (its WAL grows first) when the disk is otherwise full.
+RESERVE_BYTES = 8 * 1024 * 1024
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 _MEDIA_TYPES = {
     ".json": "application/json",
@@ -33,6 +43,14 @@ _MEDIA_TYPES = {
 
 class BlobTooLarge(ValueError):
     """An upload grew past the limit given to `begin_upload`."""
+
+
+class DiskFull(OSError):
+    """The data directory's file system is full (or the user's disk quota is reached)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,7 @@ class BlobWriter:
         self._max_bytes = max_bytes
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
         # Inside the root, so the final rename stays on one filesystem and is atomic.
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="upload-")
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=_owner_prefix())
         self._temp = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
@@ -64,6 +82,11 @@ class BlobWriter:
         """Bytes written so far."""
         return self._size
 
+    @property
+    def sha256(self) -> str:
+        """The hash of the bytes written so far (the blob's name once committed)."""
+        return self._hash.hexdigest()
+
     def write(self, chunk: bytes) -> None:
         """Append a chunk. Raises BlobTooLarge (after aborting) past the writer's limit."""
         if self._file is None:
@@ -71,7 +94,11 @@ class BlobWriter:
         if self._max_bytes is not None and self._size + len(chunk) > self._max_bytes:
             self.abort()
             raise BlobTooLarge(f"the upload exceeds {self._max_bytes} bytes")
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            self.abort()
+            raise _full_or(exc) from exc
         self._hash.update(chunk)
         self._size += len(chunk)
 
@@ -79,10 +106,14 @@ class BlobWriter:
         """Make the upload durable under its hash; returns (sha256, size)."""
         if self._file is None:
             raise ValueError("the upload is already committed or aborted")
-        self._file.flush()
-        # Durable before it becomes visible: a crash must not leave a blob whose name
-        # promises bytes that never reached the disk.
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            # Durable before it becomes visible: a crash must not leave a blob whose name
+            # promises bytes that never reached the disk.
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            self.abort()
+            raise _full_or(exc) from exc
         self._file.close()
         self._file = None
         sha256 = self._hash.hexdigest()
@@ -151,6 +182,78 @@ class BlobStore:
                 writer.write(chunk)
             return writer.commit()
 
+    def sweep_tmp(self, max_age_seconds: float) -> int:
+        """Remove leftovers of dead uploads and inspections from tmp/; returns how many.
+
+        An upload file of a process on this host that is no longer running goes at once;
+        anything else only once untouched for `max_age_seconds` (its writer may live on
+        another host sharing the data directory, or still be working).
+        """
+        if not self.tmp_dir.is_dir():
+            return 0
+        removed = 0
+        cutoff = time.time() - max_age_seconds
+        for entry in os.scandir(self.tmp_dir):
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            if not (_dead_owner(entry.name) or mtime < cutoff):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def unreferenced_candidates(self, min_age_seconds: float) -> list[str]:
+        """Blob names older than that: the reaper asks the store which ones nothing needs."""
+        if not self.blobs_dir.is_dir():
+            return []
+        cutoff = time.time() - min_age_seconds
+        found = []
+        for shard in os.scandir(self.blobs_dir):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(shard.path):
+                if _SHA256_RE.fullmatch(entry.name) and entry.stat().st_mtime < cutoff:
+                    found.append(entry.name)
+        return found
+
+    # -- the reserve ----------------------------------------------------------
+    @property
+    def reserve_path(self) -> Path:
+        return self.root / ".reserve"
+
+    def ensure_reserve(self) -> bool:
+        """Write the ballast file if it is missing and the disk has room; True if present."""
+        if self.reserve_path.is_file():
+            return True
+        # Only with room to spare: taking back the last free bytes would fail the next write.
+        if shutil.disk_usage(self.root).free < 4 * RESERVE_BYTES:
+            return False
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                # Real blocks, not a sparse file: only allocated space can be given back.
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def release_reserve(self) -> bool:
+        """Free the ballast (the disk is full and a deletion needs room); True if it was there."""
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     # -- job files ------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
         """The folder of a job's files (not created here).
@@ -163,7 +266,12 @@ class BlobStore:
         return self.jobs_dir / job_id
 
     def remove_job_dir(self, job_id: str) -> None:
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        """Remove a job's published folder and every hidden folder its attempts left
+        (`.<id>.attempt-<n>` staging, `.<id>.attempt-<n>.work`); safe when none exist."""
+        folder = self.job_dir(job_id)
+        shutil.rmtree(folder, ignore_errors=True)
+        for hidden in self.jobs_dir.glob(f".{job_id}.attempt-*"):
+            shutil.rmtree(hidden, ignore_errors=True)
 
     def list_artifacts(self, job_id: str) -> list[ArtifactInfo]:
         """The job's published files, sorted by name; empty if it has none yet."""
@@ -196,6 +304,38 @@ class BlobStore:
             if info.name == name:
                 return self.job_dir(job_id) / info.name
         return None
+
+
+def _owner_prefix() -> str:
+    # Host and process: after a restart, files of a process that is gone are leftovers.
+    return f"{_UPLOAD_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+
+
+def _dead_owner(name: str) -> bool:
+    """True for an upload file written by a process of this host that no longer runs."""
+    host = socket.gethostname()
+    prefix = f"{_UPLOAD_PREFIX}{host}-"
+    if not name.startswith(prefix):
+        return False
+    pid_text = name[len(prefix) :].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def _full_or(exc: OSError) -> OSError:
+    if is_disk_full(exc):
+        return DiskFull(exc.errno, "the data directory's disk is full")
+    return exc
 
 
 def _fsync_dir(folder: Path) -> None:

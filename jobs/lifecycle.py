@@ -5,24 +5,47 @@ worker pushes forward while it works (`renew_lease`, a heartbeat). Every change 
 makes names its attempt, so a worker that comes back after its lease was taken over (the
 reaper re-enqueued the job, another worker started attempt n + 1) changes nothing.
 
-The reaper (`jobs.reaper`) ends expired leases: back to `queued` while attempts remain,
-else `failed` with the reason. Each of its steps is a conditional UPDATE on the lease it
-read, so several reapers can run at once and only one acts on a given expiry.
+The reaper (`jobs.reaper`) ends expired leases: `succeeded` when the attempt had already
+published its complete result set (it died between the rename and the write), else back to
+`queued` while attempts remain, else `failed` with the reason. Each of its steps is a
+conditional UPDATE on the lease it read, so several reapers can run at once and only one
+acts on a given expiry.
+
+A published result set is complete when its manifest (`MANIFEST`, written last, inside the
+hidden folder, before the rename) lists exactly the files the folder holds, at their sizes:
+the worker and the reaper both decide from it whether a published folder is the job's
+outcome.
+
+`STORE_OUTAGE` names the errors that mean "the database could not be reached or answered
+with a transient failure" (a restart, a dropped connection, SQLite busy or full): a worker
+retries those, it never abandons its attempt over them.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus, Stage
 from jobs.store_base import StoreBase
 from jobs.tables import JobRow, utcnow
+
+# Transient store failures: the server is restarting or unreachable, a connection dropped,
+# SQLite is locked or its disk full. Constraint violations and bugs are not among them.
+STORE_OUTAGE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+# Inside a published job folder; a dot-name, so it is never listed as an artifact.
+MANIFEST = ".manifest.json"
 
 
 @dataclass
@@ -32,6 +55,8 @@ class Reaped:
     requeued: list[str] = field(default_factory=list)  # to be sent to the queue again
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    # Their attempt had published a complete result set before it was lost.
+    succeeded: list[str] = field(default_factory=list)
 
 
 class JobLifecycle(StoreBase):
@@ -154,10 +179,14 @@ class JobLifecycle(StoreBase):
         return bool(cancel_requested) or status != JobStatus.RUNNING.value or taken_over
 
     # -- the reaper's side ---------------------------------------------------------------
-    def reap_expired(self, max_attempts: int) -> Reaped:
+    def reap_expired(
+        self, max_attempts: int, published: Callable[[str], bool] = lambda _job_id: False
+    ) -> Reaped:
         """End every expired lease: re-queue while attempts remain, else fail with a reason.
 
-        A job whose cancellation was asked for ends `cancelled` instead.
+        A job whose attempt had already published its complete result set (`published`,
+        asked of the job's folder) ends `succeeded`: the work is done, nothing is re-run.
+        Otherwise a job whose cancellation was asked for ends `cancelled`.
         """
         now = utcnow()
         query = select(JobRow.id, JobRow.attempts, JobRow.lease_owner, JobRow.cancel_requested)
@@ -165,11 +194,22 @@ class JobLifecycle(StoreBase):
         out = Reaped()
         with self._session() as session:
             expired = session.execute(query).all()
+        values: dict[str, Any]
         for job_id, attempts, owner, cancel in expired:
             # The same lease as read: a renewal or another reaper in between wins.
             same = (*_held(job_id, attempts), JobRow.lease_expires_at < now)
-            if cancel:
-                values: dict[str, Any] = {
+            if published(job_id):
+                values = {
+                    "status": JobStatus.SUCCEEDED.value,
+                    "stage": Stage.DONE.value,
+                    "fraction": 1.0,
+                    "error": None,
+                    "finished_at": now,
+                    "lease_expires_at": None,
+                }
+                bucket = out.succeeded
+            elif cancel:
+                values = {
                     "status": JobStatus.CANCELLED.value,
                     "error": "cancelled by the client (its worker was lost meanwhile)",
                     "finished_at": now,
@@ -227,6 +267,61 @@ class JobLifecycle(StoreBase):
                 if self._change(session, claim):
                     out.append(job_id)
         return out
+
+    def attempts_of(self, job_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+        """(status, attempts) of each of these jobs that exists (the reaper's folder sweep)."""
+        wanted = sorted(set(job_ids))
+        found: dict[str, tuple[str, int]] = {}
+        # Chunks keep the IN list far below every backend's parameter limit.
+        for start in range(0, len(wanted), 500):
+            query = select(JobRow.id, JobRow.status, JobRow.attempts).where(
+                JobRow.id.in_(wanted[start : start + 500])
+            )
+            with self._session() as session:
+                for job_id, status, attempts in session.execute(query).all():
+                    found[job_id] = (status, attempts)
+        return found
+
+
+# -- published result sets ---------------------------------------------------------------
+def write_manifest(folder: Path) -> int:
+    """Make every file in `folder` durable, then write the manifest last; returns the bytes
+    the folder publishes. Called on the hidden folder, before it is renamed into place."""
+    files: dict[str, int] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name == MANIFEST or not entry.is_file():
+            continue
+        _fsync_file(entry)
+        files[entry.name] = entry.stat().st_size
+    target = folder / MANIFEST
+    with target.open("w", encoding="utf-8") as handle:
+        json.dump({"files": files}, handle, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_file(folder)
+    return sum(files.values())
+
+
+def is_complete(folder: Path) -> bool:
+    """True when `folder` holds exactly the files its manifest lists, at their sizes."""
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        present = {
+            entry.name: entry.stat().st_size
+            for entry in folder.iterdir()
+            if entry.name != MANIFEST and entry.is_file()
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(listed, dict) and listed == present
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _held(job_id: str, attempt: int | None) -> tuple[Any, ...]:

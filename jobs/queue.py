@@ -16,6 +16,10 @@ from jobs.settings import Settings
 RUN_JOB_TASK = "deadweight.run_job"
 INSPECT_MODEL_TASK = "deadweight.inspect_model"
 QUEUE_NAME = "deadweight"
+# Inspections have a queue of their own, so a worker that serves only it (the embedded
+# one, or `deadweight worker --queues inspections`) never waits behind a job of hours.
+INSPECT_QUEUE_NAME = "deadweight.inspect"
+QUEUES = {"jobs": QUEUE_NAME, "inspections": INSPECT_QUEUE_NAME}
 
 
 def make_celery(settings: Settings) -> celery.Celery:
@@ -49,6 +53,7 @@ def make_celery(settings: Settings) -> celery.Celery:
         # corrupted its process (CUDA state, leaked threads) cannot poison the next.
         worker_max_tasks_per_child=1,
         task_default_queue=QUEUE_NAME,
+        task_routes={INSPECT_MODEL_TASK: {"queue": INSPECT_QUEUE_NAME}},
         # The service configures logging; Celery must not replace its handlers.
         worker_hijack_root_logger=False,
     )
@@ -70,15 +75,15 @@ class Queue:
     def _send(self, task_name: str, record_id: str) -> None:
         self._app.send_task(task_name, args=[record_id])
 
-    def waiting(self, timeout: float = 2.0) -> int:
-        """Messages waiting in the queue (not those a worker holds unacknowledged)."""
+    def waiting(self, timeout: float = 2.0, queue: str = QUEUE_NAME) -> int:
+        """Messages waiting in a queue (not those a worker holds unacknowledged)."""
         options: dict[str, Any] = {"socket_connect_timeout": timeout}
         with self._app.connection_for_write(transport_options=options) as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
             with connection.channel() as channel:
                 # Not passive: after a broker restart the queue does not exist yet, and
                 # declaring it (as every worker does) is what "empty" looks like.
-                declared = channel.queue_declare(QUEUE_NAME, durable=True, auto_delete=False)
+                declared = channel.queue_declare(queue, durable=True, auto_delete=False)
                 return int(declared.message_count)
 
     def ping(self, timeout: float = 2.0) -> None:

@@ -44,6 +44,31 @@ class Settings(BaseSettings):
     max_features: int = 16_777_216  # values per sample: 3 x 2048 x 2048 images fit
     max_parameters: int = 2_000_000_000
 
+    # -- Limits against exhaustion (issue 10); each documented in the README's Security section.
+    # Uploads are validated in a child process of the API with these limits, never in the API.
+    validation_memory_bytes: int = 1 * GIB  # address space of one validation process
+    validation_seconds: int = 300  # wall time of one validation (a 2 GiB CSV takes ~1 min)
+    validation_concurrency: int = 2  # validations at once per API process; others wait
+    # The model inspection (worker side) gets a short time limit of its own.
+    inspection_time_limit: int = 600
+    # Work in flight per tenant: uploads being received (per API process), models waiting
+    # for or in inspection, jobs queued or running. Beyond them: 429 with Retry-After.
+    tenant_uploads_in_flight: int = 4
+    tenant_pending_inspections: int = 8
+    tenant_jobs_in_flight: int = 16
+    # Bytes of uploads and published artifacts one tenant may keep (0: no quota) -> 507.
+    tenant_storage_bytes: int = 200 * GIB
+    # Bytes one job may publish (its candidates, plots, tables); 0: no cap.
+    job_output_bytes: int = 64 * GIB
+    # Free space the data directory keeps: uploads and job outputs that would leave less fail
+    # early with a clear message (507 / a job error) instead of filling the disk.
+    min_free_disk_bytes: int = 1 * GIB
+    # Slow or stalled clients: seconds to send the request headers, and between two body
+    # chunks; connections served at once (beyond them uvicorn answers 503).
+    header_timeout_seconds: float = 15.0
+    body_timeout_seconds: float = 60.0
+    max_connections: int = 512
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         # Collect every problem so one start-up error lists them all.
@@ -65,6 +90,18 @@ class Settings(BaseSettings):
             "max_samples": 1,
             "max_features": 1,
             "max_parameters": 1,
+            "validation_seconds": 1,
+            "validation_concurrency": 1,
+            "inspection_time_limit": 1,
+            "tenant_uploads_in_flight": 1,
+            "tenant_pending_inspections": 1,
+            "tenant_jobs_in_flight": 1,
+            "tenant_storage_bytes": 0,
+            "job_output_bytes": 0,
+            "min_free_disk_bytes": 0,
+            "header_timeout_seconds": 1,
+            "body_timeout_seconds": 1,
+            "max_connections": 8,
         }
         problems = [
             f"DEADWEIGHT_{name.upper()} must be at least {low}, got {getattr(self, name)}"
@@ -76,6 +113,12 @@ class Settings(BaseSettings):
             problems.append(
                 "DEADWEIGHT_JOB_MEMORY_BYTES must be 0 (no limit) or at least 1 GiB, "
                 f"got {self.job_memory_bytes}"
+            )
+        if self.validation_memory_bytes and self.validation_memory_bytes < 256 * 1024**2:
+            # NumPy's import alone maps most of 100 MiB of address space.
+            problems.append(
+                "DEADWEIGHT_VALIDATION_MEMORY_BYTES must be 0 (no limit) or at least 256 MiB, "
+                f"got {self.validation_memory_bytes}"
             )
         if self.job_time_limit <= self.job_soft_time_limit:
             # The soft limit lets a job stop cleanly; a hard limit below it would kill it first.
@@ -96,6 +139,18 @@ class Settings(BaseSettings):
     def resolved_data_dir(self) -> Path:
         """The data directory as an absolute path (the worker may run from another directory)."""
         return self.data_dir.expanduser().resolve()
+
+    def leftover_seconds(self) -> float:
+        """Age after which an unfinished temporary file or upload hold belongs to a process
+        that died: no live upload, validation or inspection stays untouched that long."""
+        return (
+            max(
+                2 * self.body_timeout_seconds + self.header_timeout_seconds,
+                self.validation_seconds,
+                self.inspection_time_limit,
+            )
+            + 60
+        )
 
     def resolved_database_url(self) -> str:
         """The job store URL; by default an SQLite file inside the data directory."""

@@ -15,20 +15,28 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session
 
-from jobs.lifecycle import JobLifecycle
+from jobs.blob_refs import BlobReferences
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
+from jobs.scheduling import Scheduling
 from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus, Stage
-from jobs.tables import DatasetRow, JobRow, ModelRow, utcnow
+from jobs.tables import DatasetRow, JobRow, ModelRow, UploadHoldRow, utcnow
+from jobs.usage import TenantUsage
 
 _ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
-class JobStore(JobLifecycle):
-    """Uploads and jobs of every tenant; job transitions come from `JobLifecycle`."""
+class JobStore(Scheduling, BlobReferences, TenantUsage):
+    """Uploads and jobs of every tenant. Job transitions come from `JobLifecycle` (through
+    `Scheduling`, which picks the fairest waiting work), blob references from
+    `BlobReferences`, per-tenant figures from `TenantUsage`."""
 
     # -- models ---------------------------------------------------------------
-    def add_model(self, tenant: str, sha256: str, size: int, filename: str) -> ModelRecord:
+    def add_model(
+        self, tenant: str, sha256: str, size: int, filename: str, hold_id: str | None = None
+    ) -> ModelRecord:
+        """Insert a model record; `hold_id` (the upload's hold) is dropped in the same step."""
         row = ModelRow(
             tenant=tenant,
             sha256=sha256,
@@ -38,6 +46,7 @@ class JobStore(JobLifecycle):
         )
         with self._session() as session:
             session.add(row)
+            _drop_hold(session, hold_id)
         return row.to_record()
 
     def get_model(self, tenant: str, model_id: str) -> ModelRecord | None:
@@ -80,7 +89,9 @@ class JobStore(JobLifecycle):
         x_shape: list[int],
         has_labels: bool,
         label_column: str | None,
+        hold_id: str | None = None,
     ) -> DatasetRecord:
+        """Insert a dataset record; `hold_id` (the upload's hold) is dropped in the same step."""
         row = DatasetRow(
             tenant=tenant,
             sha256=sha256,
@@ -94,6 +105,7 @@ class JobStore(JobLifecycle):
         )
         with self._session() as session:
             session.add(row)
+            _drop_hold(session, hold_id)
         return row.to_record()
 
     def get_dataset(self, tenant: str, dataset_id: str) -> DatasetRecord | None:
@@ -112,17 +124,6 @@ class JobStore(JobLifecycle):
             DatasetRow.id == dataset_id, DatasetRow.tenant == tenant
         )
         return self._delete(statement)
-
-    def blob_in_use(self, sha256: str) -> bool:
-        """True while any model or dataset row still refers to this blob."""
-        query = select(
-            or_(
-                exists().where(ModelRow.sha256 == sha256),
-                exists().where(DatasetRow.sha256 == sha256),
-            )
-        )
-        with self._session() as session:
-            return bool(session.scalar(query))
 
     def uploads_in_use_by_jobs(self, tenant: str, upload_id: str) -> bool:
         """True while a queued or running job refers to this model or dataset."""
@@ -245,3 +246,9 @@ class JobStore(JobLifecycle):
                 if self._delete(statement):
                     gone.append(sha256)
         return gone
+
+
+def _drop_hold(session: Session, hold_id: str | None) -> None:
+    # The record now refers to the blob: the hold that kept it during validation can go.
+    if hold_id is not None:
+        session.execute(delete(UploadHoldRow).where(UploadHoldRow.id == hold_id))

@@ -93,6 +93,9 @@ class ModelRow(Base):
     info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When a worker took this pending model for inspection (jobs.scheduling); a claim older
+    # than the inspection time limit belongs to a worker that died.
+    inspection_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     def to_record(self) -> ModelRecord:
         return ModelRecord(
@@ -170,6 +173,8 @@ class JobRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # When a queued job was last sent to the queue: the reaper re-sends lost messages.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
+    # Bytes of the published artifacts, counted once the job has ended (storage quotas).
+    output_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     def to_record(self) -> JobRecord:
         return JobRecord(
@@ -189,3 +194,29 @@ class JobRow(Base):
             started_at=self.started_at,
             finished_at=self.finished_at,
         )
+
+
+class BlobLockRow(Base):
+    """One row per blob being held or released: writing it first serialises "does anything
+    still refer to this blob?" with the unlink that follows (a row lock on PostgreSQL, the
+    write lock on SQLite), so a blob is never removed under an upload that just arrived."""
+
+    __tablename__ = "blob_locks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    touched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UploadHoldRow(Base):
+    """An upload received and being validated: it keeps its blob until a record replaces it.
+
+    Holds older than the validation time limit belong to an API that died; the reaper
+    releases them."""
+
+    __tablename__ = "upload_holds"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column("bytes", BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -24,6 +24,7 @@ import torch
 from pruning.errors import UnsafeModel
 from pruning.program_check import check_program
 from pruning.program_fields import check_fqn, check_tensor_meta, dtype_from_code
+from pruning.program_shapes import check_shapes
 
 # Entries of an archive written by torch.export.save, relative to its single top folder.
 _ALLOWED_ENTRY = re.compile(
@@ -44,7 +45,12 @@ class ArchiveLimits:
     max_total_bytes: int = 8 * 1024**3  # uncompressed, all entries
     max_json_bytes: int = 256 * 1024**2
     max_compression_ratio: float = 200.0  # zip bombs compress far better than weights do
-    max_parameters: int | None = None  # checked on the declared sizes, before any payload
+    # Checked on the declared sizes of parameters, buffers and constants, before any payload.
+    max_parameters: int | None = None
+    # Elements that views may claim beyond the bytes their payloads hold, in all: torch
+    # writes an expanded buffer as its small storage with zero strides, but every pruned
+    # candidate is written dense, so a 4 KB upload could otherwise declare 10^8 parameters.
+    max_expanded_elements: int = 1 << 20
 
 
 DEFAULT_LIMITS = ArchiveLimits()
@@ -162,38 +168,40 @@ def _build_program(
     model_name = models[0][len("models/") : -len(".json")]
 
     program = check_program(_read_json(zf, entries[models[0]], limits))
-    state_dict = _read_payload(
-        zf,
-        entries,
-        f"data/weights/{model_name}_weights_config.json",
-        "data/weights/",
-        limits,
-        required=True,
+    weights = _read_config(zf, entries, f"data/weights/{model_name}_weights_config.json", limits)
+    consts = _read_config(
+        zf, entries, f"data/constants/{model_name}_constants_config.json", limits, required=False
     )
-    constants = _read_payload(
-        zf,
-        entries,
-        f"data/constants/{model_name}_constants_config.json",
-        "data/constants/",
-        limits,
-        required=False,
-    )
-    return _deserialize(program, state_dict, constants)
+    clash = weights.keys() & consts.keys()
+    if clash:
+        raise UnsafeModel(f"{sorted(clash)[0]!r} is both a weight and a constant")
+    if limits.max_parameters is not None:
+        _check_element_count({**weights, **consts}, limits.max_parameters)
+    payloads = _Payloads(zf, entries, limits)
+    state_dict = payloads.read(weights, "data/weights/")
+    constants = payloads.read(consts, "data/constants/")
+    exported = _deserialize(program, state_dict, constants)
+    check_shapes(exported)  # before any real kernel runs on it
+    try:
+        exported.module()  # the engine's first step: unlifting must work, or we refuse now
+    except Exception as exc:  # torch raises many types for malformed programs
+        raise UnsafeModel(f"the program could not be rebuilt: {type(exc).__name__}") from exc
+    return exported
 
 
-def _read_payload(
+def _read_config(
     zf: zipfile.ZipFile,
     entries: dict[str, zipfile.ZipInfo],
-    config_name: str,
-    folder: str,
+    name: str,
     limits: ArchiveLimits,
     *,
-    required: bool,
-) -> dict[str, torch.Tensor]:
-    info = entries.get(config_name)
+    required: bool = True,
+) -> dict[str, Any]:
+    """A weights or constants config: `{"config": {fqn: payload entry}}`, names checked."""
+    info = entries.get(name)
     if info is None:
         if required:
-            raise UnsafeModel(f"{config_name} is missing from the archive")
+            raise UnsafeModel(f"{name} is missing from the archive")
         return {}
     config = _read_json(zf, info, limits)
     if (
@@ -201,85 +209,115 @@ def _read_payload(
         or set(config) != {"config"}
         or not isinstance(config["config"], dict)
     ):
-        raise UnsafeModel(f"{config_name}: expected {{'config': {{...}}}}")
-    if limits.max_parameters is not None:
-        _check_parameter_count(config["config"], config_name, limits.max_parameters)
-    buffers: dict[str, torch.Tensor] = {}  # path_name -> flat payload; shared for tied weights
-    out: dict[str, torch.Tensor] = {}
+        raise UnsafeModel(f"{name}: expected {{'config': {{...}}}}")
     for fqn, meta in config["config"].items():
-        out[check_fqn(fqn, config_name)] = _payload_tensor(zf, entries, folder, fqn, meta, buffers)
-    return out
+        check_fqn(fqn, name)
+        if not isinstance(meta, dict) or set(meta) - {
+            "path_name",
+            "is_param",
+            "use_pickle",
+            "tensor_meta",
+        }:
+            raise UnsafeModel(f"{fqn}: malformed payload entry")
+        if meta.get("use_pickle") is not False:
+            raise UnsafeModel(f"{fqn}: pickled payloads are refused (use_pickle)")
+        meta["tensor_meta"] = check_tensor_meta(meta.get("tensor_meta"), fqn, concrete=True)
+    return dict(config["config"])
 
 
-def _check_parameter_count(config: dict[str, Any], where: str, limit: int) -> None:
-    total = 0
-    for fqn, meta in config.items():
-        if isinstance(meta, dict) and meta.get("is_param") is True:
-            tmeta = check_tensor_meta(meta.get("tensor_meta"), f"{where}: {fqn}", concrete=True)
-            total += math.prod(s["as_int"] for s in tmeta["sizes"])
+def _check_element_count(config: dict[str, Any], limit: int) -> None:
+    # Buffers and constants count too: every candidate writes them all, dense.
+    total = sum(math.prod(s["as_int"] for s in m["tensor_meta"]["sizes"]) for m in config.values())
     if total > limit:
         raise UnsafeModel(
-            f"the model has {total} parameters; this server takes at most {limit} "
-            "(DEADWEIGHT_MAX_PARAMETERS)"
+            f"the model holds {total} parameters, buffers and constants; this server takes "
+            f"at most {limit} (DEADWEIGHT_MAX_PARAMETERS)"
         )
 
 
-def _payload_tensor(
-    zf: zipfile.ZipFile,
-    entries: dict[str, zipfile.ZipInfo],
-    folder: str,
-    fqn: str,
-    meta: Any,
-    buffers: dict[str, torch.Tensor],
-) -> torch.Tensor:
-    if not isinstance(meta, dict) or set(meta) - {
-        "path_name",
-        "is_param",
-        "use_pickle",
-        "tensor_meta",
-    }:
-        raise UnsafeModel(f"{fqn}: malformed payload entry")
-    if meta.get("use_pickle") is not False:
-        raise UnsafeModel(f"{fqn}: pickled payloads are refused (use_pickle)")
-    path_name = meta.get("path_name")
-    if not isinstance(path_name, str) or folder + path_name not in entries:
-        raise UnsafeModel(f"{fqn}: payload {str(path_name)[:100]!r} is not in the archive")
-    if not re.fullmatch(r"(weight|tensor)_[0-9]+", path_name):
-        raise UnsafeModel(f"{fqn}: refused payload name {path_name!r} (custom or opaque object)")
-    tmeta = check_tensor_meta(meta.get("tensor_meta"), fqn, concrete=True)
-    dtype = dtype_from_code(tmeta["dtype"], fqn)
-    sizes = [s["as_int"] for s in tmeta["sizes"]]
-    strides = [s["as_int"] for s in tmeta["strides"]]
-    offset = tmeta["storage_offset"]["as_int"]
+class _Payloads:
+    """Reads payload entries once each and checks what the views on them claim."""
 
-    flat = buffers.get(path_name)
-    if flat is None:
-        info = entries[folder + path_name]
-        element = torch.empty((), dtype=dtype).element_size()
-        if info.file_size % element:
+    def __init__(
+        self, zf: zipfile.ZipFile, entries: dict[str, zipfile.ZipInfo], limits: ArchiveLimits
+    ) -> None:
+        self.zf = zf
+        self.entries = entries
+        self.limits = limits
+        self.flat: dict[str, torch.Tensor] = {}  # entry -> flat payload; shared by tied views
+        self.views: dict[str, set[tuple[Any, ...]]] = {}  # entry -> distinct views on it
+        self.claimed: dict[str, int] = {}  # entry -> elements its distinct views claim
+        self.expanded = 0  # elements claimed beyond what payloads hold, all entries
+
+    def read(self, config: dict[str, Any], folder: str) -> dict[str, torch.Tensor]:
+        return {fqn: self.tensor(folder, fqn, meta) for fqn, meta in config.items()}
+
+    def tensor(self, folder: str, fqn: str, meta: dict[str, Any]) -> torch.Tensor:
+        path_name = meta.get("path_name")
+        if not isinstance(path_name, str) or folder + path_name not in self.entries:
+            raise UnsafeModel(f"{fqn}: payload {str(path_name)[:100]!r} is not in the archive")
+        if not re.fullmatch(r"(weight|tensor)_[0-9]+", path_name):
             raise UnsafeModel(
-                f"{fqn}: payload size {info.file_size} is not a multiple of {element}"
+                f"{fqn}: refused payload name {path_name!r} (custom or opaque object)"
             )
-        raw = bytearray(_read(zf, info, info.file_size))
-        flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
-        buffers[path_name] = flat
-    elif flat.dtype != dtype:
-        raise UnsafeModel(f"{fqn}: payload {path_name} is shared with a different dtype")
+        tmeta = meta["tensor_meta"]
+        dtype = dtype_from_code(tmeta["dtype"], fqn)
+        sizes = [s["as_int"] for s in tmeta["sizes"]]
+        strides = [s["as_int"] for s in tmeta["strides"]]
+        offset = tmeta["storage_offset"]["as_int"]
+        flat = self.payload(folder + path_name, fqn, dtype)
+        self.claim(folder + path_name, fqn, flat.numel(), sizes, strides, offset)
+        tensor = torch.as_strided(flat, sizes, strides, offset)
+        if meta.get("is_param"):
+            # Only floating-point tensors can require gradients; torch raises for others.
+            grad = tmeta.get("requires_grad", False) is True and dtype.is_floating_point
+            return torch.nn.Parameter(tensor, requires_grad=grad)
+        return tensor
 
-    numel = 1
-    for s in sizes:
-        numel *= s
-    if numel:
+    def payload(self, name: str, fqn: str, dtype: torch.dtype) -> torch.Tensor:
+        flat = self.flat.get(name)
+        if flat is None:
+            info = self.entries[name]
+            element = torch.empty((), dtype=dtype).element_size()
+            if info.file_size % element:
+                raise UnsafeModel(
+                    f"{fqn}: payload size {info.file_size} is not a multiple of {element}"
+                )
+            raw = bytearray(_read(self.zf, info, info.file_size))
+            flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+            self.flat[name] = flat
+        elif flat.dtype != dtype:
+            raise UnsafeModel(f"{fqn}: payload {name} is shared with a different dtype")
+        return flat
+
+    def claim(
+        self, name: str, fqn: str, stored: int, sizes: list[int], strides: list[int], offset: int
+    ) -> None:
+        """A view must lie inside its payload, and claim no more elements than it holds
+        (beyond a small allowance for expanded buffers)."""
+        numel = math.prod(sizes)
+        if numel == 0:
+            return
         # The highest element the view touches must lie inside the payload.
         last = offset + sum(
             (size - 1) * stride for size, stride in zip(sizes, strides, strict=True)
         )
-        if last >= flat.numel():
+        if last >= stored:
             raise UnsafeModel(f"{fqn}: sizes/strides/offset reach past the payload")
-    tensor = torch.as_strided(flat, sizes, strides, offset)
-    if meta.get("is_param"):
-        return torch.nn.Parameter(tensor, requires_grad=bool(tmeta.get("requires_grad", False)))
-    return tensor
+        views = self.views.setdefault(name, set())
+        key = (tuple(sizes), tuple(strides), offset)
+        if key in views:  # a tied weight: the same tensor twice
+            return
+        views.add(key)
+        before = max(self.claimed.get(name, 0) - stored, 0)
+        self.claimed[name] = self.claimed.get(name, 0) + numel
+        self.expanded += max(self.claimed[name] - stored, 0) - before
+        if self.expanded > self.limits.max_expanded_elements:
+            raise UnsafeModel(
+                f"{fqn}: declares {numel} elements over a payload of {stored}: views may "
+                f"claim at most {self.limits.max_expanded_elements} elements more than "
+                "the archive stores (save the model with torch.export.save)"
+            )
 
 
 def _deserialize(

@@ -9,7 +9,10 @@ functions on symbolic sizes, are accepted. ATen ops that touch files or storage
 
 from __future__ import annotations
 
+import functools
 import re
+
+import torch
 
 ATEN_OPS: frozenset[str] = frozenset(
     """
@@ -58,6 +61,27 @@ def is_allowed_target(target: str) -> bool:
     """True if a node may call `target` (a serialized operator path)."""
     m = _ATEN_TARGET.match(target)
     if m:
-        return m.group(1) in ATEN_OPS and not m.group(2).startswith("_")
+        op, overload = m.group(1), m.group(2)
+        return (
+            op in ATEN_OPS and not overload.startswith("_") and _functional_overload(op, overload)
+        )
     m = _OPERATOR_TARGET.match(target)
     return m is not None and m.group(1) in OPERATOR_FUNCTIONS
+
+
+@functools.cache
+def _functional_overload(op: str, overload: str) -> bool:
+    """The overload exists and writes to no keyword-only argument.
+
+    `.out` variants (`relu.out`, `max.dim_max`) write into tensors passed as `out=`: torch
+    never exports them, and the engine cannot run them, so they are refused on reading
+    rather than failing in a job. In-place ops (`relu_`) write to `self` and stay allowed.
+    """
+    packet = getattr(torch.ops.aten, op, None)
+    if packet is None or overload not in packet.overloads():
+        return False
+    schema = getattr(packet, overload)._schema
+    return not any(
+        arg.kwarg_only and arg.alias_info is not None and arg.alias_info.is_write
+        for arg in schema.arguments
+    )

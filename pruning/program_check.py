@@ -26,7 +26,6 @@ from typing import Any
 from pruning.errors import UnsafeModel
 from pruning.op_allowlist import is_allowed_target
 from pruning.program_fields import (
-    SYMBOL,
     check_argument,
     check_fqn,
     check_ident,
@@ -38,6 +37,7 @@ from pruning.program_fields import (
     expect_int,
     expect_list,
 )
+from pruning.sym_expr import SYMBOL
 
 SUPPORTED_SCHEMA_MAJOR = 8
 
@@ -131,8 +131,8 @@ def _check_signature(sig: Any) -> dict[str, Any]:
         sig, "signature", {"input_specs", "output_specs"}, {"input_specs", "output_specs"}
     )
     expect_list(s["input_specs"], "signature")
-    for spec in s["input_specs"]:
-        _check_input_spec(spec)
+    paths = [path for spec in s["input_specs"] if (path := _check_input_spec(spec))]
+    _check_distinct_paths(paths)
     expect_list(s["output_specs"], "signature")
     for spec in s["output_specs"]:
         out = expect_dict(spec, "output spec", {"user_output"})
@@ -147,7 +147,22 @@ def _check_signature(sig: Any) -> dict[str, Any]:
     return s
 
 
-def _check_input_spec(spec: Any) -> None:
+def _check_distinct_paths(paths: list[str]) -> None:
+    """Each stored tensor has its own attribute path, and no path runs through another
+    tensor (`fc` and `fc.weight`): torch would assign one over the other."""
+    seen = set(paths)
+    if len(seen) != len(paths):
+        raise UnsafeModel("signature: two inputs name the same parameter, buffer or constant")
+    for path in paths:
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            if prefix in seen:
+                raise UnsafeModel(f"signature: {path!r} lies inside the tensor {prefix!r}")
+
+
+def _check_input_spec(spec: Any) -> str | None:
+    """Checks one input spec; returns the attribute path of a stored tensor, if it is one."""
     where = "input spec"
     s = expect_dict(spec, where, {"user_input", "parameter", "buffer", "tensor_constant"})
     if len(s) != 1:
@@ -158,7 +173,7 @@ def _check_input_spec(spec: Any) -> None:
         if not isinstance(arg, dict) or set(arg) != {"as_tensor"}:
             raise UnsafeModel("model inputs must be tensors")
         check_argument(arg, where)
-        return
+        return None
     name_key = {
         "parameter": "parameter_name",
         "buffer": "buffer_name",
@@ -166,7 +181,7 @@ def _check_input_spec(spec: Any) -> None:
     }[kind]
     v = expect_dict(value, where, {"arg", name_key, "persistent"}, {"arg", name_key})
     check_tensor_arg(v["arg"], where)
-    check_fqn(v[name_key], where)
+    return check_fqn(v[name_key], where)
 
 
 def _check_call_graph(entries: Any) -> list[dict[str, Any]]:
@@ -184,6 +199,8 @@ def _check_call_graph(entries: Any) -> list[dict[str, Any]]:
                 {"inputs", "outputs", "in_spec", "out_spec", "forward_arg_names"},
                 {"in_spec", "out_spec"},
             )
+            for key in ("inputs", "outputs", "forward_arg_names"):
+                expect_list(s.get(key) or [], "module_call_graph")
             for key in ("inputs", "outputs"):
                 for arg in s.get(key) or []:
                     check_argument(arg, "module_call_graph")
@@ -192,6 +209,8 @@ def _check_call_graph(entries: Any) -> list[dict[str, Any]]:
             for name in s.get("forward_arg_names") or []:
                 check_ident(name, "forward_arg_names")
         out.append(e)
+    if not out or out[0]["fqn"] != "" or out[0].get("signature") is None:
+        raise UnsafeModel("module_call_graph: the root module's signature comes first")
     return out
 
 
@@ -238,7 +257,9 @@ def check_program(program: Any) -> dict[str, Any]:
             if v is not None:
                 expect_int(v, "range_constraints", -(2**63), 2**63)
     verifiers = p.get("verifiers") or []
-    if not isinstance(verifiers, list) or any(v not in _VERIFIERS for v in verifiers):
+    if not isinstance(verifiers, list) or any(
+        not isinstance(v, str) or v not in _VERIFIERS for v in verifiers
+    ):
         raise UnsafeModel(f"unsupported verifier(s) {verifiers!r}")
     if not isinstance(p.get("guards_code", []), list):
         raise UnsafeModel("guards_code must be a list")

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from pruning.errors import UnsafeModel
+from pruning.sym_expr import check_expr
 
 _DTYPES: dict[int, torch.dtype] = {
     1: torch.uint8,
@@ -42,17 +43,6 @@ _SPEC_TYPES = {
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,250}$")
 _FQN = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")  # "-": RegNet names blocks "block1-0"
-SYMBOL = re.compile(r"^[a-z]{1,4}[0-9]{1,9}$")
-_EXPR_TOKEN = re.compile(
-    r"\s*(?:(?P<name>[A-Za-z][A-Za-z0-9]*)|(?P<str>'[a-z]{1,4}[0-9]{1,9}')|(?P<num>[0-9]+(?:\.[0-9]+)?)"
-    r"|(?P<op>\*\*|<=|>=|==|!=|[-+*/(),=<>%]))"
-)
-_EXPR_NAMES = frozenset(
-    """Symbol Integer Rational Float Add Mul Pow Max Min Abs Eq Ne Lt Le Gt Ge And Or Not
-    FloorDiv CeilDiv ModularIndexing Where PythonMod Mod CleanDiv CeilToInt FloorToInt
-    IntTrueDiv FloatTrueDiv PowByNatural FloatPow TruncToFloat TruncToInt RoundToInt ToFloat
-    Identity oo True False positive integer nonnegative negative real finite""".split()
-)
 _PAYLOAD_SIZE_LIMIT = 2**40
 
 _ARG_SIMPLE = {
@@ -122,6 +112,22 @@ def check_ident(name: Any, where: str) -> str:
     return name
 
 
+def _module_attributes() -> frozenset[str]:
+    """Names a parameter path may not use: attributes of the (unlifted) GraphModule.
+
+    A parameter named `forward`, `training`, `_modules` or `graph` would replace the
+    module's own attribute when torch assigns it, and fail later as an internal error.
+    """
+    from torch.export._unlift import _StatefulGraphModule
+
+    module = torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph())
+    names = set(dir(_StatefulGraphModule)) | set(vars(module))
+    return frozenset(names | {"range_constraints", "validate_inputs", "shape_env", "meta"})
+
+
+MODULE_ATTRIBUTES = _module_attributes()
+
+
 def check_fqn(name: Any, where: str) -> str:
     """A parameter/buffer path: it becomes an attribute path on the unlifted module."""
     if (
@@ -131,25 +137,14 @@ def check_fqn(name: Any, where: str) -> str:
         or any(part.startswith("__") for part in name.split("."))  # __class__, __dict__, ...
     ):
         raise _fail(where, f"refused attribute path {str(name)[:80]!r}")
+    clash = [part for part in name.split(".") if part in MODULE_ATTRIBUTES]
+    if clash:
+        raise _fail(
+            where,
+            f"attribute path {name[:80]!r} uses {clash[0]!r}, a name torch modules reserve: "
+            "rename that parameter, buffer or submodule",
+        )
     return name
-
-
-def check_expr(expr: Any, where: str) -> str:
-    """A symbolic size expression; sympy evaluates it, so only a tiny grammar passes."""
-    if not isinstance(expr, str) or len(expr) > 2000:
-        raise _fail(where, "symbolic expression missing or too long")
-    pos = 0
-    while pos < len(expr):
-        m = _EXPR_TOKEN.match(expr, pos)
-        if not m or m.end() == pos:
-            raise _fail(where, f"refused symbolic expression {expr[:80]!r}")
-        name = m.group("name")
-        if name is not None and name not in _EXPR_NAMES and not SYMBOL.match(name):
-            raise _fail(where, f"refused name {name!r} in symbolic expression")
-        pos = m.end()
-        if expr[pos:].strip() == "":
-            break
-    return expr
 
 
 def check_sym(value: Any, where: str) -> dict[str, Any]:
@@ -161,7 +156,11 @@ def check_sym(value: Any, where: str) -> dict[str, Any]:
         e = expect_dict(v["as_expr"], where, {"expr_str", "hint"}, {"expr_str"})
         check_expr(e["expr_str"], where)
         if e.get("hint") is not None:
-            expect_dict(e["hint"], where, {"as_int", "as_float", "as_bool"})
+            hint = expect_dict(e["hint"], where, {"as_int", "as_float", "as_bool"})
+            if len(hint) != 1:
+                raise _fail(where, "malformed hint")
+            if "as_int" in hint:  # hints are evaluated: keep them to int64
+                expect_int(hint["as_int"], where)
     elif "as_int" in v:
         expect_int(v["as_int"], where)
     return v
@@ -180,8 +179,10 @@ def check_tensor_meta(meta: Any, where: str, *, concrete: bool = False) -> dict[
     if m["layout"] != _STRIDED_LAYOUT:
         raise _fail(where, "only dense (strided) tensors are supported")
     dev = expect_dict(m["device"], where, {"type", "index"}, {"type"})
-    if dev["type"] not in _DEVICE_TYPES or not (
-        dev.get("index") is None or isinstance(dev["index"], int)
+    if (
+        not isinstance(dev["type"], str)
+        or dev["type"] not in _DEVICE_TYPES
+        or not (dev.get("index") is None or isinstance(dev["index"], int))
     ):
         raise _fail(where, f"unsupported device {dev!r}")
     for key in ("sizes", "strides"):
@@ -237,7 +238,7 @@ def check_argument(arg: Any, where: str) -> None:
             _sym_arg(v, where)
     elif kind == "as_device":
         dev = expect_dict(value, where, {"type", "index"}, {"type"})
-        if dev["type"] not in _DEVICE_TYPES:
+        if not isinstance(dev["type"], str) or dev["type"] not in _DEVICE_TYPES:
             raise _fail(where, f"unsupported device {dev['type']!r}")
     elif kind == "as_string":
         # Op string arguments (gelu's approximate, rounding_mode, padding) are data passed
@@ -291,8 +292,8 @@ def check_spec_string(text: Any, where: str) -> str:
         raise _fail(where, "malformed tree spec")
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise _fail(where, "tree spec is not JSON") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the parser
+        raise _fail(where, "tree spec is not JSON or nested too deeply") from exc
     if not isinstance(data, list) or len(data) != 2 or data[0] != 1:
         raise _fail(where, "unsupported tree spec protocol")
     _spec_node(data[1], where, 0)
@@ -303,24 +304,26 @@ def _spec_node(node: Any, where: str, depth: int) -> None:
     if depth > 32:
         raise _fail(where, "tree spec nested too deeply")
     n = expect_dict(node, where, {"type", "context", "children_spec"}, {"type", "children_spec"})
-    if n["type"] not in _SPEC_TYPES:
+    if not (n["type"] is None or isinstance(n["type"], str)) or n["type"] not in _SPEC_TYPES:
         raise _fail(where, f"tree spec type {str(n['type'])[:80]!r} is refused")
     ctx = n.get("context")
     if ctx is not None:
         if not isinstance(ctx, str):
             raise _fail(where, "tree spec context must be a string")
         try:
-            _plain_keys(json.loads(ctx), where)
-        except ValueError as exc:
-            raise _fail(where, "tree spec context is not JSON") from exc
+            _plain_keys(json.loads(ctx), where, 0)
+        except (ValueError, RecursionError) as exc:
+            raise _fail(where, "tree spec context is not JSON or nested too deeply") from exc
     expect_list(n["children_spec"], where)
     for child in n["children_spec"]:
         _spec_node(child, where, depth + 1)
 
 
-def _plain_keys(value: Any, where: str) -> None:
+def _plain_keys(value: Any, where: str, depth: int) -> None:
+    if depth > 8:  # a context holds a list of keys, never deep structures
+        raise _fail(where, "tree spec context nested too deeply")
     if isinstance(value, list):
         for v in value:
-            _plain_keys(v, where)
+            _plain_keys(v, where, depth + 1)
     elif value is not None and not isinstance(value, (str, int)):
         raise _fail(where, "tree spec context must hold plain keys")

@@ -85,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="jobs run at once in this worker (default 1; each uses all cores)",
     )
+    worker.add_argument(
+        "--queues",
+        type=_queues,
+        default=["jobs", "inspections"],
+        help="what this worker takes, comma-separated: jobs, inspections (default both). "
+        "A worker of its own for inspections keeps them from waiting behind long jobs",
+    )
     worker.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
     worker.set_defaults(func=_worker)
 
@@ -190,11 +197,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from jobs.settings import get_settings
     from service.auth import is_loopback
     from service.main import create_app
+    from service.server import ensure_descriptors, serve
 
     try:
         settings = get_settings()
@@ -205,17 +211,26 @@ def _serve(args: argparse.Namespace) -> int:
             f"refusing to serve on {args.host} without API keys: set DEADWEIGHT_API_KEYS "
             "(tenant=key pairs), or bind to 127.0.0.1"
         )
-    settings.ensure_dirs()
-    child = None if args.no_worker else _start_embedded_worker()
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        # Checked before the worker starts, so a refusal leaves nothing behind.
+        ensure_descriptors(settings.max_connections)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    settings.ensure_dirs()
+    # Two embedded workers: inspections (seconds) never wait behind a job (hours).
+    children = [] if args.no_worker else [_start_embedded_worker(q) for q in _EMBEDDED_QUEUES]
+    try:
+        serve(create_app(settings), args.host, args.port, settings)
     finally:
-        if child is not None:
+        for child in children:
             _stop(child)
     return 0
 
 
-def _start_embedded_worker() -> subprocess.Popen[bytes]:
+_EMBEDDED_QUEUES = ("jobs", "inspections")
+
+
+def _start_embedded_worker(queues: str) -> subprocess.Popen[bytes]:
     """A worker as a child process; it receives SIGTERM if this process dies."""
 
     def die_with_parent() -> None:
@@ -229,7 +244,7 @@ def _start_embedded_worker() -> subprocess.Popen[bytes]:
     # The worker runs uploaded models: it gets no API keys (it never needs them).
     env = {k: v for k, v in os.environ.items() if k != "DEADWEIGHT_API_KEYS"}
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker"],
+        [sys.executable, "-m", "service.cli", "worker", "--queues", queues],
         env=env,
         preexec_fn=die_with_parent if sys.platform.startswith("linux") else None,
     )
@@ -245,12 +260,33 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
             child.wait()
 
 
+def _queues(text: str) -> list[str]:
+    from jobs.queue import QUEUES
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(QUEUES))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected jobs, inspections or both (comma-separated), got {text!r}"
+        )
+    return names
+
+
+def _node_name(queues: list[str]) -> str:
+    # Celery's default name for a worker of every queue; the queue's name otherwise.
+    return "celery" if len(queues) > 1 else queues[0]
+
+
 def _worker(args: argparse.Namespace) -> int:
+    from jobs.queue import QUEUES
     from worker.celery_app import app
 
     app.worker_main(
         [
             "worker",
+            f"--queues={','.join(QUEUES[name] for name in args.queues)}",
+            # Two workers on one host (the embedded pair) need names of their own.
+            f"--hostname={_node_name(args.queues)}@%h",
             f"--loglevel={args.loglevel}",
             f"--concurrency={args.concurrency}",
             "--pool=prefork",

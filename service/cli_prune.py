@@ -2,16 +2,22 @@
 
 Only `service.cli` imports this module, inside the `prune` command: it is the one place in
 `service/` that reaches the engine, so the API process never imports torch.
+
+The engine runs in the worker's sandboxed child (`worker.sandbox.run_sandboxed`, without
+memory or CPU limits here): a native crash in torch then ends this command with one line on
+stderr and exit status 3 (`EXIT_ENGINE_DIED`) instead of a silent death by signal.
 """
 
 from __future__ import annotations
 
 import argparse
-from contextlib import ExitStack
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any, NoReturn
 
-from jobs.datasets import open_dataset
-from pruning import report
 from pruning.config import (
     Allocation,
     Compensation,
@@ -24,7 +30,19 @@ from pruning.config import (
     parse_thresholds,
 )
 from pruning.errors import InvalidConfig
-from pruning.sweep import DataInput, run
+from worker.sandbox import (
+    EngineCrashed,
+    EngineDiskFull,
+    EngineInternalError,
+    EngineKilled,
+    Limits,
+    SandboxFailure,
+    run_sandboxed,
+)
+
+# The engine crashed or was killed (documented in the README's Command line section).
+EXIT_ENGINE_DIED = 3
+EXIT_INTERNAL_ERROR = 1
 
 
 def prune_locally(args: argparse.Namespace) -> str:
@@ -58,15 +76,70 @@ def prune_locally(args: argparse.Namespace) -> str:
     )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    with ExitStack() as stack:
+    for path in (args.data, args.eval_data):
+        if path is not None and not path.is_file():
+            raise InvalidConfig(f"{path}: no such file")
+    request = {
+        "kind": "prune",
+        "model": str(args.model.resolve()),
+        "data": _dataset(args.data, args.label_column),
+        "eval_data": _dataset(args.eval_data, args.label_column) if args.eval_data else None,
+        "config": _stored_config(config),
+        "batch_size": config.batch_size,
+        "device": config.device,
+        "out_dir": str(out.resolve()),
+        # One line on a crash; Python's own switch asks for the engine's stack as well.
+        "stack_on_crash": bool(os.environ.get("PYTHONFAULTHANDLER")),
+    }
+    table = _run_engine(request)
+    return f"{table}\nfiles written to {out}/"
 
-        def data_input(path: Path) -> DataInput:
-            if not path.is_file():
-                raise InvalidConfig(f"{path}: no such file")
-            ds = stack.enter_context(open_dataset(path, label_column=args.label_column))
-            return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
 
-        calibration = data_input(args.data)
-        evaluation = data_input(args.eval_data) if args.eval_data else None
-        results = run(args.model, calibration, evaluation, config, out)
-    return report.format_table(results) + f"\nfiles written to {out}/"
+def _dataset(path: Path, label_column: str | None) -> dict[str, Any]:
+    # The format is guessed from the file, as `open_dataset` does without one.
+    return {"path": str(path.resolve()), "format": None, "label_column": label_column}
+
+
+def _stored_config(config: PruneConfig) -> dict[str, Any]:
+    """The configuration as a stored job carries it (`worker.engine_process.prune_config`)."""
+    return {
+        "criterion": config.criterion.value,
+        "thresholds": [t.as_dict() for t in config.thresholds],
+        "compensate": config.compensate.value,
+        "allocation": config.allocation.value,
+        "recovery": None if config.recovery is None else config.recovery.as_dict(),
+        "search": config.search,
+        "seed": config.seed,
+        "metric": None if config.metric is None else config.metric.value,
+        "max_metric_drop": config.max_metric_drop,
+    }
+
+
+def _run_engine(request: dict[str, Any]) -> str:
+    """The table, from the engine in its own process; a refusal is an InvalidConfig (exit
+    2), a crash one line and exit 3, an internal error one line after its traceback."""
+    workdir = Path(tempfile.mkdtemp(prefix="deadweight-prune-"))
+    try:
+        return str(run_sandboxed(request, workdir / "engine", Limits(0, 0)))
+    except EngineDiskFull:
+        raise InvalidConfig(f"no space left on the device for {request['out_dir']}") from None
+    except EngineCrashed as exc:  # its incident names the service's log: not here
+        _die(
+            f"the engine crashed ({exc.signal_name}) while {exc.activity}: a fault in the "
+            "engine or in torch on this model (PYTHONFAULTHANDLER=1 prints its stack)",
+            EXIT_ENGINE_DIED,
+        )
+    except EngineKilled as exc:  # no limits here: the system (its OOM killer) or a user
+        how = f"was killed ({exc.signal_name})" if exc.signal_name else "exited without a result"
+        _die(f"the engine {how}; the machine may have run out of memory", EXIT_ENGINE_DIED)
+    except EngineInternalError as exc:
+        _die(f"internal error in the engine: {exc.detail}", EXIT_INTERNAL_ERROR)
+    except SandboxFailure as exc:
+        raise InvalidConfig(str(exc)) from None
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _die(message: str, status: int) -> NoReturn:
+    print(f"deadweight: error: {message}", file=sys.stderr)
+    raise SystemExit(status)

@@ -19,6 +19,7 @@ from jobs.settings import Settings
 from jobs.store import JobStore
 from service.auth import get_tenant
 from service.errors import NotFound
+from service.limits import UploadSlots
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -41,11 +42,17 @@ def get_queue(request: Request) -> Queue:
     return queue
 
 
+def get_upload_slots(request: Request) -> UploadSlots:
+    slots: UploadSlots = request.app.state.upload_slots
+    return slots
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+UploadSlotsDep = Annotated[UploadSlots, Depends(get_upload_slots)]
 
 JobId = Annotated[str, Path(description="a job ID from POST /v1/jobs")]
 ModelId = Annotated[str, Path(description="a model ID from POST /v1/models")]

@@ -7,16 +7,23 @@ and never build error responses themselves.
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
+import psycopg.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.datasets import InvalidDataset
+from jobs.validation import ValidationUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,17 @@ class Conflict(ServiceError):
     default_code = "conflict"
 
 
+class RequestTimeout(ServiceError):
+    """The client stopped sending the request body (DEADWEIGHT_BODY_TIMEOUT_SECONDS)."""
+
+    status_code = 408
+    default_code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        # The rest of the body may still arrive; the connection cannot carry another request.
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
     default_code = "payload_too_large"
@@ -70,9 +88,23 @@ class Unprocessable(ServiceError):
     default_code = "invalid_request"
 
 
+class TooManyRequests(ServiceError):
+    """A per-tenant limit on work in flight; the client retries after `Retry-After`."""
+
+    status_code = 429
+    default_code = "too_many_requests"
+
+
 class Unavailable(ServiceError):
     status_code = 503
     default_code = "unavailable"
+
+
+class InsufficientStorage(ServiceError):
+    """The tenant's storage quota, or the data directory's free space, is exhausted."""
+
+    status_code = 507
+    default_code = "insufficient_storage"
 
 
 def broker_unavailable(exc: Exception) -> Unavailable:
@@ -94,8 +126,11 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
+    507: "insufficient_storage",
 }
 
 
@@ -152,21 +187,139 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(error_body("invalid_request", message, details=details), status_code=422)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # The traceback goes to the log only: it can name files, settings and internals.
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+async def _validation_unavailable(_: Request, exc: ValidationUnavailable) -> JSONResponse:
+    # The file was not judged: a validation process could not start (the server's fault).
+    log.error("upload validation unavailable: %s", exc)
     return JSONResponse(
-        error_body("internal_error", "internal server error; the incident was logged"),
-        status_code=500,
+        error_body(
+            "validation_unavailable",
+            "the server could not start the process that checks uploads; nothing was "
+            "stored, retry in a moment",
+        ),
+        status_code=503,
+        headers={"Retry-After": "5"},
     )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback goes to the log only: it can name files, settings and internals. The
+    # incident ID ties the user's report to it.
+    incident = uuid.uuid4().hex[:16]
+    log.error(
+        "incident %s: unhandled error on %s %s",
+        incident,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
+    message = f"internal server error (incident {incident}); the details are in the server log"
+    return JSONResponse(error_body("internal_error", message), status_code=500)
+
+
+# -- The job store's outages. A database that is restarting, unreachable, busy or out of space
+# is the service's state, not a bug: the client gets 503 (retry) or 507 (free space), the
+# connection stays usable, and the pool reconnects by itself once the database is back
+# (PostgreSQL engines pre-ping each connection they hand out). Anything else from the
+# database (a constraint, a missing table, bad SQL) is a bug and stays a 500 with an incident.
+
+STORE_RETRY_AFTER_SECONDS = 5
+
+# SQLite's primary result codes that describe the database file's state, not the query.
+_SQLITE_UNAVAILABLE = {
+    sqlite3.SQLITE_BUSY,
+    sqlite3.SQLITE_LOCKED,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_PROTOCOL,
+    sqlite3.SQLITE_NOMEM,
+}
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception under SQLAlchemy's wrapper (or `exc` itself)."""
+    return getattr(exc, "orig", None) or exc
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None  # extended code -> primary
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """The data directory's disk (or the database server's) has no space left."""
+    orig = _driver_error(exc)
+    if isinstance(orig, OSError):
+        return orig.errno in _DISK_FULL_ERRNOS
+    return isinstance(orig, psycopg.errors.DiskFull) or (_sqlite_code(orig) == sqlite3.SQLITE_FULL)
+
+
+def is_store_unavailable(exc: BaseException) -> bool:
+    """The job store cannot be reached or is busy now; the same request may succeed later."""
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True  # no pooled connection came free in time / a connection went away
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = _driver_error(exc)
+    if isinstance(orig, sqlite3.Error):
+        # SQLite calls "no such table" and syntax errors OperationalError too: those are bugs.
+        return _sqlite_code(orig) in _SQLITE_UNAVAILABLE
+    if isinstance(orig, psycopg.Error):
+        # Classes 08 (connection), 53 (resources), 57 (shutdown, cannot connect now), 58
+        # (system), and connection failures without a SQLSTATE.
+        return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
+    # Another driver: PEP 249 reserves OperationalError for the database's own condition.
+    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+
+
+def _storage_full(request: Request, exc: Exception) -> JSONResponse:
+    log.error("storage full on %s %s: %s", request.method, request.url.path, exc)
+    message = (
+        "the server's disk is full, so this request could not be stored; free space by "
+        "deleting jobs, models or datasets you no longer need (DELETE /v1/jobs/{id}, "
+        "/v1/models/{id}, /v1/datasets/{id}), or ask the operator to grow the disk"
+    )
+    return JSONResponse(error_body("storage_full", message), status_code=507)
+
+
+def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # One line: an outage repeats on every request, and its cause is in the exception text.
+    log.warning(
+        "job store unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    message = (
+        "the job store (database) is unreachable or busy, so this request could not be "
+        f"completed; retry in {STORE_RETRY_AFTER_SECONDS} seconds (Retry-After)"
+    )
+    return JSONResponse(
+        error_body("store_unavailable", message),
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    """Database and disk errors: 507 when full, 503 while unreachable, else a bug (500)."""
+    if is_storage_full(exc):
+        return _storage_full(request, exc)
+    if is_store_unavailable(exc):
+        return _store_unavailable(request, exc)
+    return await _unexpected(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette types handlers as taking any Exception; each of these gets only its own class.
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidDataset, _invalid_dataset)  # type: ignore[arg-type]
+    app.add_exception_handler(ValidationUnavailable, _validation_unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    for store_error in (sa_exc.SQLAlchemyError, sqlite3.Error, psycopg.Error, OSError):
+        app.add_exception_handler(store_error, _store_error)
     app.add_exception_handler(Exception, _unexpected)
 
 

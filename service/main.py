@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from jobs.blobs import BlobStore
 from jobs.queue import Queue, make_celery
@@ -15,7 +16,10 @@ from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
 from service.auth import KeyRing
 from service.errors import install_error_handlers
+from service.limits import UploadSlots
+from service.origin import OpenModeGuard
 from service.routes import api_router
+from service.server import RequestBodyGuard
 
 DESCRIPTION = """\
 Deadweight finds the neurons of a trained network that carry almost no signal and cuts them
@@ -57,7 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # From here on only the key ring's digests stand for the keys.
         app.state.settings = resolved.model_copy(update={"api_keys": None})
         app.state.store = store
-        app.state.blobs = BlobStore(resolved.resolved_data_dir())
+        app.state.blobs = blobs = BlobStore(resolved.resolved_data_dir())
+        app.state.upload_slots = UploadSlots(resolved.tenant_uploads_in_flight)
+        # Partial uploads of an API process that was killed; the reaper sweeps later ones.
+        swept = await run_in_threadpool(blobs.sweep_tmp, resolved.leftover_seconds())
+        if swept:
+            log.info("removed %d leftover temporary upload files", swept)
+        await run_in_threadpool(blobs.ensure_reserve)
         app.state.queue = Queue(celery_app)
         try:
             yield
@@ -72,5 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # Added last is outermost: the open-mode guard answers before any body is read.
+    app.add_middleware(RequestBodyGuard, seconds=resolved.body_timeout_seconds)
+    if not resolved.api_key_tenants():
+        app.add_middleware(OpenModeGuard)
     app.include_router(api_router)
     return app

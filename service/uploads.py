@@ -3,6 +3,10 @@
 FastAPI's `UploadFile` would spool a second copy of a multi-GB model to a temporary file; here
 the request body is parsed as it arrives and the file part is written (and hashed) by a
 `BlobWriter`, so one copy ever exists and the size limit stops the transfer early.
+
+A received upload holds its blob (`JobStore.hold_upload`) from before the file is moved into
+place until its record replaces the hold or `release_upload` drops it: another tenant's
+refusal or deletion of the same bytes can then never remove the file under it.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from jobs.blobs import BlobStore, BlobWriter
+from jobs.blobs import BlobStore, BlobWriter, DiskFull
+from jobs.settings import Settings
 from jobs.store import JobStore
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType
+from service.limits import check_free_disk, check_storage
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -29,6 +35,8 @@ MAX_FIELD_BYTES = 4096
 # Room for the multipart boundaries, part headers and small text fields on top of the file.
 FORM_OVERHEAD_BYTES = 64 * 1024
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+# How often (in bytes received) the free space of the data directory is checked again.
+_DISK_CHECK_EVERY = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Upload:
     size: int
     filename: str
     fields: dict[str, str]
+    hold_id: str  # keeps the blob until a record replaces it or release_upload drops it
 
 
 def multipart_openapi(text_fields: dict[str, str] | None = None) -> dict[str, Any]:
@@ -157,51 +166,95 @@ def _boundary(request: Request) -> bytes:
     return params[b"boundary"]
 
 
-def _check_declared_length(request: Request, max_bytes: int) -> None:
+def _declared_length(request: Request, max_bytes: int) -> int | None:
     declared = request.headers.get("content-length")
     if declared is None:
-        return
+        return None
     if not declared.isdigit():
         raise BadRequest("the Content-Length header is not a number")
     if int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
         raise PayloadTooLarge(too_large_message(max_bytes))
+    return int(declared)
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where an upload goes and whose it is: the stores, the settings and the tenant."""
+
+    tenant: str
+    store: JobStore
+    blobs: BlobStore
+    settings: Settings
 
 
 async def receive_upload(
-    request: Request,
-    blobs: BlobStore,
-    max_bytes: int,
-    text_fields: frozenset[str] = frozenset(),
+    request: Request, target: UploadTarget, text_fields: frozenset[str] = frozenset()
 ) -> Upload:
     """Stream a multipart form into the blob store; the file part is required.
 
+    The upload is held (see the module docstring): the caller replaces the hold with a
+    record, or calls `release_upload` on every other path.
+
     Raises:
         PayloadTooLarge: by Content-Length at once, or as soon as the streamed file passes
-            `max_bytes` (the partial blob is discarded).
+            the size limit (the partial file is discarded).
+        InsufficientStorage: the tenant's quota or the disk's free space would be passed.
         BadRequest / UnsupportedMediaType: malformed form, missing `file`, unknown fields.
     """
-    _check_declared_length(request, max_bytes)
-    form = _Form(text_fields=text_fields, max_file_bytes=max_bytes)
+    settings, blobs = target.settings, target.blobs
+    declared = _declared_length(request, settings.max_upload_bytes)
+    await run_in_threadpool(
+        check_storage, target.store, blobs, settings, target.tenant, declared or 0
+    )
+    form = _Form(text_fields=text_fields, max_file_bytes=settings.max_upload_bytes)
     try:
         parser = MultipartParser(_boundary(request), form.callbacks())
     except FormParserError as exc:
         raise BadRequest(f"bad multipart boundary: {exc}") from exc
-    writer: BlobWriter = blobs.begin_upload()
+    writer: BlobWriter = await run_in_threadpool(blobs.begin_upload)
     # The writer aborts (deletes its temporary file) on any exception, 413 included.
     with writer:
-        await _pump(request, parser, form, writer, max_bytes + FORM_OVERHEAD_BYTES)
+        await _pump(request, parser, form, writer, target)
         if not form.ended:
             raise BadRequest("the multipart body ended before its closing boundary")
         if form.filename is None:
             raise BadRequest(f"the form field {FILE_FIELD!r} (the file to upload) is required")
-        sha256, size = await run_in_threadpool(writer.commit)
-    return Upload(sha256=sha256, size=size, filename=form.filename, fields=form.fields)
+        if declared is None:  # a chunked body: the quota is checked on what arrived
+            await run_in_threadpool(
+                check_storage, target.store, blobs, settings, target.tenant, writer.size
+            )
+        hold_id = await run_in_threadpool(
+            target.store.hold_upload, target.tenant, writer.sha256, writer.size
+        )
+        try:
+            sha256, size = await run_in_threadpool(_commit, writer)
+        except BaseException:
+            await run_in_threadpool(target.store.release_hold, hold_id, blobs.delete)
+            raise
+    return Upload(sha256, size, form.filename, form.fields, hold_id)
+
+
+def _commit(writer: BlobWriter) -> tuple[str, int]:
+    try:
+        return writer.commit()
+    except DiskFull as exc:
+        raise _disk_full() from exc
+
+
+def _disk_full() -> InsufficientStorage:
+    return InsufficientStorage(
+        "the server's disk filled up during the upload, which was discarded; delete jobs or "
+        "uploads you no longer need, or ask the operator for more space",
+        code="storage_full",
+    )
 
 
 async def _pump(
-    request: Request, parser: MultipartParser, form: _Form, writer: BlobWriter, max_body: int
+    request: Request, parser: MultipartParser, form: _Form, writer: BlobWriter, target: UploadTarget
 ) -> None:
+    max_body = target.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
     received = 0
+    checked_at = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
@@ -212,14 +265,24 @@ async def _pump(
                 # Disk writes and hashing block; keep them off the event loop.
                 data, form.pending = b"".join(form.pending), []
                 await run_in_threadpool(writer.write, data)
+            if writer.size - checked_at >= _DISK_CHECK_EVERY:
+                # Other uploads and jobs fill the same disk: stop before it is full.
+                checked_at = writer.size
+                check_free_disk(target.blobs, target.settings, 0)
         parser.finalize()
     except FormParserError as exc:
         raise BadRequest(f"malformed multipart body: {exc}") from exc
     except ClientDisconnect as exc:
         raise BadRequest("the client disconnected during the upload") from exc
+    except DiskFull as exc:
+        raise _disk_full() from exc
 
 
-def discard_blob(store: JobStore, blobs: BlobStore, sha256: str) -> None:
-    """Remove a blob unless another model or dataset record still refers to it."""
-    if not store.blob_in_use(sha256):
-        blobs.delete(sha256)
+def release_upload(store: JobStore, blobs: BlobStore, upload: Upload) -> None:
+    """Drop a refused or failed upload's hold; its blob goes unless something refers to it."""
+    store.release_hold(upload.hold_id, blobs.delete)
+
+
+def forget_blob(store: JobStore, blobs: BlobStore, sha256: str) -> None:
+    """After deleting a record: remove its blob unless another record or upload needs it."""
+    store.release_blob(sha256, blobs.delete)

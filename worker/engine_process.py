@@ -11,17 +11,28 @@ so the protocol stays clean. Requests:
   "config": stored job config, "batch_size": n, "device": d, "max_parameters": n,
   "out_dir": path}` -> null,
   the files written into out_dir; a dataset is `{"path", "format", "label_column", "name"}`;
+- `{"kind": "prune", ...}`: a `job` for `deadweight prune`; a dataset's `format` may be
+  null (guessed from the file), and the result is the printed table;
+- any request may say `"stack_on_crash": false` (default true: faulthandler prints the
+  Python stack of a native crash on stderr);
 - `{"kind": "describe"}` -> this process's environment names, directory and limits, so
   that the sandbox itself can be checked.
 
-See `worker.sandbox` for the limits it runs under.
+Failures: a typed refusal sends `{"error": reason}` (plus `"disk_full": true` when no space
+was left, `"too_large": true` when a file passed the sandbox's file size limit); any other
+exception sends `{"incident": id, "detail": "Type: message"}` and prints the traceback under
+that ID on stderr (the worker's log), so no internal text, path or address reaches a user.
+A native crash prints its Python stack (faulthandler) there too.
 """
 
 from __future__ import annotations
 
+import errno
+import faulthandler
 import json
 import os
 import resource
+import secrets
 import sys
 import time
 import traceback
@@ -44,6 +55,9 @@ from pruning.config import (
 from pruning.errors import PruningError
 
 PROGRESS_EVERY_S = 0.2
+# Test-only hook: the engine crashes (SIGSEGV) on reaching this stage ("start": at once).
+_TEST_CRASH = "DW_TEST_ENGINE_CRASH"
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _OUT_OF_MEMORY = (
     "the job ran out of memory within its limit (DEADWEIGHT_JOB_MEMORY_BYTES); "
     "a smaller batch size (DEADWEIGHT_BATCH_SIZE) needs less"
@@ -94,27 +108,38 @@ class _Channel:
     def progress(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
         if stage != self._last[0] or now - self._last[1] >= PROGRESS_EVERY_S or fraction >= 1:
+            new_stage = stage != self._last[0]
             self.send({"progress": [stage, fraction]})
             self._last = (stage, now)
+            if new_stage:
+                _crash_if_asked(stage)
 
 
-def _run_job(request: dict[str, Any], channel: _Channel) -> None:
+def _crash_if_asked(stage: str) -> None:
+    if os.environ.get(_TEST_CRASH) == stage:
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: a real SIGSEGV, as a native fault raises
+
+
+def _run_job(request: dict[str, Any], channel: _Channel) -> Any:
     from pruning.sweep import DataInput, run
 
     with ExitStack() as stack:
 
         def data_input(spec: dict[str, Any]) -> DataInput:
+            fmt = spec.get("format")
             ds = stack.enter_context(
                 open_dataset(
                     Path(spec["path"]),
-                    DatasetFormat(spec["format"]),
+                    DatasetFormat(fmt) if fmt else None,
                     label_column=spec.get("label_column"),
                     name=spec.get("name"),
                 )
             )
             return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
 
-        run(
+        return run(
             Path(request["model"]),
             data_input(request["data"]),
             data_input(request["eval_data"]) if request.get("eval_data") else None,
@@ -146,6 +171,10 @@ def _handle(request: dict[str, Any], channel: _Channel) -> Any:
     if kind == "job":
         _run_job(request, channel)
         return None
+    if kind == "prune":
+        from pruning import report
+
+        return report.format_table(_run_job(request, channel))
     if kind == "describe":
         return _describe()
     raise ValueError(f"unknown request kind {kind!r}")
@@ -157,22 +186,42 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     try:
-        result = _handle(json.loads(sys.stdin.read()), channel)
+        request = json.loads(sys.stdin.read())
+        if request.get("stack_on_crash", True):
+            # A native crash prints the Python stack to stderr (the worker's log) first.
+            faulthandler.enable()
+        _crash_if_asked("start")
+        result = _handle(request, channel)
     except (PruningError, InvalidDataset) as exc:
         channel.send({"error": str(exc)})
         return 2
     except MemoryError:
         channel.send({"error": _OUT_OF_MEMORY})
         return 2
+    except OSError as exc:
+        if exc.errno in _DISK_FULL_ERRNOS:
+            channel.send({"error": "no space left on the device", "disk_full": True})
+        elif exc.errno == errno.EFBIG:  # RLIMIT_FSIZE: the worker's output cap
+            channel.send({"error": "a file grew past the output limit", "too_large": True})
+        else:
+            return _internal_error(exc, channel)
+        return 2
     except Exception as exc:
         if isinstance(exc, RuntimeError) and "allocate" in str(exc):  # torch's allocator
             channel.send({"error": _OUT_OF_MEMORY})
-        else:
-            traceback.print_exc()  # to stderr, the worker's log
-            channel.send({"error": f"internal error: {type(exc).__name__}: {exc}"})
-        return 2
+            return 2
+        return _internal_error(exc, channel)
     channel.send({"result": result})
     return 0
+
+
+def _internal_error(exc: BaseException, channel: _Channel) -> int:
+    """Details to stderr (the log) under an incident ID; only the ID goes to the user."""
+    incident = secrets.token_hex(6)
+    print(f"incident {incident}: the engine failed", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+    channel.send({"incident": incident, "detail": f"{type(exc).__name__}: {exc}"})
+    return 2
 
 
 if __name__ == "__main__":

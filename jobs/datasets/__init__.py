@@ -10,12 +10,19 @@ access, `.npz` members are decompressed as a stream (one exception: a member sav
 Fortran order is read whole), CSV rows are parsed batch by batch. `.safetensors` is the
 format to use for data larger than memory: no decompression and no hidden copies.
 
+What a file declares is capped before it is acted on: zip directories (from the End Of
+Central Directory record, before `zipfile` parses them), decoded array sizes, safetensors
+headers (1 MiB; only x, y and string metadata), CSV lines (1 MiB) and columns (the feature
+limit, before any per-column work). `validate()` reads batches of a few MB, whatever the
+width of a sample, into buffers allocated once.
+
 One module per concept: `base` (the error, formats, `DatasetInfo`, `Dataset`), `detect`,
 `fit`, `open` (the entry point), and a reader per format: `npz`, `safetensors` and
 `csv_format`, the first two sharing `arrays`.
 """
 
 from jobs.datasets.base import (
+    VALIDATE_BATCH_BYTES,
     Batch,
     Dataset,
     DatasetFormat,
@@ -33,6 +40,7 @@ __all__ = [
     "ACCEPTED",
     "HEAD_BYTES",
     "MAX_SAFETENSORS_HEADER",
+    "VALIDATE_BATCH_BYTES",
     "Batch",
     "Dataset",
     "DatasetFormat",

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,12 @@ class ArraySpec:
         return math.prod(self.shape) * self.dtype.itemsize
 
 
+# Arrays are read in pieces of this size into buffers allocated once: never a list of chunks
+# joined afterwards (twice the memory) nor a decompressor asked for gigabytes at once.
+READ_CHUNK_BYTES: Final = 1024 * 1024
+# numpy itself stops at 64 dimensions; no dataset needs more than a handful.
+MAX_DIMENSIONS: Final = 16
+
 RowReader = Callable[[int], npt.NDArray[Any]]  # count -> raw rows (count, *row_shape)
 Readers = AbstractContextManager[tuple[RowReader, RowReader | None]]  # (x, y) readers
 
@@ -72,11 +78,22 @@ def _to_labels(raw: npt.NDArray[Any], spec: ArraySpec, y_kind: str) -> YBatch:
 
 
 def describe_arrays(
-    name: str, fmt: DatasetFormat, x: ArraySpec, y: ArraySpec | None, max_samples: int | None
+    name: str,
+    fmt: DatasetFormat,
+    x: ArraySpec,
+    y: ArraySpec | None,
+    max_samples: int | None,
+    max_features: int | None = None,
 ) -> DatasetInfo:
     """The structural checks shared by .npz and .safetensors."""
     if x.kind not in ("b", "i", "u", "f", "bf16"):
         raise InvalidDataset(f"{name}: x has dtype {x.dtype_name}; save numeric features")
+    for spec in (x, y):
+        if spec is not None and len(spec.shape) > MAX_DIMENSIONS:
+            raise InvalidDataset(
+                f"{name}: {spec.key} has {len(spec.shape)} dimensions; "
+                f"at most {MAX_DIMENSIONS} are accepted"
+            )
     if len(x.shape) < 2:
         raise InvalidDataset(
             f"{name}: x has shape {list(x.shape)} but must be (N, ...) with one row per sample: "
@@ -89,6 +106,7 @@ def describe_arrays(
         raise InvalidDataset(f"{name}: x has shape {list(x.shape)}: samples must not be empty")
     if max_samples is not None and n > max_samples:
         raise InvalidDataset(f"{name} has {n} samples; the limit is {max_samples}: upload a subset")
+    check_features(name, math.prod(x.row_shape), max_features)
     y_kind, y_shape = (None, None) if y is None else _describe_labels(name, y, n)
     return DatasetInfo(
         format=fmt,
@@ -127,14 +145,35 @@ def check_bytes(name: str, x: ArraySpec, y: ArraySpec | None, max_bytes: int | N
 
 
 def read_exact(stream: IO[bytes], n: int) -> bytes:
-    chunks: list[bytes] = []
-    while n > 0:
-        chunk = stream.read(n)
+    """A few bytes (headers); arrays go through `read_array`."""
+    return read_array(stream, n, np.dtype(np.uint8)).tobytes()
+
+
+def truncated() -> InvalidDataset:
+    return InvalidDataset("the file ends before its data does (truncated?): upload it again")
+
+
+def read_array(stream: IO[bytes], count: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """`count` items read into one buffer allocated up front, a chunk at a time."""
+    out = np.empty(count, dtype=dtype)
+    view = out.view(np.uint8).data
+    position = 0
+    while position < len(view):
+        chunk = stream.read(min(len(view) - position, READ_CHUNK_BYTES))
         if not chunk:
-            raise InvalidDataset("the file ends before its data does (truncated?): upload it again")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+            raise truncated()
+        view[position : position + len(chunk)] = chunk
+        position += len(chunk)
+    return out
+
+
+def check_features(name: str, features: int, max_features: int | None) -> None:
+    """Refuse samples wider than the server takes, before any per-value (or per-column) work."""
+    if max_features is not None and features > max_features:
+        raise InvalidDataset(
+            f"{name} has {features} values per sample; this server takes at most "
+            f"{max_features} (DEADWEIGHT_MAX_FEATURES)"
+        )
 
 
 class ArrayDataset(Dataset):

@@ -3,12 +3,13 @@ file, and the `Dataset` base class that checks every value it streams."""
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +17,11 @@ import numpy.typing as npt
 XBatch = npt.NDArray[np.float32]
 YBatch = npt.NDArray[np.int64] | npt.NDArray[np.float32]
 Batch = tuple[XBatch, YBatch | None]
+
+# `validate()` reads batches of about this many bytes, whatever the width of a sample: a
+# count of rows would let a file of wide samples fill memory. One sample is the least.
+VALIDATE_BATCH_BYTES: Final = 8 * 1024 * 1024
+_MAX_BYTES_PER_VALUE: Final = 8 + 4  # float64 as read (at most), float32 as handed out
 
 
 class InvalidDataset(ValueError):
@@ -72,10 +78,19 @@ class Dataset(ABC):
             raise ValueError(f"dataset {self.name} is closed")
         return self._checked(batch_size)
 
-    def validate(self, batch_size: int = 4096) -> None:
-        """Stream the whole file once, checking every value (the upload check)."""
-        for _ in self.batches(batch_size):
+    def validate(self, batch_size: int | None = None) -> None:
+        """Stream the whole file once, checking every value (the upload check).
+
+        Args:
+            batch_size: samples per batch; by default as many as fit `VALIDATE_BATCH_BYTES`.
+        """
+        for _ in self.batches(batch_size or self.rows_per_batch(VALIDATE_BATCH_BYTES)):
             pass
+
+    def rows_per_batch(self, budget_bytes: int) -> int:
+        """Samples whose values, read and converted, take at most `budget_bytes` (at least 1)."""
+        values = math.prod(self.info.x_shape) + math.prod(self.info.y_shape or [1])
+        return max(1, budget_bytes // (values * _MAX_BYTES_PER_VALUE))
 
     def close(self) -> None:
         self._closed = True

@@ -7,6 +7,7 @@ a member saved in Fortran order, which scatters each row across the array and is
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -17,17 +18,25 @@ from typing import IO, Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from jobs.archive_check import BadZipDirectory, check_zip_directory
 from jobs.datasets.arrays import (
     ArrayDataset,
     ArraySpec,
     RowReader,
     check_bytes,
     describe_arrays,
+    read_array,
     read_exact,
 )
 from jobs.datasets.base import Dataset, DatasetFormat, InvalidDataset
 
 _NPY_MAX_HEADER: Final = 10_000
+# np.savez writes one entry per array: x, y and a few more are all a dataset holds. Checked
+# from the End Of Central Directory record, before zipfile parses (and allocates) anything.
+NPZ_MAX_ENTRIES: Final = 64
+NPZ_MAX_DIRECTORY_BYTES: Final = 64 * 1024
+# A Fortran-order member scatters every row across the whole array, so it is read whole.
+MAX_FORTRAN_BYTES: Final = 256 * 1024 * 1024
 
 
 @contextmanager
@@ -47,8 +56,20 @@ def _zip_errors(name: str) -> Iterator[None]:
         raise InvalidDataset(f"{name} is not a readable .npz (zip) file: {exc}") from None
 
 
-def open_npz(path: Path, name: str, max_samples: int | None, max_bytes: int | None) -> Dataset:
+def open_npz(
+    path: Path,
+    name: str,
+    max_samples: int | None,
+    max_bytes: int | None,
+    max_features: int | None = None,
+) -> Dataset:
     with _zip_errors(name):
+        try:
+            check_zip_directory(path, NPZ_MAX_ENTRIES, NPZ_MAX_DIRECTORY_BYTES)
+        except BadZipDirectory as exc:
+            raise InvalidDataset(
+                f"{name} is not a readable .npz: {exc} (np.savez writes one per array)"
+            ) from None
         zf = zipfile.ZipFile(path)
     try:
         with _zip_errors(name):
@@ -61,7 +82,9 @@ def open_npz(path: Path, name: str, max_samples: int | None, max_bytes: int | No
             x, x_start = _npy_header(zf, x_member, name, "x")
             y, y_start = (None, 0) if y_member is None else _npy_header(zf, y_member, name, "y")
         check_bytes(name, x, y, max_bytes)
-        info = describe_arrays(name, DatasetFormat.NPZ, x, y, max_samples)
+        info = describe_arrays(name, DatasetFormat.NPZ, x, y, max_samples, max_features)
+        for spec in (x, y):
+            _check_fortran(name, spec)
     except BaseException:
         zf.close()
         raise
@@ -119,14 +142,24 @@ def _npy_header(
     return spec, start
 
 
+def _check_fortran(name: str, spec: ArraySpec | None) -> None:
+    if spec is not None and spec.fortran and spec.nbytes > MAX_FORTRAN_BYTES:
+        raise InvalidDataset(
+            f"{name}: array '{spec.key}' is stored in Fortran (column-major) order and holds "
+            f"{spec.nbytes} bytes; such arrays are read whole, so at most {MAX_FORTRAN_BYTES} "
+            f"bytes: save np.ascontiguousarray({spec.key}) instead"
+        )
+
+
 def _npy_rows(stream: IO[bytes], start: int, spec: ArraySpec) -> RowReader:
     read_exact(stream, start)  # skip the header: zip members only stream forwards
+    row_items = math.prod(spec.row_shape)
     if not spec.fortran:
-        return lambda count: np.frombuffer(
-            read_exact(stream, count * spec.row_bytes), dtype=spec.dtype
-        ).reshape(count, *spec.row_shape)
+        return lambda count: read_array(stream, count * row_items, spec.dtype).reshape(
+            count, *spec.row_shape
+        )
     # Fortran order scatters each row across the whole array: read it once, whole.
-    whole = np.frombuffer(read_exact(stream, spec.nbytes), dtype=spec.dtype)
+    whole = read_array(stream, math.prod(spec.shape), spec.dtype)
     array = whole.reshape(spec.shape, order="F")
     position = 0
 

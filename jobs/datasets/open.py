@@ -19,6 +19,7 @@ def open_dataset(
     *,
     name: str | None = None,
     max_bytes: int | None = None,
+    max_features: int | None = None,
 ) -> Dataset:
     """Open a dataset file after cheap structural checks (shapes, dtypes, lengths, headers).
 
@@ -32,6 +33,8 @@ def open_dataset(
         name: the name users know the file by (the upload's file name), used in messages.
         max_bytes: refuse .npz/.safetensors whose arrays hold more bytes than this once
             decoded (an .npz of zeros compresses a thousandfold).
+        max_features: refuse samples with more values than this, checked before any
+            per-value or per-column work.
 
     Raises:
         InvalidDataset: what is wrong and how to fix it.
@@ -45,7 +48,7 @@ def open_dataset(
             f"label_column is for CSV files only: {name} is {fmt}, whose labels are the array y"
         )
     if fmt is DatasetFormat.NPZ:
-        return open_npz(path, name, max_samples, max_bytes)
+        return open_npz(path, name, max_samples, max_bytes, max_features)
     if fmt is DatasetFormat.SAFETENSORS:
-        return open_safetensors(path, name, max_samples, max_bytes)
-    return open_csv(path, name, label_column, max_samples)
+        return open_safetensors(path, name, max_samples, max_bytes, max_features)
+    return open_csv(path, name, label_column, max_samples, max_features)

@@ -8,6 +8,7 @@ larger than memory: no decompression and no hidden copies.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -24,11 +25,16 @@ from jobs.datasets.arrays import (
     RowReader,
     check_bytes,
     describe_arrays,
-    read_exact,
+    read_array,
+    truncated,
 )
 from jobs.datasets.base import Dataset, DatasetFormat, InvalidDataset
 
-MAX_SAFETENSORS_HEADER: Final = 100 * 1024 * 1024
+# A dataset's header describes x, y and a little metadata: a few hundred bytes. The cap
+# bounds what JSON parsing may allocate (a 100 MB header once cost the API 960 MB).
+MAX_SAFETENSORS_HEADER: Final = 1024 * 1024
+MAX_METADATA_CHARS: Final = 64 * 1024
+_KEYS: Final = frozenset({"x", "y", "__metadata__"})
 
 _ST_DTYPES: Final[dict[str, tuple[str, str, str]]] = {  # name -> (read dtype, kind, shown)
     "F16": ("<f2", "f", "float16"),
@@ -45,7 +51,11 @@ _ST_DTYPES: Final[dict[str, tuple[str, str, str]]] = {  # name -> (read dtype, k
 
 
 def open_safetensors(
-    path: Path, name: str, max_samples: int | None, max_bytes: int | None
+    path: Path,
+    name: str,
+    max_samples: int | None,
+    max_bytes: int | None,
+    max_features: int | None = None,
 ) -> Dataset:
     fh = path.open("rb")
     try:
@@ -56,7 +66,8 @@ def open_safetensors(
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > MAX_SAFETENSORS_HEADER:
             raise InvalidDataset(
-                f"{name}: the safetensors header claims {header_len} bytes (limit 100 MB)"
+                f"{name}: the safetensors header claims {header_len} bytes; at most "
+                f"{MAX_SAFETENSORS_HEADER} are accepted (save only tensors x and y)"
             )
         if 8 + header_len > size:
             raise InvalidDataset(f"{name}: the safetensors header runs past the end of the file")
@@ -65,7 +76,7 @@ def open_safetensors(
         x, x_begin = _st_tensor(name, header, "x", payload)
         y, y_begin = _st_tensor(name, header, "y", payload) if "y" in header else (None, 0)
         check_bytes(name, x, y, max_bytes)
-        info = describe_arrays(name, DatasetFormat.SAFETENSORS, x, y, max_samples)
+        info = describe_arrays(name, DatasetFormat.SAFETENSORS, x, y, max_samples, max_features)
     except BaseException:
         fh.close()
         raise
@@ -93,7 +104,25 @@ def _parse_st_header(name: str, raw: bytes) -> dict[str, Any]:
             f"{name} has no tensor 'x' (found {found[:10]}): save features as x "
             "(and labels as y) with safetensors.numpy.save_file"
         )
+    unknown = sorted(k for k in header if k not in _KEYS)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:10])
+        raise InvalidDataset(
+            f"{name} holds tensors other than x and y ({shown}): save only x (and y)"
+        )
+    _check_metadata(name, header.get("__metadata__", {}))
     return header
+
+
+def _check_metadata(name: str, metadata: object) -> None:
+    # The format's metadata is a flat string-to-string map; nothing here reads it.
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidDataset(f"{name}: __metadata__ must map names to strings")
+    if sum(len(k) + len(v) for k, v in metadata.items()) > MAX_METADATA_CHARS:
+        raise InvalidDataset(
+            f"{name}: __metadata__ holds more than {MAX_METADATA_CHARS} characters: "
+            "save the dataset without it"
+        )
 
 
 def _st_tensor(name: str, header: dict[str, Any], key: str, payload: int) -> tuple[ArraySpec, int]:
@@ -127,26 +156,28 @@ def _is_size(v: object) -> bool:
 def _file_rows(fh: IO[bytes], offset: int, spec: ArraySpec) -> RowReader:
     position = offset
 
+    row_items = math.prod(spec.row_shape)
+
     def read(count: int) -> npt.NDArray[Any]:
         nonlocal position
-        buf = _read_at(fh, position, count * spec.row_bytes)
-        position += len(buf)
-        return np.frombuffer(buf, dtype=spec.dtype).reshape(count, *spec.row_shape)
+        rows = _read_at(fh, position, count * row_items, spec.dtype)
+        position += rows.nbytes
+        return rows.reshape(count, *spec.row_shape)
 
     return read
 
 
-def _read_at(fh: IO[bytes], offset: int, n: int) -> bytes:
+def _read_at(fh: IO[bytes], offset: int, count: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     """Positional read: passes over one handle (threads, interleaved batches()) do not clash."""
-    if not hasattr(os, "pread"):  # Windows
+    if not hasattr(os, "preadv"):  # Windows, macOS before 11
         fh.seek(offset)
-        return read_exact(fh, n)
-    chunks: list[bytes] = []
-    while n > 0:
-        chunk = os.pread(fh.fileno(), min(n, 1 << 30), offset)
-        if not chunk:
-            raise InvalidDataset("the file ends before its data does (truncated?): upload it again")
-        chunks.append(chunk)
-        n -= len(chunk)
-        offset += len(chunk)
-    return b"".join(chunks)
+        return read_array(fh, count, dtype)
+    out = np.empty(count, dtype=dtype)
+    view = out.view(np.uint8).data
+    position = 0
+    while position < len(view):  # straight into the buffer: no chunks joined afterwards
+        done = os.preadv(fh.fileno(), [view[position : position + (1 << 30)]], offset + position)
+        if done <= 0:
+            raise truncated()
+        position += done
+    return out

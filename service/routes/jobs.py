@@ -21,6 +21,7 @@ from service.errors import (
     broker_unavailable,
     error_responses,
 )
+from service.limits import check_jobs_in_flight, check_storage, freeing_space
 from service.schemas import (
     LABELLED_METRICS,
     ArtifactPublic,
@@ -145,14 +146,23 @@ def job_config(
     "",
     status_code=202,
     response_model=JobPublic,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 422, 429, 503, 507),
 )
 def submit_job(
-    body: JobCreate, tenant: TenantDep, store: StoreDep, queue: QueueDep, settings: SettingsDep
+    body: JobCreate,
+    tenant: TenantDep,
+    store: StoreDep,
+    blobs: BlobsDep,
+    queue: QueueDep,
+    settings: SettingsDep,
 ) -> JobPublic:
     """Submit a pruning job; poll GET /v1/jobs/{id} until it has finished."""
     model, dataset, eval_dataset = _lookup(store, tenant, body)
     config = job_config(body, model, dataset, eval_dataset, settings)
+    # After the request's own errors (404, 422), which tell the client more.
+    check_jobs_in_flight(store, settings, tenant)
+    # What the job will publish is unknown yet: refuse only a tenant already at its quota.
+    check_storage(store, blobs, settings, tenant, 0)
     job = store.add_job(tenant, model.id, dataset.id, body.eval_dataset_id, config)
     try:
         queue.enqueue_job(job.id)
@@ -201,8 +211,12 @@ def delete_job(job: OwnedJob, tenant: TenantDep, store: StoreDep, blobs: BlobsDe
             f"(POST /v1/jobs/{job.id}/cancel), then delete it once it has stopped",
             code="job_active",
         )
-    store.delete_job(tenant, job.id)
-    blobs.remove_job_dir(job.id)
+
+    def delete() -> None:
+        store.delete_job(tenant, job.id)
+        blobs.remove_job_dir(job.id)
+
+    freeing_space(blobs, delete)
 
 
 # -- published files ------------------------------------------------------------------------

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import QueueDep, StoreDep
+from service.deps import BlobsDep, QueueDep, SettingsDep, StoreDep
 from service.errors import error_body
+from service.limits import check_free_disk
 from service.schemas import HealthPublic, ReadyPublic
 
 router = APIRouter(tags=["operations"])
@@ -33,9 +34,19 @@ def _check(probe: Callable[[], None]) -> str:
     response_model=ReadyPublic,
     responses={503: {"description": "a dependency is unreachable; `checks` says which"}},
 )
-def readyz(store: StoreDep, queue: QueueDep) -> ReadyPublic | JSONResponse:
-    """The job store and the broker are reachable."""
-    checks = {"database": _check(store.ping), "broker": _check(queue.ping)}
+def readyz(
+    store: StoreDep, queue: QueueDep, blobs: BlobsDep, settings: SettingsDep
+) -> ReadyPublic | JSONResponse:
+    """The job store and the broker are reachable, and the data directory has free space.
+
+    A full disk fails the probe (no upload or job could be stored), while reads and
+    deletions keep working for clients that reach this process.
+    """
+    checks = {
+        "database": _check(store.ping),
+        "broker": _check(queue.ping),
+        "disk": _check(lambda: check_free_disk(blobs, settings, 0)),
+    }
     if all(result == "ok" for result in checks.values()):
         return ReadyPublic(status="ready", checks=checks)
     failing = "; ".join(f"{name}: {result}" for name, result in checks.items() if result != "ok")

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pruning.archive import read_program
+from pruning.archive import ArchiveLimits, read_program
 from pruning.errors import UnsafeModel
+from pruning.op_allowlist import is_allowed_target
+from pruning.sym_expr import check_expr
 from tests.hostile import Canary
 from tests.tiny_models import MLP, export_to, randomize_bn
 
@@ -158,3 +160,94 @@ def test_zip_bomb_is_refused(saved: Path, tmp_path: Path) -> None:
         zout.writestr(f"{top}/data/weights/weight_99", io.BytesIO(bytes(50 * 1024**2)).getvalue())
     with pytest.raises(UnsafeModel, match="zip bomb"):
         read_program(bomb)
+
+
+class _Expanded(torch.nn.Module):
+    """What torch.export.save writes with zero strides: an expanded buffer and constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 4)
+        self.register_buffer("rows", torch.arange(4.0).reshape(1, 4).expand(1000, 4))
+        self.table = torch.ones(3).expand(5, 3)  # a constant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, 6)
+        return self.fc(x) + self.rows[:1] + self.table.sum()  # (N, 4)
+
+
+def test_expanded_buffers_torch_writes_are_read_back(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    program = torch.export.export(_Expanded().eval(), (torch.randn(2, 6),))
+    torch.export.save(program, tmp_path / "m.pt2")
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(read_program(tmp_path / "m.pt2").module()(x), program.module()(x))
+
+
+def test_views_may_not_claim_far_more_than_their_payload(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    program = torch.export.export(_Expanded().eval(), (torch.randn(2, 6),))
+    torch.export.save(program, tmp_path / "m.pt2")
+    with pytest.raises(UnsafeModel, match="elements more than the archive stores"):
+        read_program(tmp_path / "m.pt2", ArchiveLimits(max_expanded_elements=1000))
+
+
+def test_buffers_and_constants_count_against_max_parameters(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    program = torch.export.export(_Expanded().eval(), (torch.randn(2, 6),))
+    torch.export.save(program, tmp_path / "m.pt2")
+    weights = 4 * 6 + 4  # parameters alone
+    with pytest.raises(UnsafeModel, match="parameters, buffers and constants"):
+        read_program(tmp_path / "m.pt2", ArchiveLimits(max_parameters=weights + 100))
+    read_program(tmp_path / "m.pt2", ArchiveLimits(max_parameters=weights + 4000 + 15))
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "Symbol('s77', positive=True, integer=True)",
+        "Mul(Integer(2), Symbol('s0', positive=True, integer=True))",
+        "Add(Mul(Integer(12), Pow(FloorDiv(Add(Symbol('s0', positive=True, integer=True), "
+        "Integer(-1)), Integer(2)), Integer(2))), Integer(12))",
+        "Mul(Symbol('s0'), Pow(Symbol('s1'), Integer(-1)))",
+        "Max(Integer(1), Symbol('s0'))",
+        "StrictLessThan(Symbol('s0'), oo)",
+        "Float('1.5', precision=53)",
+    ],
+)
+def test_symbolic_expressions_torch_writes_pass(expr: str) -> None:
+    assert check_expr(expr, "x") == expr
+
+
+@pytest.mark.parametrize(
+    ("expr", "reason"),
+    [
+        ("Pow(Integer(3), Integer(100000000))", "power of a literal"),
+        ("PowByNatural(Integer(7), Integer(99999999))", "power of a literal"),
+        ("Pow(Pow(Symbol('s0'), Integer(8)), Integer(8))", "degree"),
+        ("Pow(Symbol('s0'), Integer(1000))", "exponent"),
+        ("Pow(Symbol('s0'), Symbol('s1'))", "exponent"),
+        ("Integer(99999999999999999999)", "out of range"),
+        ("Max(" * 40 + "Symbol('s0')" + ")" * 40, "nested too deeply"),
+        ("3**3**3**3", "expected|refused"),
+        ("Rational(1, 0)", "zero denominator"),
+        ("Symbol('s0').__class__", "trailing|refused"),
+        ("Mul(" + ", ".join(["Symbol('s0')"] * 17) + ")", "degree"),
+    ],
+)
+def test_expensive_symbolic_expressions_are_refused(expr: str, reason: str) -> None:
+    with pytest.raises(UnsafeModel, match=reason):
+        check_expr(expr, "x")
+
+
+@pytest.mark.parametrize(
+    ("target", "allowed"),
+    [
+        ("torch.ops.aten.relu.default", True),
+        ("torch.ops.aten.relu_.default", True),  # in place on self: torch exports these
+        ("torch.ops.aten.relu.out", False),
+        ("torch.ops.aten.max.dim_max", False),  # an out variant by another name
+        ("torch.ops.aten.linear.nonexistent", False),
+    ],
+)
+def test_out_overloads_are_refused(target: str, allowed: bool) -> None:
+    assert is_allowed_target(target) is allowed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from tests.hostile import (
     Hostile,
     hostile_datasets,
     hostile_models,
+    robustness_models,
     sample_inputs_with_a_canary,
 )
 
@@ -55,6 +57,53 @@ def test_the_reader_refuses_every_hostile_model(
             read_program(path)
         assert re.search(item.reason, str(refused.value), re.I), (item.name, str(refused.value))
     assert list(canary.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def fragile(tmp_path_factory: pytest.TempPathFactory) -> list[Hostile]:
+    return robustness_models(tmp_path_factory.mktemp("fragile"))
+
+
+def test_the_reader_refuses_what_once_crashed_or_ran_for_hours(
+    fragile: list[Hostile], tmp_path: Path
+) -> None:
+    """Each was an unexpected exception, a SIGSEGV or hours of CPU before issue 10."""
+    assert len(fragile) >= 16
+    for item in fragile:
+        path = tmp_path / "m.pt2"
+        path.write_bytes(item.data)
+        started = time.monotonic()
+        with pytest.raises(UnsafeModel) as refused:
+            read_program(path)
+        assert re.search(item.reason, str(refused.value), re.I), (item.name, str(refused.value))
+        assert time.monotonic() - started < 10, item.name
+
+
+def test_prune_exits_2_with_one_line_on_what_once_crashed(
+    fragile: list[Hostile], files: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for item in fragile:
+        path = tmp_path / "m.pt2"
+        path.write_bytes(item.data)
+        code = deadweight(["prune", str(path), str(files / "data.npz"), "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (item.name, err)
+        assert err.startswith("deadweight: error:") and "\n" not in err, (item.name, err)
+
+
+def test_the_real_command_refuses_the_segfaulting_batch_norm(
+    fragile: list[Hostile], files: Path, tmp_path: Path
+) -> None:
+    """Before issue 10 this process died of SIGSEGV with nothing on stderr."""
+    path = tmp_path / "m.pt2"
+    path.write_bytes(next(m for m in fragile if "SIGSEGV" in m.name).data)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("deadweight")), "prune", str(path),
+         str(files / "data.npz"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "batch norm over 100000000 channels" in proc.stderr
 
 
 def test_prune_exits_2_on_every_hostile_model(

@@ -53,9 +53,10 @@ class Cluster:
     model_id: str
     dataset_id: str
 
-    def worker(self) -> subprocess.Popen[bytes]:
+    def worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
         # One job at a time, so that which job runs when is up to the test.
-        return self.procs.start("worker", [DEADWEIGHT, "worker", "--concurrency", "1"], self.env)
+        env = {**self.env, **extra_env}
+        return self.procs.start("worker", [DEADWEIGHT, "worker", "--concurrency", "1"], env)
 
     def submit(self, thresholds: list[dict[str, float]] = THRESHOLDS) -> str:
         body = {"model_id": self.model_id, "dataset_id": self.dataset_id,
@@ -76,13 +77,15 @@ class Cluster:
             time.sleep(0.3)
         raise AssertionError(f"job {job_id} still {record}\n{self.procs.dump_logs()}")
 
-    def assert_complete(self, job_id: str) -> None:
-        results = self.client.get(f"/v1/jobs/{job_id}/results").json()
-        assert [c["index"] for c in results["candidates"]] == list(range(len(THRESHOLDS)))
+    def assert_complete(self, job_id: str, candidates: int = len(THRESHOLDS)) -> None:
+        response = self.client.get(f"/v1/jobs/{job_id}/results")
+        assert response.status_code == 200, response.text
+        results = response.json()
+        assert [c["index"] for c in results["candidates"]] == list(range(candidates))
         names = [a["name"] for a in self.client.get(f"/v1/jobs/{job_id}/artifacts").json()]
         assert len(names) == len(set(names)) and "results.json" in names
         published = {p.name for p in (self.data_dir / "jobs" / job_id).iterdir()}
-        assert published == set(names)  # nothing half-written, nothing extra
+        assert published == set(names) | {".manifest.json"}  # nothing half-written or extra
         leftovers = list((self.data_dir / "jobs").glob(f".{job_id}*"))
         assert leftovers == [], leftovers
 
@@ -254,3 +257,22 @@ def test_redis_restarted_while_jobs_are_queued(
         assert any("its message is gone: sending it again" in text for text in logs)
     finally:
         started.close()
+
+
+@pytest.fixture
+def fs_cluster(processes: Processes, postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """The filesystem broker (no Redis): what this test needs is the worker and the store."""
+    yield from start_cluster(processes, "filesystem://", postgres_url, tmp_path)
+
+
+def test_a_crash_between_publishing_and_recording_success(fs_cluster: Cluster) -> None:
+    # The pool child dies (SIGKILL) right after renaming attempt 1's result set into place,
+    # before `succeeded` is written: the published set is the job's outcome.
+    fs_cluster.worker(DW_TEST_CRASH_AFTER_PUBLISH="1")
+    job_id = fs_cluster.submit()
+    final = fs_cluster.wait(job_id, TERMINAL)
+    assert final["status"] == "succeeded", (final, fs_cluster.procs.dump_logs())
+    assert final["attempts"] == 1 and final["error"] is None  # recorded, never re-run
+    fs_cluster.assert_complete(job_id)
+    logs = [p.read_text(errors="replace") for p in fs_cluster.procs.logs.iterdir()]
+    assert any("lost after publishing; recorded succeeded" in text for text in logs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -14,12 +15,26 @@ import pytest
 from safetensors.numpy import save_file
 
 from jobs.datasets import (
+    VALIDATE_BATCH_BYTES,
     DatasetFormat,
     DatasetInfo,
     InvalidDataset,
     check_fits_model,
     detect_format,
     open_dataset,
+)
+from tests.hostile_datasets import (
+    MIB,
+    csv_endless_line,
+    csv_header,
+    csv_quoted_row,
+    csv_rows,
+    npz_bomb,
+    npz_many_dimensions,
+    npz_nested_zip,
+    safetensors_deep_json,
+    safetensors_header,
+    zip_directory_bomb,
 )
 
 BATCH_SIZES = [1, 3, 4, 10, 64]  # 3 and 4 do not divide N=10
@@ -238,7 +253,7 @@ def test_safetensors_round_trip(tmp_path: Path, batch_size: int) -> None:
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(10, 1, 4, 4)).astype(np.float32), rng.integers(0, 3, 10)
     path = tmp_path / "data.safetensors"
-    save_file({"x": x, "y": y, "extra": np.zeros(1)}, str(path), metadata={"source": "test"})
+    save_file({"x": x, "y": y}, str(path), metadata={"source": "test"})
     with open_dataset(path) as ds:
         info = ds.info
     assert (info.format, info.samples, info.x_shape) == (DatasetFormat.SAFETENSORS, 10, [1, 4, 4])
@@ -398,7 +413,7 @@ def test_safetensors_header_refusals(
 def test_safetensors_header_size_is_checked_before_reading(tmp_path: Path) -> None:
     huge = tmp_path / "huge.safetensors"
     huge.write_bytes(struct.pack("<Q", 200 * 1024 * 1024) + b"{}")
-    _refused(huge, "claims 209715200 bytes", "limit 100 MB")
+    _refused(huge, "claims 209715200 bytes", "at most 1048576")
     longer = tmp_path / "longer.safetensors"
     longer.write_bytes(struct.pack("<Q", 1000) + b'{"x": 1}')
     _refused(longer, "runs past the end of the file")
@@ -569,3 +584,113 @@ def test_check_fits_model() -> None:
         check_fits_model(_info([784]), [None, 1, 28, 28])
     with pytest.raises(InvalidDataset, match=r"expects \[\]"):
         check_fits_model(_info([3]), [])
+
+
+# --- bounds: memory and time do not grow with what a file declares ---------------------------
+
+
+def _peak_while(fn: Any) -> int:
+    """Peak bytes traced (NumPy's buffers and Python objects) while `fn` runs."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _validate(path: Path, **kw: Any) -> None:
+    with open_dataset(path, **kw) as ds:
+        ds.validate()
+
+
+def test_validate_batches_are_sized_by_bytes_not_rows(tmp_path: Path) -> None:
+    # 64 rows of 4 MiB: a batch of 4096 rows would be the whole 256 MiB, read twice over.
+    npz = npz_bomb(tmp_path / "wide.npz", rows=64, row_mib=4)
+    assert _peak_while(lambda: _validate(npz)) < 40 * MIB
+    st = tmp_path / "wide.safetensors"
+    width = 2 * MIB  # float32: 8 MiB per row
+    _write_raw_safetensors(
+        st, _st_header({"dtype": "F32", "shape": [8, width], "data_offsets": [0, 64 * MIB]}),
+        bytes(64 * MIB),
+    )  # fmt: skip
+    assert _peak_while(lambda: _validate(st)) < 48 * MIB
+    with open_dataset(npz) as ds:
+        assert ds.rows_per_batch(VALIDATE_BATCH_BYTES) == 1  # one wide sample at least
+    with open_dataset(st) as ds:
+        assert ds.rows_per_batch(1 << 40) > 1000
+
+
+def test_csv_rows_are_parsed_into_a_table_in_place(tmp_path: Path) -> None:
+    path = csv_rows(tmp_path / "wide.csv", rows=4096, columns=2000)  # 16 MB of zeros
+    assert _peak_while(lambda: _validate(path)) < 40 * MIB
+    with open_dataset(path) as ds:
+        assert ds.info.samples == 4096 and ds.info.x_shape == [2000]
+
+
+@pytest.mark.timeout(60)
+def test_csv_header_checks_are_linear(tmp_path: Path) -> None:
+    distinct = csv_header(tmp_path / "distinct.csv", 120_000, distinct=True, rows=1)  # 0.9 MB
+    start = time.monotonic()
+    with open_dataset(distinct) as ds:
+        assert ds.info.x_shape == [120_000]
+    repeated = csv_header(tmp_path / "repeated.csv", 450_000, distinct=False)
+    _refused(repeated, "column names must be unique; repeated: ['a']")
+    assert time.monotonic() - start < 5
+
+
+def test_csv_feature_limit_comes_before_any_column_work(tmp_path: Path) -> None:
+    path = csv_header(tmp_path / "wide.csv", 450_000, distinct=False)
+    _refused(path, "has 450000 values per sample", "at most 1000", max_features=1000)
+    path.write_text("a,b,y\n1,2,0\n")
+    _refused(path, "has 3 values per sample", max_features=2)
+    with open_dataset(path, label_column="y", max_features=2) as ds:  # the label is no feature
+        assert ds.info.x_shape == [2]
+
+
+def test_csv_long_lines_are_refused_without_being_read_whole(tmp_path: Path) -> None:
+    endless = csv_endless_line(tmp_path / "endless.csv", mib=8)
+    message = _refused(endless, "line 2 is longer than 1048576 characters", ".npz")
+    assert message.startswith("endless.csv")
+    assert _peak_while(lambda: _refused(endless, "longer")) < 16 * MIB
+    header = tmp_path / "header.csv"
+    header.write_text("a" * (2 * MIB) + "\n1\n")
+    _refused(header, "line 1 is longer than 1048576 characters")
+    quoted = csv_quoted_row(tmp_path / "quoted.csv", 600_000)  # one row over many lines
+    _refused(quoted, "is longer than 1048576 characters")
+
+
+def test_safetensors_holds_only_x_y_and_small_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "data.safetensors"
+    save_file({"x": np.zeros((2, 2), np.float32), "extra": np.zeros(1)}, str(path))
+    _refused(path, "holds tensors other than x and y ('extra')", "save only x")
+    junk = safetensors_header(tmp_path / "junk.safetensors", junk_mib=64)
+    _refused(junk, "header claims", "at most 1048576")
+    x = {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}
+    for metadata, fragment in [
+        ({"a": 1}, "must map names to strings"),
+        ([], "must map names to strings"),
+        ({"a": "b" * (65 * 1024)}, "more than 65536 characters"),
+    ]:
+        header = json.dumps({"x": x, "__metadata__": metadata}).encode()
+        _write_raw_safetensors(path, header, bytes(16))
+        _refused(path, fragment)
+    deep = safetensors_deep_json(tmp_path / "deep.safetensors", 100_000)
+    _refused(deep, "not valid JSON")
+
+
+def test_npz_zip_directory_is_checked_before_zipfile_parses_it(tmp_path: Path) -> None:
+    path = zip_directory_bomb(tmp_path / "entries.npz", 300_000, model=False)
+    assert _peak_while(lambda: _refused(path, "declares 300001 entries; at most 64")) < MIB
+
+
+def test_npz_declared_sizes_are_capped_before_reading(tmp_path: Path) -> None:
+    bomb = npz_bomb(tmp_path / "bomb.npz", rows=512, row_mib=4)  # 2 MB -> 2 GiB
+    assert bomb.stat().st_size < 4 * MIB
+    _refused(bomb, "holds 2147483648 bytes of arrays; the limit is 1000000", max_bytes=1_000_000)
+    fortran = npz_bomb(tmp_path / "fortran.npz", rows=300, row_mib=1, fortran=True)
+    _refused(fortran, "Fortran (column-major) order", "np.ascontiguousarray(x)")
+    dims = npz_many_dimensions(tmp_path / "dims.npz")
+    _refused(dims, "x has 41 dimensions; at most 16")
+    nested = npz_nested_zip(tmp_path / "nested.npz")
+    _refused(nested, "array 'x' has an unreadable .npy header")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import update
 
+from jobs.lifecycle import STORE_OUTAGE
 from jobs.states import JobStatus, Stage
 from jobs.store import JobStore
 from jobs.tables import DatasetRow, JobRow, ModelRow, utcnow
@@ -118,3 +121,31 @@ def test_retention_removes_old_finished_jobs_and_unused_uploads(store: JobStore)
     assert store.get_model("acme", old_model) is None
     assert store.get_model("acme", new_model) is not None
     assert store.get_model("acme", used_model) is not None
+
+
+def test_a_published_job_is_reaped_as_succeeded(store: JobStore) -> None:
+    done, lost = _job(store), _job(store)
+    for job_id in (done, lost):
+        store.start_job(job_id, lease_seconds=EXPIRED)
+    reaped = store.reap_expired(max_attempts=1, published=lambda job_id: job_id == done)
+    assert reaped.succeeded == [done] and reaped.failed == [lost]
+    job = store.get_job_any_tenant(done)
+    assert job is not None and job.status is JobStatus.SUCCEEDED and job.fraction == 1.0
+    assert store.attempts_of([done, lost, "f" * 32]) == {
+        done: ("succeeded", 1),
+        lost: ("failed", 1),
+    }
+
+
+def test_an_unreachable_database_is_a_store_outage() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    gone = JobStore(f"postgresql+psycopg://postgres@127.0.0.1:{port}/x")
+    try:
+        with pytest.raises(STORE_OUTAGE):
+            gone.is_cancel_requested("a" * 32, 1)
+        with pytest.raises(STORE_OUTAGE):
+            gone.renew_lease("a" * 32, 1, 60)
+    finally:
+        gone.dispose()

@@ -15,7 +15,14 @@ import pytest
 import redis
 from kombu.connection import Connection
 
-from jobs.queue import INSPECT_MODEL_TASK, RUN_JOB_TASK, Queue, make_celery
+from jobs.queue import (
+    INSPECT_MODEL_TASK,
+    INSPECT_QUEUE_NAME,
+    QUEUE_NAME,
+    RUN_JOB_TASK,
+    Queue,
+    make_celery,
+)
 from jobs.settings import Settings
 
 JOB_ID = secrets.token_hex(16)
@@ -33,7 +40,8 @@ def test_celery_configuration(tmp_path: Path) -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (100, 130)
     assert conf.worker_max_tasks_per_child == 1
-    assert conf.task_default_queue == "deadweight"
+    assert conf.task_default_queue == QUEUE_NAME == "deadweight"
+    assert conf.task_routes == {INSPECT_MODEL_TASK: {"queue": INSPECT_QUEUE_NAME}}
     assert conf.worker_hijack_root_logger is False
     assert conf.broker_connection_retry_on_startup is True
     assert conf.broker_transport_options == settings.broker_transport_options()
@@ -60,12 +68,14 @@ def redis_app(redis_url: str, tmp_path: Path) -> Iterator[celery.Celery]:
     app = make_celery(Settings(data_dir=tmp_path, broker_url=redis_url))
     name = f"deadweight-test-{secrets.token_hex(6)}"
     app.conf.task_default_queue = name
+    app.conf.task_routes = {INSPECT_MODEL_TASK: {"queue": f"{name}.inspect"}}
     try:
         yield app
     finally:
         client = redis.Redis.from_url(redis_url)
-        # The queue and the exchange bindings kombu recorded for it.
-        client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+        for queue in (name, f"{name}.inspect"):
+            # The queue and the exchange bindings kombu recorded for it.
+            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         client.close()
 
 
@@ -85,15 +95,19 @@ def test_ping_unreachable_redis_fails_fast(tmp_path: Path) -> None:
 
 @pytest.mark.redis
 @pytest.mark.parametrize(
-    ("send", "task_name"),
-    [(Queue.enqueue_job, RUN_JOB_TASK), (Queue.enqueue_inspection, INSPECT_MODEL_TASK)],
+    ("send", "task_name", "suffix"),
+    [
+        (Queue.enqueue_job, RUN_JOB_TASK, ""),
+        # Inspections have a queue of their own: they never wait behind long jobs.
+        (Queue.enqueue_inspection, INSPECT_MODEL_TASK, ".inspect"),
+    ],
 )
 def test_redis_round_trip_carries_only_the_id(
-    redis_app: celery.Celery, redis_url: str, send: object, task_name: str
+    redis_app: celery.Celery, redis_url: str, send: object, task_name: str, suffix: str
 ) -> None:
     assert callable(send)
     send(Queue(redis_app), JOB_ID)
-    name = redis_app.conf.task_default_queue
+    name = redis_app.conf.task_default_queue + suffix
     with Connection(redis_url) as connection:
         message = connection.default_channel.basic_get(name, no_ack=True)
     assert message is not None, "the message did not reach the queue"

@@ -37,7 +37,7 @@ def test_migrate_twice_is_idempotent(database_url: str) -> None:
         job = store.add_job("acme", "m" * 32, "d" * 32, None, {})
         store.migrate()
         assert store.get_job("acme", job.id) == job, "a second migrate keeps the data"
-        assert _version(database_url) == "0002"
+        assert _version(database_url) == "0003"
     finally:
         store.dispose()
 
@@ -76,7 +76,7 @@ def test_concurrent_migrations_do_not_crash(database_url: str) -> None:
     ]
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0] * 6, "\n".join(errors)
-    assert _version(database_url) == "0002"
+    assert _version(database_url) == "0003"
 
 
 def test_migrate_from_another_directory(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_migrate_from_another_directory(tmp_path: Path) -> None:
     code = f"from jobs.store import JobStore; JobStore({url!r}).migrate()"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, timeout=60)
-    assert _version(url) == "0002"
+    assert _version(url) == "0003"
 
 
 def test_sqlite_runs_in_wal_mode(sqlite_url: str, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ def test_healthz(client: TestClient) -> None:
 def test_readyz_with_embedded_defaults(client: TestClient) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok"}}
+    checks = {"database": "ok", "broker": "ok", "disk": "ok"}
+    assert response.json() == {"status": "ready", "checks": checks}
 
 
 def test_readyz_reports_an_unreachable_broker(make_client: ClientFactory) -> None:

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sqlalchemy import update
 from torch import nn
 
 from jobs.blobs import BlobStore
+from jobs.lifecycle import is_complete, write_manifest
 from jobs.records import JobRecord
 from jobs.settings import Settings
 from jobs.states import JobStatus, ModelStatus
 from jobs.store import JobStore
+from jobs.tables import JobRow, utcnow
 from tests.tiny_models import export_to
-from worker.execute import execute_inspection, execute_job
+from worker.execute import execute_inspection, execute_job, scrub
 
 TENANT = "default"
 
@@ -214,3 +222,173 @@ def test_inspection_marks_models_ready_or_invalid(
     execute_inspection(bad, world.store, world.blobs, world.settings)
     record = world.store.get_model(TENANT, bad)
     assert record is not None and record.status is ModelStatus.INVALID and record.error
+
+
+# -- crashes, outages of the disk, limits and messages (issue 10) -----------------------------
+def _attempt_folders(world: World) -> list[str]:
+    return [p.name for p in world.blobs.jobs_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_a_published_result_set_is_the_outcome_of_the_next_attempt(
+    world: World, model_file: Path
+) -> None:
+    # Attempt 1 published its folder, then its worker died before recording success.
+    model_id = world.model(model_file)
+    job = world.run(world.job(model_id, world.npz()).id)
+    results = world.blobs.job_dir(job.id) / "results.json"
+    written = results.stat().st_mtime_ns
+    with world.store._session() as session:
+        session.execute(
+            update(JobRow)
+            .where(JobRow.id == job.id)
+            .values(status="running", lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    assert world.store.reap_expired(max_attempts=3).requeued == [job.id]
+    model = world.store.get_model(TENANT, model_id)
+    assert model is not None
+    world.blobs.delete(model.sha256)  # a second run of the engine would fail without it
+    again = world.run(job.id)
+    assert again.status is JobStatus.SUCCEEDED and again.error is None, again.error
+    assert again.attempts == 2 and results.stat().st_mtime_ns == written  # not re-run
+    assert _attempt_folders(world) == []
+
+
+def test_an_incomplete_published_folder_is_not_an_outcome(world: World, tmp_path: Path) -> None:
+    folder = tmp_path / "published"
+    folder.mkdir()
+    (folder / "results.json").write_text("{}")
+    assert write_manifest(folder) == 2 and is_complete(folder)
+    (folder / "pruned-0.pt2").write_bytes(b"extra")  # not in the manifest
+    assert not is_complete(folder)
+    (folder / "pruned-0.pt2").unlink()
+    (folder / "results.json").write_text("{ }")  # another size
+    assert not is_complete(folder)
+
+
+def test_an_internal_error_names_an_incident_not_its_text(
+    world: World, model_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stored configuration the engine cannot take (a TypeError deep inside it).
+    job = world.job(world.model(model_file), world.npz(), thresholds=[{"bogus": 1}])
+    job = world.run(job.id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    match = re.fullmatch(
+        r"internal error in the engine \(incident ([0-9a-f]{12})\); the operator can find "
+        r"the details in the worker log",
+        job.error,
+    )
+    assert match, job.error
+    logged = [r.getMessage() for r in caplog.records if match.group(1) in r.getMessage()]
+    assert logged and "TypeError" in logged[0] and "bogus" in logged[0]  # details, same ID
+    assert _attempt_folders(world) == []
+
+
+def test_a_refusal_names_the_upload_not_its_path(world: World, model_file: Path) -> None:
+    dataset_id = world.npz()
+    record = world.store.get_dataset(TENANT, dataset_id)
+    assert record is not None
+    world.blobs.path(record.sha256).unlink()  # the reader meets a FileNotFoundError
+    job = world.run(world.job(world.model(model_file), dataset_id).id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert str(world.root) not in job.error and record.sha256 not in job.error
+    assert "data-200.npz" in job.error
+    assert _attempt_folders(world) == []
+
+
+def test_a_message_that_reaches_a_user_has_no_data_paths_or_addresses(tmp_path: Path) -> None:
+    blob = tmp_path / "blobs" / "ab" / ("ab" * 32)
+    message = (
+        f"cannot read {blob}: bad entry at <object at 0x7f3a2b4c5d60> "
+        f"(see {tmp_path}/jobs/.x.attempt-1/tmp/file)"
+    )
+    clean = scrub(message, {str(blob): "model.pt2"}, tmp_path)
+    assert clean == "cannot read model.pt2: bad entry at <object at 0x…> (see <data dir>/…)"
+
+
+def test_a_native_crash_is_named_a_crash(
+    world: World, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DW_TEST_ENGINE_CRASH", "statistics")
+    job = world.run(world.job(world.model(model_file), world.npz()).id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.startswith("the engine crashed (SIGSEGV) while computing statistics")
+    assert "memory" not in job.error and "incident" in job.error
+    assert _attempt_folders(world) == [] and not world.blobs.job_dir(job.id).exists()
+
+
+def test_an_inspection_has_a_time_limit_of_its_own(world: World, model_file: Path) -> None:
+    # One second is less than the engine needs to import torch: the limit strikes.
+    world.settings = Settings(data_dir=world.root, inspection_time_limit=1, device="cpu")
+    model_id = world.model(model_file)
+    started = time.monotonic()
+    execute_inspection(model_id, world.store, world.blobs, world.settings)
+    assert time.monotonic() - started < 30
+    record = world.store.get_model(TENANT, model_id)
+    assert record is not None and record.status is ModelStatus.INVALID
+    assert record.error == (
+        "the model took longer than 1 s to inspect (DEADWEIGHT_INSPECTION_TIME_LIMIT); "
+        "a model this costly to read is refused"
+    )
+    assert list(world.blobs.tmp_dir.glob(".inspect-*")) == []
+
+
+def test_a_job_may_not_publish_more_than_its_output_cap(world: World, model_file: Path) -> None:
+    world.settings = Settings(
+        data_dir=world.root, batch_size=32, device="cpu", job_output_bytes=20_000
+    )
+    job = world.run(world.job(world.model(model_file), world.npz()).id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert "DEADWEIGHT_JOB_OUTPUT_BYTES" in job.error and "20000 bytes" in job.error
+    assert _attempt_folders(world) == [] and not world.blobs.job_dir(job.id).exists()
+
+
+def test_a_job_does_not_start_without_free_disk(world: World, model_file: Path) -> None:
+    free = shutil.disk_usage(world.root).free
+    world.settings = Settings(
+        data_dir=world.root, batch_size=32, device="cpu", min_free_disk_bytes=free + 2**40
+    )
+    job = world.run(world.job(world.model(model_file), world.npz()).id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.startswith("the data directory is full")
+    assert "DEADWEIGHT_MIN_FREE_DISK_BYTES" in job.error
+    assert _attempt_folders(world) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (needs the right to mount: root, as in CI's container)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_a_clear_job_error_and_the_service_recovers(
+    small_disk: Path, tmp_path: Path, model_file: Path
+) -> None:
+    world = World(small_disk / "data")
+    # The store lives elsewhere: this is about the job's files, not the database's.
+    world.store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    world.store.migrate()
+    world.settings = Settings(
+        data_dir=world.root, batch_size=32, device="cpu", min_free_disk_bytes=0
+    )
+    model_id, dataset_id = world.model(model_file), world.npz()
+    filler = small_disk / "filler"
+    with filler.open("wb") as handle:  # leave 64 KiB: the plots and programs do not fit
+        handle.write(b"\0" * (shutil.disk_usage(small_disk).free - 64 * 1024))
+    job = world.run(world.job(model_id, dataset_id).id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert job.error.startswith("the data directory is full"), job.error
+    assert _attempt_folders(world) == [] and not world.blobs.job_dir(job.id).exists()
+
+    filler.unlink()  # space is freed: the next job runs
+    again = world.run(world.job(model_id, dataset_id).id)
+    assert again.status is JobStatus.SUCCEEDED, again.error

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,15 @@ from torch import nn
 
 from jobs.settings import GIB
 from tests.tiny_models import export_to
-from worker.sandbox import Limits, SandboxFailure, child_env, run_sandboxed
+from worker.sandbox import (
+    EngineCrashed,
+    EngineInternalError,
+    EngineTimedOut,
+    Limits,
+    SandboxFailure,
+    child_env,
+    run_sandboxed,
+)
 
 
 def test_the_child_has_its_limits_its_directory_and_no_service_settings(
@@ -93,3 +104,55 @@ def test_a_refused_model_fails_with_the_readers_reason(tmp_path: Path) -> None:
     junk.write_bytes(b"not a zip")
     with pytest.raises(SandboxFailure, match="not a zip"):
         run_sandboxed({"kind": "inspect", "model": str(junk)}, tmp_path / "w", Limits(0, 60))
+
+
+def test_a_native_crash_is_a_crash_not_a_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DW_TEST_ENGINE_CRASH", "start")  # a real SIGSEGV, first thing
+    with pytest.raises(EngineCrashed) as caught:
+        run_sandboxed({"kind": "inspect", "model": "x"}, tmp_path / "w", Limits(0, 60))
+    message = str(caught.value)
+    assert message.startswith("the engine crashed (SIGSEGV) while inspecting the model")
+    assert "memory" not in message and "incident" in message
+
+
+def test_an_unexpected_exception_becomes_an_incident(tmp_path: Path) -> None:
+    with pytest.raises(EngineInternalError) as caught:
+        run_sandboxed({"kind": "no such kind"}, tmp_path / "w", Limits(0, 60))
+    assert "no such kind" not in str(caught.value)  # only in the log
+    assert "no such kind" in caught.value.detail and caught.value.incident in str(caught.value)
+
+
+def test_the_wall_clock_limit_kills_the_child(tmp_path: Path) -> None:
+    model = export_to(Outer(), tmp_path / "outer.pt2", d_in=5)
+    started = time.monotonic()
+    with pytest.raises(EngineTimedOut):  # importing torch alone takes longer
+        run_sandboxed(
+            {"kind": "inspect", "model": str(model)},
+            tmp_path / "w",
+            Limits(0, 60, wall_seconds=0.5),
+        )
+    assert time.monotonic() - started < 10
+
+
+def test_the_cli_reports_a_native_crash_in_one_line(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    torch.manual_seed(0)
+    model = export_to(Outer(), files / "model.pt2", d_in=5)
+    np.savez(files / "data.npz", x=np.ones((8, 5), np.float32))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"}
+    env["DW_TEST_ENGINE_CRASH"] = "statistics"
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("deadweight")), "prune", str(model),
+         str(files / "data.npz"), "--out", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        "deadweight: error: the engine crashed (SIGSEGV) while computing statistics"
+    )
+    assert result.stdout == ""

@@ -1,0 +1,121 @@
+"""Fair ordering between tenants, blob holds and per-tenant figures, on both backends."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from jobs.blobs import BlobStore
+from jobs.states import JobStatus, ModelStatus
+from jobs.store import JobStore
+
+SHA = "ab" * 32
+
+
+def _jobs(store: JobStore, tenant: str, count: int) -> list[str]:
+    return [store.add_job(tenant, "m", "d", None, {}).id for _ in range(count)]
+
+
+def test_a_tenants_backlog_does_not_hold_up_another_tenants_first_job(store: JobStore) -> None:
+    backlog = _jobs(store, "busy", 5)
+    first = store.start_fair_job(backlog[0], owner="w1")
+    assert first is not None and first.id == backlog[0]
+    (newcomer,) = _jobs(store, "quiet", 1)
+    # The next message names one of busy's jobs, but quiet has nothing running.
+    taken = store.start_fair_job(backlog[1], owner="w2")
+    assert taken is not None and taken.id == newcomer
+    # Then busy's queue goes on, oldest first.
+    nxt = store.start_fair_job(backlog[3], owner="w3")
+    assert nxt is not None and nxt.tenant == "busy"
+
+
+def test_with_one_tenant_the_named_job_runs(store: JobStore) -> None:
+    jobs = _jobs(store, "solo", 3)
+    started = store.start_fair_job(jobs[2], owner="w")
+    assert started is not None and started.id == jobs[2]
+
+
+def test_every_queued_job_is_started_once_by_as_many_messages(store: JobStore) -> None:
+    jobs = _jobs(store, "a", 3) + _jobs(store, "b", 3)
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def consume(hint: str) -> None:
+        job = store.start_fair_job(hint, owner="w")
+        if job is not None:
+            with lock:
+                started.append(job.id)
+
+    threads = [threading.Thread(target=consume, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(started) == sorted(jobs)
+    assert store.start_fair_job(jobs[0]) is None
+
+
+def test_inspections_are_claimed_fairly_and_a_dead_claim_is_taken_again(
+    store: JobStore,
+) -> None:
+    busy = [store.add_model("busy", SHA, 1, f"{i}.pt2").id for i in range(4)]
+    claimed = store.claim_fair_inspection(busy[0], time_limit_s=600)
+    assert claimed is not None and claimed.id == busy[0]
+    quiet = store.add_model("quiet", SHA, 1, "q.pt2").id
+    nxt = store.claim_fair_inspection(busy[1], time_limit_s=600)
+    assert nxt is not None and nxt.id == quiet
+    # Claimed models are not handed out twice while their inspection may still run...
+    store.set_model_inspected(quiet, ModelStatus.READY, {}, None)
+    rest = {store.claim_fair_inspection(b, 600).id for b in busy[1:]}  # type: ignore[union-attr]
+    assert rest == set(busy[1:])
+    assert store.claim_fair_inspection(busy[0], time_limit_s=600) is None
+    # ...but one older than the inspection time limit belongs to a worker that died.
+    again = store.claim_fair_inspection(busy[0], time_limit_s=-1)
+    assert again is not None and again.status is ModelStatus.PENDING
+
+
+def test_a_hold_keeps_the_blob_through_another_records_release(
+    store: JobStore, tmp_path: Path
+) -> None:
+    blobs = BlobStore(tmp_path)
+    hold = store.hold_upload("alpha", SHA, 3)
+    path = blobs.path(SHA)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"abc")
+    other = store.add_dataset("beta", SHA, 3, "d.npz", "npz", 1, [1], False, None)
+    store.delete_dataset("beta", other.id)
+    assert not store.release_blob(SHA, blobs.delete)
+    assert path.exists()
+    store.add_model("alpha", SHA, 3, "m.pt2", hold_id=hold)
+    assert store.stale_holds(-3600) == [], "the record replaced the hold"
+    assert store.unreferenced([SHA, "cd" * 32]) == ["cd" * 32]
+
+
+def test_releasing_the_last_hold_removes_the_blob_once(store: JobStore, tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path)
+    holds = [store.hold_upload("alpha", SHA, 3), store.hold_upload("beta", SHA, 3)]
+    path = blobs.path(SHA)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"abc")
+    store.release_hold(holds[0], blobs.delete)
+    assert path.exists()
+    store.release_hold(holds[1], blobs.delete)
+    assert not path.exists()
+    store.release_hold(holds[1], blobs.delete)  # twice is harmless
+
+
+def test_per_tenant_figures(store: JobStore) -> None:
+    store.add_model("alpha", SHA, 100, "m.pt2")
+    store.add_dataset("alpha", SHA, 20, "d.npz", "npz", 1, [1], False, None)
+    store.hold_upload("alpha", SHA, 3)
+    job = store.add_job("alpha", "m", "d", None, {}).id
+    assert store.jobs_in_flight("alpha") == 1 and store.jobs_in_flight("beta") == 0
+    assert store.pending_inspections("alpha") == 1
+    assert store.stored_bytes("alpha") == 123
+    assert store.jobs_without_output_bytes("alpha") == []
+    assert store.start_job(job) is not None
+    assert store.finish_job(job, JobStatus.SUCCEEDED)
+    assert store.jobs_without_output_bytes("alpha") == [job]
+    store.set_output_bytes(job, 1000)
+    assert store.stored_bytes("alpha") == 1123
+    assert store.stored_bytes("beta") == 0
