@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 # nothing but bench/torchvision_models.py imports it (its CUDA-built extension cannot load).
 TORCHVISION ?= torchvision==0.28.0
 
-.PHONY: install run test lint zoo frontier clean
+.PHONY: install run test lint zoo frontier upload-memory clean
 
 install: $(STAMP)
 
@@ -38,6 +38,10 @@ zoo: install
 # Fewest parameters each pruning mode keeps within 0.5 accuracy points, on digits models.
 frontier: install
 	$(PY) -m bench.frontier
+
+# Issue 10's bound: the API's memory while it receives the largest uploads of every format.
+upload-memory: install
+	$(PY) -m bench.upload_memory
 
 clean:
 	rm -rf $(VENV) deadweight-data .pytest_cache .mypy_cache .ruff_cache

@@ -25,6 +25,11 @@ Unlink = Callable[[str], None]
 _IN_BATCH = 500
 
 
+class HoldLost(RuntimeError):
+    """An upload's hold was released before its record replaced it (it waited longer than
+    `Settings.leftover_seconds`); its blob may be gone, so the upload must be sent again."""
+
+
 class BlobReferences(StoreBase):
     def hold_upload(self, tenant: str, sha256: str, size: int) -> str:
         """Keep this blob for an upload being validated; returns the hold's ID.

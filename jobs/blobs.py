@@ -2,8 +2,8 @@
 
 Layout under the root (the data directory):
     blobs/<sha[:2]>/<sha>   an upload, named by the sha256 of its bytes
-    tmp/                    uploads being written (named after host and process, so a
-                            restarted API knows which are leftovers); renamed into blobs/
+    tmp/                    uploads being written, each locked by its writer (an unlocked
+                            one is a dead process's leftover); renamed into blobs/
     jobs/<job_id>/          a job's artifacts; folders starting with '.' are unfinished, and
                             `jobs/<id>/.manifest.json`, written last, marks a complete set
     .reserve                a few MiB of ballast, released so deletions work on a full disk
@@ -12,11 +12,11 @@ Layout under the root (the data directory):
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 _COPY_CHUNK = 1024 * 1024
 _UPLOAD_PREFIX = "upload-"
+_NEW_PREFIX = ".new-upload-"  # before its lock is taken; swept only by age
 # Room SQLite needs to delete rows (its WAL grows first) when the disk is otherwise full.
 RESERVE_BYTES = 8 * 1024 * 1024
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
@@ -71,8 +72,14 @@ class BlobWriter:
         self._max_bytes = max_bytes
         store.tmp_dir.mkdir(parents=True, exist_ok=True)
         # Inside the root, so the final rename stays on one filesystem and is atomic.
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=_owner_prefix())
-        self._temp = Path(name)
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix=_NEW_PREFIX)
+        # Locked until the file is renamed or removed: the sweep leaves a locked file alone,
+        # whatever its age, host or process (a slow client's upload is still alive). It is
+        # locked before it takes the name the sweep looks at, so an unlocked `upload-*`
+        # file always belongs to a writer that died.
+        self._lock = _locked(Path(name))
+        self._temp = Path(name.replace(_NEW_PREFIX, _UPLOAD_PREFIX, 1))
+        os.rename(name, self._temp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self._size = 0
@@ -118,13 +125,16 @@ class BlobWriter:
         self._file = None
         sha256 = self._hash.hexdigest()
         target = self._store.path(sha256)
-        if target.exists():
-            # Same name, same bytes: the copy already there is as good as ours.
-            self._temp.unlink(missing_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._temp, target)
-            _fsync_dir(target.parent)
+        try:
+            if target.exists():
+                # Same name, same bytes: the copy already there is as good as ours.
+                self._temp.unlink(missing_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._temp, target)
+                _fsync_dir(target.parent)
+        finally:
+            self._unlock()
         return sha256, self._size
 
     def abort(self) -> None:
@@ -133,6 +143,12 @@ class BlobWriter:
             self._file.close()
             self._file = None
         self._temp.unlink(missing_ok=True)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the lock
+            self._lock = None
 
     def __enter__(self) -> Self:
         return self
@@ -185,26 +201,27 @@ class BlobStore:
     def sweep_tmp(self, max_age_seconds: float) -> int:
         """Remove leftovers of dead uploads and inspections from tmp/; returns how many.
 
-        An upload file of a process on this host that is no longer running goes at once;
-        anything else only once untouched for `max_age_seconds` (its writer may live on
-        another host sharing the data directory, or still be working).
+        An upload file goes as soon as no writer holds its lock (its process died);
+        anything else (an inspection's folder) once untouched for `max_age_seconds`.
         """
         if not self.tmp_dir.is_dir():
             return 0
         removed = 0
-        cutoff = time.time() - max_age_seconds
+        now = time.time()
         for entry in os.scandir(self.tmp_dir):
             try:
-                mtime = entry.stat(follow_symlinks=False).st_mtime
+                age = now - entry.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:
                 continue
-            if not (_dead_owner(entry.name) or mtime < cutoff):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                Path(entry.path).unlink(missing_ok=True)
-            removed += 1
+            if entry.name.startswith(_UPLOAD_PREFIX) and entry.is_file(follow_symlinks=False):
+                if _remove_unlocked(Path(entry.path)):
+                    removed += 1
+            elif age > max_age_seconds:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    Path(entry.path).unlink(missing_ok=True)
+                removed += 1
         return removed
 
     def unreferenced_candidates(self, min_age_seconds: float) -> list[str]:
@@ -306,30 +323,35 @@ class BlobStore:
         return None
 
 
-def _owner_prefix() -> str:
-    # Host and process: after a restart, files of a process that is gone are leftovers.
-    return f"{_UPLOAD_PREFIX}{socket.gethostname()}-{os.getpid()}-"
+def _locked(path: Path) -> int | None:
+    """A descriptor of the file holding an exclusive lock on it; None where the file system
+    has no locks (the sweep then leaves the file alone)."""
+    lock = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        return None
+    return lock
 
 
-def _dead_owner(name: str) -> bool:
-    """True for an upload file written by a process of this host that no longer runs."""
-    host = socket.gethostname()
-    prefix = f"{_UPLOAD_PREFIX}{host}-"
-    if not name.startswith(prefix):
-        return False
-    pid_text = name[len(prefix) :].split("-", 1)[0]
-    if not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+def _remove_unlocked(path: Path) -> bool:
+    """Remove a temporary upload file unless a live writer holds its lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # its writer is alive
+    except OSError:
+        return False  # no locks here: leave it
+    else:
+        path.unlink(missing_ok=True)
         return True
-    except PermissionError:
-        return False  # alive, another user's
-    return False
+    finally:
+        os.close(fd)
 
 
 def _full_or(exc: OSError) -> OSError:

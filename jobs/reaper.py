@@ -97,9 +97,10 @@ def reap_once(
             queue.enqueue_job(job_id)
             out.resent += 1
     if queue.waiting(queue=INSPECT_QUEUE_NAME) == 0:
-        # An inspection has no lease: one still pending with an empty queue is either
-        # running right now (a second message is harmless) or lost.
-        for model_id in store.stale_pending_models(2 * settings.lease_seconds):
+        # An inspection has no lease: a model still pending with an empty queue and no
+        # live claim lost its message (a duplicate would be harmless anyway).
+        claims = settings.inspection_claim_seconds()
+        for model_id in store.stale_pending_models(2 * settings.lease_seconds, claims):
             log.warning("model %s is still pending: sending its inspection again", model_id)
             queue.enqueue_inspection(model_id)
             out.resent += 1

@@ -1,19 +1,23 @@
-"""Fair ordering between tenants: which queued job, or pending inspection, a worker takes.
+"""Fair turns between tenants: which queued job, or pending inspection, a worker takes.
 
-A Celery message names one job (or model), but a worker that receives it starts the fairest
-waiting one instead: the oldest of the tenant with the fewest running, the named one first
-among equals. Every waiting job has at least one message, and every message starts at most
-one job, so nothing is left behind, while one tenant's backlog of twenty jobs (or model
-uploads) no longer holds up another tenant's first one. With a single tenant the named job
-runs, exactly as before.
+A Celery message names one job (or model), but the worker that receives it starts the
+fairest waiting one instead. Tenants take turns: first the tenant with the fewest running
+now, then the one served least recently (never served first), then the named record, then
+the oldest. So with one worker, tenant A's backlog of twenty jobs runs as A, B, A, A, ...
+when B submits one, instead of twenty A's before B.
 
-Each start is a conditional UPDATE on the row as read; losing a race to another worker
-means choosing again.
+Nothing is left behind: every waiting record has at least one message, and a message
+starts exactly one record while any is waiting (a worker that loses a race to another
+chooses again, and each lost race means another worker started something). With a single
+tenant the named job runs, exactly as without this module.
+
+A claim is idempotent for its owner: a worker whose claim committed but whose reply was
+lost in a database outage retries and gets its own claim back, not a second job.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
@@ -24,23 +28,27 @@ from jobs.records import JobRecord, ModelRecord
 from jobs.states import JobStatus, ModelStatus
 from jobs.tables import JobRow, ModelRow, utcnow
 
-# Rows a worker may lose to other workers before it gives up on this message.
-_TRIES = 8
-
 
 class Scheduling(JobLifecycle):
     def start_fair_job(
         self, hint_id: str, owner: str = "worker", lease_seconds: int = 60
     ) -> JobRecord | None:
-        """Start (see `start_job`) the fairest queued job; None when nothing is queued."""
-        for _ in range(_TRIES):
+        """Start (see `start_job`) the fairest queued job; None when nothing is queued.
+
+        `owner` must name this attempt's worker alone (host and process): a job it already
+        holds is returned as it is (the retry of a claim whose reply was lost).
+        """
+        mine = self._running_for(owner)
+        if mine is not None:
+            return mine
+        while True:
             job_id = self._fairest_queued_job(hint_id)
             if job_id is None:
                 return None
             started = self.start_job(job_id, owner=owner, lease_seconds=lease_seconds)
             if started is not None:
                 return started
-        return None
+            # Another worker started that one first: choose again.
 
     def claim_fair_inspection(self, hint_id: str, time_limit_s: float) -> ModelRecord | None:
         """Take the fairest pending model for inspection; None when none is waiting.
@@ -48,7 +56,7 @@ class Scheduling(JobLifecycle):
         A claim older than `time_limit_s` belongs to a worker that died mid-inspection
         (the inspection is killed at that age), so it can be taken again.
         """
-        for _ in range(_TRIES):
+        while True:
             now = utcnow()
             unclaimed = _unclaimed(now - timedelta(seconds=time_limit_s))
             with self._session() as session:
@@ -63,27 +71,37 @@ class Scheduling(JobLifecycle):
                 if self._change(session, statement):
                     row = session.get(ModelRow, model_id)
                     return None if row is None else row.to_record()
-        return None
+
+    def _running_for(self, owner: str) -> JobRecord | None:
+        query = select(JobRow).where(
+            JobRow.status == JobStatus.RUNNING.value, JobRow.lease_owner == owner[:255]
+        )
+        with self._session() as session:
+            row = session.scalars(query.limit(1)).one_or_none()
+            return None if row is None else row.to_record()
 
     def _fairest_queued_job(self, hint_id: str) -> str | None:
-        running = (
-            select(JobRow.tenant, func.count().label("n"))
-            .where(JobRow.status == JobStatus.RUNNING.value)
+        tenants = (
+            select(
+                JobRow.tenant,
+                func.count().filter(JobRow.status == JobStatus.RUNNING.value).label("busy"),
+                func.max(JobRow.started_at).label("served"),
+            )
             .group_by(JobRow.tenant)
             .subquery()
         )
         query = (
             select(JobRow.id)
-            .outerjoin(running, running.c.tenant == JobRow.tenant)
+            .join(tenants, tenants.c.tenant == JobRow.tenant)
             .where(JobRow.status == JobStatus.QUEUED.value)
-            .order_by(*_fair_order(func.coalesce(running.c.n, 0), JobRow.id == hint_id, JobRow))
+            .order_by(*_fair_order(tenants.c.busy, tenants.c.served, JobRow.id == hint_id, JobRow))
             .limit(1)
         )
         with self._session() as session:
             return session.scalar(query)
 
 
-def _unclaimed(stale_before: Any) -> ColumnElement[bool]:
+def _unclaimed(stale_before: datetime) -> ColumnElement[bool]:
     return and_(
         ModelRow.status == ModelStatus.PENDING.value,
         or_(
@@ -94,29 +112,40 @@ def _unclaimed(stale_before: Any) -> ColumnElement[bool]:
 
 
 def _fairest_pending_model(
-    session: Session, hint_id: str, unclaimed: ColumnElement[bool], now: Any, limit_s: float
+    session: Session, hint_id: str, unclaimed: ColumnElement[bool], now: datetime, limit_s: float
 ) -> str | None:
     live_claim = and_(
         ModelRow.status == ModelStatus.PENDING.value,
         ModelRow.inspection_started_at >= now - timedelta(seconds=limit_s),
     )
-    inspecting = (
-        select(ModelRow.tenant, func.count().label("n"))
-        .where(live_claim)
+    tenants = (
+        select(
+            ModelRow.tenant,
+            func.count().filter(live_claim).label("busy"),
+            func.max(ModelRow.inspection_started_at).label("served"),
+        )
         .group_by(ModelRow.tenant)
         .subquery()
     )
     query = (
         select(ModelRow.id)
-        .outerjoin(inspecting, inspecting.c.tenant == ModelRow.tenant)
+        .join(tenants, tenants.c.tenant == ModelRow.tenant)
         .where(unclaimed)
-        .order_by(*_fair_order(func.coalesce(inspecting.c.n, 0), ModelRow.id == hint_id, ModelRow))
+        .order_by(*_fair_order(tenants.c.busy, tenants.c.served, ModelRow.id == hint_id, ModelRow))
         .limit(1)
     )
     return session.scalar(query)
 
 
-def _fair_order(busy: Any, is_hint: ColumnElement[bool], row: Any) -> list[Any]:
-    # Fewest in progress for the tenant first; the message's own record first among equals;
-    # then the oldest; the ID breaks ties between rows of the same microsecond.
-    return [busy, case((is_hint, 0), else_=1), row.created_at, row.id]
+def _fair_order(busy: Any, served: Any, is_hint: ColumnElement[bool], row: Any) -> list[Any]:
+    # Fewest in progress for the tenant; then the tenant served least recently (never
+    # served first); the message's own record first among equals; then the oldest; the
+    # ID breaks ties between rows of the same microsecond.
+    return [
+        busy,
+        case((served.is_(None), 0), else_=1),
+        served,
+        case((is_hint, 0), else_=1),
+        row.created_at,
+        row.id,
+    ]

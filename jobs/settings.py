@@ -141,16 +141,15 @@ class Settings(BaseSettings):
         return self.data_dir.expanduser().resolve()
 
     def leftover_seconds(self) -> float:
-        """Age after which an unfinished temporary file or upload hold belongs to a process
-        that died: no live upload, validation or inspection stays untouched that long."""
-        return (
-            max(
-                2 * self.body_timeout_seconds + self.header_timeout_seconds,
-                self.validation_seconds,
-                self.inspection_time_limit,
-            )
-            + 60
-        )
+        """Age after which an upload hold or an inspection folder belongs to a process that
+        died: a hold lives through one wait for a validation slot and one validation (each
+        at most `validation_seconds`), an inspection at most `inspection_time_limit`."""
+        return max(2 * self.validation_seconds + 60, self.inspection_claim_seconds())
+
+    def inspection_claim_seconds(self) -> float:
+        """How long a worker's claim on a model's inspection stands: past the inspection's
+        own time limit, only a worker that died still holds it."""
+        return self.inspection_time_limit + 60
 
     def resolved_database_url(self) -> str:
         """The job store URL; by default an SQLite file inside the data directory."""

@@ -21,6 +21,10 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
 )
 
 
+# Jobs that hold a worker or wait for one.
+ACTIVE_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
 class ModelStatus(StrEnum):
     """An uploaded model is `pending` until a worker has inspected its graph."""
 

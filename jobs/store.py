@@ -14,17 +14,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import CursorResult, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from jobs.blob_refs import BlobReferences
+from jobs.blob_refs import BlobReferences, HoldLost
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.scheduling import Scheduling
-from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus, Stage
+from jobs.states import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, ModelStatus, Stage
 from jobs.tables import DatasetRow, JobRow, ModelRow, UploadHoldRow, utcnow
 from jobs.usage import TenantUsage
 
-_ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
 class JobStore(Scheduling, BlobReferences, TenantUsage):
@@ -75,6 +75,17 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
 
     def delete_model(self, tenant: str, model_id: str) -> bool:
         statement = delete(ModelRow).where(ModelRow.id == model_id, ModelRow.tenant == tenant)
+        return self._delete(statement)
+
+    def withdraw_model(self, tenant: str, model_id: str) -> bool:
+        """Delete a model no worker has taken for inspection (its message could not be
+        sent); False when an inspection already claimed it."""
+        statement = delete(ModelRow).where(
+            ModelRow.id == model_id,
+            ModelRow.tenant == tenant,
+            ModelRow.status == ModelStatus.PENDING.value,
+            ModelRow.inspection_started_at.is_(None),
+        )
         return self._delete(statement)
 
     # -- datasets -------------------------------------------------------------
@@ -200,11 +211,28 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
         statement = delete(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
         return self._delete(statement)
 
-    def stale_pending_models(self, older_than_seconds: float) -> list[str]:
-        """Models uploaded longer ago than that and still waiting for their inspection."""
-        cutoff = utcnow() - timedelta(seconds=older_than_seconds)
+    def withdraw_job(self, tenant: str, job_id: str) -> bool:
+        """Delete a job no worker has started (its message could not be sent); False when
+        a worker already started it (on another message: `jobs.scheduling`)."""
+        statement = delete(JobRow).where(
+            JobRow.id == job_id, JobRow.tenant == tenant, JobRow.status == JobStatus.QUEUED.value
+        )
+        return self._delete(statement)
+
+    def stale_pending_models(
+        self, older_than_seconds: float, claim_seconds: float = 0.0
+    ) -> list[str]:
+        """Models uploaded longer ago than that and still waiting for their inspection,
+        except those an inspection claimed less than `claim_seconds` ago (still running)."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=older_than_seconds)
         query = select(ModelRow.id).where(
-            ModelRow.status == ModelStatus.PENDING.value, ModelRow.created_at < cutoff
+            ModelRow.status == ModelStatus.PENDING.value,
+            ModelRow.created_at < cutoff,
+            or_(
+                ModelRow.inspection_started_at.is_(None),
+                ModelRow.inspection_started_at < now - timedelta(seconds=claim_seconds),
+            ),
         )
         with self._session() as session:
             return list(session.scalars(query).all())
@@ -249,6 +277,15 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
 
 
 def _drop_hold(session: Session, hold_id: str | None) -> None:
-    # The record now refers to the blob: the hold that kept it during validation can go.
-    if hold_id is not None:
-        session.execute(delete(UploadHoldRow).where(UploadHoldRow.id == hold_id))
+    """The record now refers to the blob: the hold that kept it during validation goes.
+
+    Raises:
+        HoldLost: the hold was released meanwhile (the reaper took it for a dead upload's),
+            so the blob may be gone: the record is not written.
+    """
+    if hold_id is None:
+        return
+    result = session.execute(delete(UploadHoldRow).where(UploadHoldRow.id == hold_id))
+    assert isinstance(result, CursorResult)
+    if result.rowcount != 1:
+        raise HoldLost(hold_id)

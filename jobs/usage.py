@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus
+from jobs.states import ACTIVE_STATUSES, TERMINAL_STATUSES, ModelStatus
 from jobs.store_base import StoreBase
 from jobs.tables import DatasetRow, JobRow, ModelRow, UploadHoldRow
 
-_ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
 
 class TenantUsage(StoreBase):

@@ -75,6 +75,10 @@ class ValidationUnavailable(RuntimeError):
     """The validation child could not be started: a server problem, not the file's."""
 
 
+class ValidationBusy(ValidationUnavailable):
+    """No validation slot came free in time; the message is fit for the client."""
+
+
 @dataclass(frozen=True)
 class ValidationRequest:
     """What the parent asks the child: one file, and the limits it must apply to itself."""
@@ -327,8 +331,20 @@ def _semaphore(limit: int) -> asyncio.Semaphore:
 
 async def run_validation(request: ValidationRequest, settings: Settings) -> ValidationResult:
     """Run one child, at most `validation_concurrency` at once; its result, deaths included."""
-    async with _semaphore(settings.validation_concurrency):
+    slots = _semaphore(settings.validation_concurrency)
+    # A bounded wait: an upload's hold on its blob must not outlive what the reaper allows
+    # (`Settings.leftover_seconds`: one wait and one validation).
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout=settings.validation_seconds)
+    except TimeoutError as exc:
+        raise ValidationBusy(
+            "the server is busy checking other uploads and this one waited "
+            f"{settings.validation_seconds} s for its turn; nothing was stored, retry later"
+        ) from exc
+    try:
         run = await _run_child(request, settings.validation_seconds)
+    finally:
+        slots.release()
     return _result(request, run, settings)
 
 

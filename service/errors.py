@@ -7,7 +7,6 @@ and never build error responses themselves.
 
 from __future__ import annotations
 
-import errno
 import logging
 import sqlite3
 import uuid
@@ -22,8 +21,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobs.blob_refs import HoldLost
+from jobs.blobs import is_disk_full
 from jobs.datasets import InvalidDataset
-from jobs.validation import ValidationUnavailable
+from jobs.validation import ValidationBusy, ValidationUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +188,32 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(error_body("invalid_request", message, details=details), status_code=422)
 
 
-async def _validation_unavailable(_: Request, exc: ValidationUnavailable) -> JSONResponse:
-    # The file was not judged: a validation process could not start (the server's fault).
-    log.error("upload validation unavailable: %s", exc)
+async def _hold_lost(_: Request, exc: HoldLost) -> JSONResponse:
+    log.warning("upload hold %s was released before its record was written", exc)
     return JSONResponse(
         error_body(
-            "validation_unavailable",
-            "the server could not start the process that checks uploads; nothing was "
-            "stored, retry in a moment",
+            "upload_expired",
+            "the upload waited too long to be checked and was discarded; send it again",
         ),
         status_code=503,
         headers={"Retry-After": "5"},
+    )
+
+
+async def _validation_unavailable(_: Request, exc: ValidationUnavailable) -> JSONResponse:
+    # The file was not judged: no slot came free in time, or a validation process could
+    # not start (the server's fault, whose details stay in the log).
+    if isinstance(exc, ValidationBusy):
+        code, message, retry = "validation_busy", str(exc), "30"
+    else:
+        log.error("upload validation unavailable: %s", exc)
+        code, retry = "validation_unavailable", "5"
+        message = (
+            "the server could not start the process that checks uploads; nothing was "
+            "stored, retry in a moment"
+        )
+    return JSONResponse(
+        error_body(code, message), status_code=503, headers={"Retry-After": retry}
     )
 
 
@@ -233,7 +249,6 @@ _SQLITE_UNAVAILABLE = {
     sqlite3.SQLITE_PROTOCOL,
     sqlite3.SQLITE_NOMEM,
 }
-_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -250,7 +265,7 @@ def is_storage_full(exc: BaseException) -> bool:
     """The data directory's disk (or the database server's) has no space left."""
     orig = _driver_error(exc)
     if isinstance(orig, OSError):
-        return orig.errno in _DISK_FULL_ERRNOS
+        return is_disk_full(orig)
     return isinstance(orig, psycopg.errors.DiskFull) or (_sqlite_code(orig) == sqlite3.SQLITE_FULL)
 
 
@@ -316,6 +331,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidDataset, _invalid_dataset)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationUnavailable, _validation_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(HoldLost, _hold_lost)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for store_error in (sa_exc.SQLAlchemyError, sqlite3.Error, psycopg.Error, OSError):

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from jobs.blobs import BlobStore, is_disk_full
+from jobs.blobs import BlobStore
 from jobs.settings import Settings
 from jobs.store import JobStore
-from service.errors import InsufficientStorage, TooManyRequests
+from service.errors import InsufficientStorage, TooManyRequests, is_storage_full
 
 T = TypeVar("T")
 
@@ -84,6 +84,13 @@ def check_storage(
     """507 when `incoming` more bytes would pass the tenant's quota or fill the disk."""
     check_free_disk(blobs, settings, incoming)
     blobs.ensure_reserve()  # after a full disk was cleared, the ballast comes back
+    check_quota(store, blobs, settings, tenant, incoming)
+
+
+def check_quota(
+    store: JobStore, blobs: BlobStore, settings: Settings, tenant: str, incoming: int
+) -> None:
+    """507 when `incoming` more bytes would pass the tenant's quota."""
     quota = settings.tenant_storage_bytes
     if not quota:
         return
@@ -132,17 +139,9 @@ def freeing_space(blobs: BlobStore, deletion: Callable[[], T]) -> T:
     try:
         result = deletion()
     except Exception as exc:
-        if not _full(exc) or not blobs.release_reserve():
+        if not is_storage_full(exc) or not blobs.release_reserve():
             raise
         log.warning("the data directory is full: released the reserve to delete")
         result = deletion()
     blobs.ensure_reserve()
     return result
-
-
-def _full(exc: BaseException) -> bool:
-    # SQLite: "database or disk is full"; PostgreSQL: SQLSTATE 53100 ("could not extend file").
-    if is_disk_full(exc):
-        return True
-    text = str(exc).lower()
-    return "disk is full" in text or "no space left" in text or "53100" in text

@@ -25,7 +25,7 @@ from jobs.blobs import BlobStore, BlobWriter, DiskFull
 from jobs.settings import Settings
 from jobs.store import JobStore
 from service.errors import BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType
-from service.limits import check_free_disk, check_storage
+from service.limits import check_free_disk, check_quota, check_storage
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -219,10 +219,11 @@ async def receive_upload(
             raise BadRequest("the multipart body ended before its closing boundary")
         if form.filename is None:
             raise BadRequest(f"the form field {FILE_FIELD!r} (the file to upload) is required")
-        if declared is None:  # a chunked body: the quota is checked on what arrived
-            await run_in_threadpool(
-                check_storage, target.store, blobs, settings, target.tenant, writer.size
-            )
+        # Again on what arrived: a chunked body declared nothing, and the tenant's other
+        # uploads may have been held meanwhile (this narrows, not closes, the race).
+        await run_in_threadpool(
+            check_quota, target.store, blobs, settings, target.tenant, writer.size
+        )
         hold_id = await run_in_threadpool(
             target.store.hold_upload, target.tenant, writer.sha256, writer.size
         )

@@ -40,6 +40,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
+from jobs.blobs import is_disk_full
 from jobs.datasets import DatasetFormat, InvalidDataset, open_dataset
 from pruning.config import (
     DEFAULT_MAX_METRIC_DROP,
@@ -57,7 +58,6 @@ from pruning.errors import PruningError
 PROGRESS_EVERY_S = 0.2
 # Test-only hook: the engine crashes (SIGSEGV) on reaching this stage ("start": at once).
 _TEST_CRASH = "DW_TEST_ENGINE_CRASH"
-_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _OUT_OF_MEMORY = (
     "the job ran out of memory within its limit (DEADWEIGHT_JOB_MEMORY_BYTES); "
     "a smaller batch size (DEADWEIGHT_BATCH_SIZE) needs less"
@@ -199,7 +199,7 @@ def main() -> int:
         channel.send({"error": _OUT_OF_MEMORY})
         return 2
     except OSError as exc:
-        if exc.errno in _DISK_FULL_ERRNOS:
+        if is_disk_full(exc):
             channel.send({"error": "no space left on the device", "disk_full": True})
         elif exc.errno == errno.EFBIG:  # RLIMIT_FSIZE: the worker's output cap
             channel.send({"error": "a file grew past the output limit", "too_large": True})

@@ -20,7 +20,6 @@ an incident ID whose details are in this worker's log.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
@@ -33,7 +32,7 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from jobs.blobs import BlobStore
+from jobs.blobs import BlobStore, is_disk_full
 from jobs.datasets import InvalidDataset
 from jobs.lifecycle import is_complete, write_manifest
 from jobs.records import DatasetRecord, JobRecord
@@ -63,7 +62,6 @@ from worker.store_retry import (
 
 log = logging.getLogger("deadweight.worker")
 
-_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 # Test-only hook: the worker dies (SIGKILL) right after publishing this attempt's results.
 _TEST_CRASH_AFTER_PUBLISH = "DW_TEST_CRASH_AFTER_PUBLISH"
 _ADDRESS_RE = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
@@ -85,10 +83,9 @@ def execute_inspection(
     (`jobs.scheduling`): every pending model has a message of its own, so none is left out.
     """
     patience = store_patience(settings)
-    # A claim outlives the inspection's own time limit only when its worker died.
-    claim_s = settings.inspection_time_limit + 60
+    claims = settings.inspection_claim_seconds()
     record = retry(
-        lambda: store.claim_fair_inspection(model_id, claim_s), "claim an inspection", patience
+        lambda: store.claim_fair_inspection(model_id, claims), "claim an inspection", patience
     )
     if record is None:
         return  # nothing pending: inspected by another delivery, or deleted
@@ -222,7 +219,7 @@ def _run_attempt(
         limit = settings.job_soft_time_limit
         return (JobStatus.FAILED, f"the job ran past its time limit ({limit} s)")
     except OSError as exc:
-        if exc.errno in _DISK_FULL_ERRNOS:
+        if is_disk_full(exc):
             return (JobStatus.FAILED, disk_full_message(settings))
         return (JobStatus.FAILED, _incident(job_id, exc))
     except Exception as exc:

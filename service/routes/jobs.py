@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -30,6 +31,8 @@ from service.schemas import (
     JobsPublic,
     Metric,
 )
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -167,9 +170,12 @@ def submit_job(
     try:
         queue.enqueue_job(job.id)
     except Exception as exc:
-        # A queued row no message will ever start would sit `queued` forever.
-        store.delete_job(tenant, job.id)
-        raise broker_unavailable(exc) from exc
+        # A queued row no message will ever start would sit `queued` forever; one that a
+        # worker already started (on another tenant's message) is under way: keep it.
+        if store.withdraw_job(tenant, job.id):
+            raise broker_unavailable(exc) from exc
+        log.warning("job %s: its message failed (%s) but a worker had started it", job.id, exc)
+        job = store.get_job(tenant, job.id) or job
     return JobPublic.from_record(job)
 
 

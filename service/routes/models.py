@@ -65,15 +65,18 @@ async def register_model(upload: Upload, target: UploadTarget, queue: Queue) -> 
     try:
         await run_in_threadpool(queue.enqueue_inspection, record.id)
     except Exception as exc:
-        # A model nobody will ever inspect would stay `pending` forever: store nothing.
-        await run_in_threadpool(_forget_model, target, record.id, upload.sha256)
-        raise broker_unavailable(exc) from exc
+        # A model nobody will ever inspect would stay `pending` forever: store nothing,
+        # unless a worker already took it up (on another model's message).
+        if await run_in_threadpool(_withdraw_model, target, record.id, upload.sha256):
+            raise broker_unavailable(exc) from exc
     return ModelPublic.from_record(record)
 
 
-def _forget_model(target: UploadTarget, model_id: str, sha256: str) -> None:
-    target.store.delete_model(target.tenant, model_id)
+def _withdraw_model(target: UploadTarget, model_id: str, sha256: str) -> bool:
+    if not target.store.withdraw_model(target.tenant, model_id):
+        return False
     forget_blob(target.store, target.blobs, sha256)
+    return True
 
 
 @router.post(

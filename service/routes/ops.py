@@ -37,19 +37,22 @@ def _check(probe: Callable[[], None]) -> str:
 def readyz(
     store: StoreDep, queue: QueueDep, blobs: BlobsDep, settings: SettingsDep
 ) -> ReadyPublic | JSONResponse:
-    """The job store and the broker are reachable, and the data directory has free space.
+    """The job store and the broker are reachable (503 otherwise); `disk` says whether the
+    data directory has its free space.
 
-    A full disk fails the probe (no upload or job could be stored), while reads and
-    deletions keep working for clients that reach this process.
+    A short disk makes the answer `degraded`, still 200: a probe that took the API out of
+    service then would also stop the deletions that free the space.
     """
     checks = {
         "database": _check(store.ping),
         "broker": _check(queue.ping),
         "disk": _check(lambda: check_free_disk(blobs, settings, 0)),
     }
-    if all(result == "ok" for result in checks.values()):
-        return ReadyPublic(status="ready", checks=checks)
-    failing = "; ".join(f"{name}: {result}" for name, result in checks.items() if result != "ok")
+    failing = "; ".join(
+        f"{name}: {result}" for name, result in checks.items() if result != "ok" and name != "disk"
+    )
+    if not failing:
+        return ReadyPublic(status="ready" if checks["disk"] == "ok" else "degraded", checks=checks)
     # Probes read `status`/`checks`; clients that parse every error read `error`.
     body = {"status": "unavailable", "checks": checks, **error_body("not_ready", failing)}
     return JSONResponse(body, status_code=503)

@@ -225,8 +225,13 @@ def test_a_files_pass_removes_leftovers_of_dead_processes_only(tmp_path: Path) -
     inspection = blobs.tmp_dir / ".inspect-x-1"
     inspection.mkdir(parents=True)
     os.utime(inspection, (an_hour_ago, an_hour_ago))
-    live_upload = blobs.tmp_dir / "upload-otherhost-1-abc"
-    live_upload.write_bytes(b"x")
+    dead_upload = blobs.tmp_dir / "upload-of-a-killed-api"
+    dead_upload.write_bytes(b"x")
+    live = blobs.begin_upload()  # a slow client's: old, but its writer holds the lock
+    live.write(b"y")
+    (live_upload,) = [p for p in blobs.tmp_dir.iterdir() if p.name.startswith("upload-")
+                      and p != dead_upload]  # fmt: skip
+    os.utime(live_upload, (an_hour_ago, an_hour_ago))
 
     assert reap_once(store, queue, blobs, settings, sweep_files=False).leftovers == 0
     assert orphan.exists()
@@ -234,5 +239,7 @@ def test_a_files_pass_removes_leftovers_of_dead_processes_only(tmp_path: Path) -
     assert done.leftovers == 2  # the dead hold and the orphan
     assert not orphan.exists() and not abandoned.exists() and not inspection.exists()
     assert all(path.exists() for path in kept) and live_upload.exists()
+    assert not dead_upload.exists()
+    live.abort()
     assert store.stale_holds(-3600) != [] and dead_hold not in store.stale_holds(-3600)
     store.dispose()

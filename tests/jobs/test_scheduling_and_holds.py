@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
+from jobs.blob_refs import HoldLost
 from jobs.blobs import BlobStore
 from jobs.states import JobStatus, ModelStatus
 from jobs.store import JobStore
@@ -29,6 +32,44 @@ def test_a_tenants_backlog_does_not_hold_up_another_tenants_first_job(store: Job
     assert nxt is not None and nxt.tenant == "busy"
 
 
+def test_one_worker_running_one_job_at_a_time_takes_turns_between_tenants(
+    store: JobStore,
+) -> None:
+    # The default deployment: nothing else runs while the worker chooses its next job.
+    backlog = _jobs(store, "busy", 4)
+
+    def run_next(hint: str) -> str:
+        job = store.start_fair_job(hint, owner="w")
+        assert job is not None and store.finish_job(job.id, JobStatus.SUCCEEDED)
+        return job.tenant
+
+    assert run_next(backlog[0]) == "busy"
+    (late,) = _jobs(store, "late", 1)
+    # Each message names busy's next job (or late's own), but late has not been served.
+    assert [run_next(hint) for hint in [*backlog[1:], late]] == ["late", "busy", "busy", "busy"]
+
+
+def test_a_lost_reply_gives_the_worker_its_own_claim_back(store: JobStore) -> None:
+    first, second = _jobs(store, "a", 2)
+    claimed = store.start_fair_job(first, owner="host:1")
+    assert claimed is not None
+    # The commit landed but the reply was lost: the retry must not start a second job.
+    again = store.start_fair_job(first, owner="host:1")
+    assert again is not None and again.id == claimed.id
+    other = store.get_job_any_tenant(second)
+    assert other is not None and other.status is JobStatus.QUEUED
+
+
+def test_inspections_take_turns_with_one_worker(store: JobStore) -> None:
+    backlog = [store.add_model("busy", SHA, 1, f"{i}.pt2").id for i in range(3)]
+    first = store.claim_fair_inspection(backlog[0], 600)
+    assert first is not None
+    store.set_model_inspected(first.id, ModelStatus.READY, {}, None)
+    late = store.add_model("late", SHA, 1, "l.pt2").id
+    nxt = store.claim_fair_inspection(backlog[1], 600)
+    assert nxt is not None and nxt.id == late
+
+
 def test_with_one_tenant_the_named_job_runs(store: JobStore) -> None:
     jobs = _jobs(store, "solo", 3)
     started = store.start_fair_job(jobs[2], owner="w")
@@ -41,7 +82,8 @@ def test_every_queued_job_is_started_once_by_as_many_messages(store: JobStore) -
     lock = threading.Lock()
 
     def consume(hint: str) -> None:
-        job = store.start_fair_job(hint, owner="w")
+        # Each message is consumed by a worker process of its own.
+        job = store.start_fair_job(hint, owner=f"w:{threading.get_ident()}")
         if job is not None:
             with lock:
                 started.append(job.id)
@@ -119,3 +161,16 @@ def test_per_tenant_figures(store: JobStore) -> None:
     store.set_output_bytes(job, 1000)
     assert store.stored_bytes("alpha") == 1123
     assert store.stored_bytes("beta") == 0
+
+
+def test_a_record_is_not_written_once_its_hold_was_released(
+    store: JobStore, tmp_path: Path
+) -> None:
+    blobs = BlobStore(tmp_path)
+    hold = store.hold_upload("alpha", SHA, 3)
+    store.release_hold(hold, blobs.delete)  # the reaper took it for a dead upload's
+    with pytest.raises(HoldLost):
+        store.add_model("alpha", SHA, 3, "m.pt2", hold_id=hold)
+    with pytest.raises(HoldLost):
+        store.add_dataset("alpha", SHA, 3, "d.npz", "npz", 1, [1], False, None, hold_id=hold)
+    assert store.pending_inspections("alpha") == 0 and store.stored_bytes("alpha") == 0

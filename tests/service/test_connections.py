@@ -270,7 +270,8 @@ def test_a_huge_json_body_is_refused_before_it_is_read(server: Server) -> None:
         )
         received, seconds = read_until_closed(sock)
     assert received.startswith(b"HTTP/1.1 413"), received
-    assert b"/v1/datasets" in received and seconds < 1
+    # At once, not after the 300 MB that never come (a loaded CI machine gets some slack).
+    assert b"/v1/datasets" in received and seconds < 3
     assert _rss_mib(server) < before + 20
 
 
@@ -314,7 +315,7 @@ def test_idle_connections_neither_block_others_nor_keep_descriptors(server: Serv
         time.sleep(0.5)
         start = time.monotonic()
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
-        assert time.monotonic() - start < 1
+        assert time.monotonic() - start < 3
         assert server.fds() <= idle_fds + 300 + 10
         time.sleep(TIMEOUT + 1.5)
         # Every one of them was closed by the server.

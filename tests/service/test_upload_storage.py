@@ -4,7 +4,6 @@ a disk with no room left. Each test failed on the first release's upload path.""
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -157,33 +156,30 @@ def test_an_unexpected_error_in_validation_leaves_no_file_and_no_hold(
     assert list(blobs.tmp_dir.iterdir()) == []
 
 
-def test_startup_removes_partial_uploads_of_dead_processes_only(
+def test_startup_removes_partial_uploads_no_live_writer_holds(
     tmp_path: Path, make_client: ClientFactory
 ) -> None:
-    tmp = tmp_path / "data0" / "tmp"
+    root = tmp_path / "data0"
+    tmp = root / "tmp"
     tmp.mkdir(parents=True)
-    host = socket.gethostname()
-    dead = _dead_pid()
-    (tmp / f"upload-{host}-{dead}-abc").write_bytes(b"x" * 1000)  # a killed API's upload
-    (tmp / f"upload-{host}-{os.getppid()}-def").write_bytes(b"y")  # a live process's
-    (tmp / f"upload-otherhost-{dead}-ghi").write_bytes(b"z")  # maybe live, elsewhere
-    old = tmp / f"upload-otherhost-{dead}-old"
-    old.write_bytes(b"w")
-    os.utime(old, (time.time() - 10 * 3600, time.time() - 10 * 3600))
-    make_client()
-    assert sorted(p.name for p in tmp.iterdir()) == sorted(
-        [f"upload-{host}-{os.getppid()}-def", f"upload-otherhost-{dead}-ghi"]
-    )
-
-
-def _dead_pid() -> int:
-    pid = 999_999
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return pid
-        pid -= 1
+    an_hour_ago = time.time() - 3600
+    dead = tmp / "upload-killed"  # a killed API's partial upload: nobody holds its lock
+    dead.write_bytes(b"x" * 1000)
+    os.utime(dead, (an_hour_ago, an_hour_ago))
+    fresh = tmp / ".new-upload-x"  # a writer that has not locked it yet
+    fresh.write_bytes(b"y")
+    # A live upload of a slow client (another API process sharing the data directory):
+    # untouched for an hour, but its writer holds the lock.
+    live = BlobStore(root).begin_upload()
+    live.write(b"z" * 10)
+    live_path = next(p for p in tmp.iterdir() if p not in (dead, fresh))
+    os.utime(live_path, (an_hour_ago, an_hour_ago))
+    try:
+        make_client()
+        assert sorted(p.name for p in tmp.iterdir()) == sorted([fresh.name, live_path.name])
+        assert live.commit()[1] == 10, "the live upload still commits"
+    finally:
+        live.abort()
 
 
 # -- quotas and limits ----------------------------------------------------------------------
@@ -299,7 +295,8 @@ def test_an_upload_that_would_fill_the_disk_is_refused_with_507(nearly_full: Tes
 
 def test_readyz_reports_a_full_disk_and_deletions_still_work(nearly_full: TestClient) -> None:
     ready = nearly_full.get("/readyz")
-    assert ready.status_code == 503
+    # Degraded, not unavailable: a probe must not take away the API that frees space.
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert ready.json()["checks"]["disk"].startswith("error: ")
     stored = nearly_full.stored_id  # type: ignore[attr-defined]
     assert nearly_full.get(f"/v1/datasets/{stored}").status_code == 200

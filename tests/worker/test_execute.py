@@ -224,6 +224,22 @@ def test_inspection_marks_models_ready_or_invalid(
     assert record is not None and record.status is ModelStatus.INVALID and record.error
 
 
+def test_an_inspection_message_serves_the_tenant_waiting_longest(
+    world: World, model_file: Path
+) -> None:
+    # One tenant uploaded a backlog; its first model is being inspected right now.
+    sha, size = world.blobs.put_file(model_file)
+    backlog = [world.store.add_model("busy", sha, size, f"{i}.pt2").id for i in range(3)]
+    assert world.store.claim_fair_inspection(backlog[0], 600) is not None
+    newcomer = world.store.add_model("quiet", sha, size, "q.pt2").id
+    # The next message names busy's second model; quiet's first one goes first.
+    execute_inspection(backlog[1], world.store, world.blobs, world.settings)
+    inspected = world.store.get_model("quiet", newcomer)
+    assert inspected is not None and inspected.status is ModelStatus.READY
+    waiting = world.store.get_model("busy", backlog[1])
+    assert waiting is not None and waiting.status is ModelStatus.PENDING
+
+
 # -- crashes, outages of the disk, limits and messages (issue 10) -----------------------------
 def _attempt_folders(world: World) -> list[str]:
     return [p.name for p in world.blobs.jobs_dir.iterdir() if p.name.startswith(".")]
