@@ -6,32 +6,29 @@ Layout under the root (the data directory):
                             one is a dead process's leftover); renamed into blobs/
     jobs/<job_id>/          a job's artifacts; folders starting with '.' are unfinished, and
                             `jobs/<id>/.manifest.json`, written last, marks a complete set
-    .reserve                a few MiB of ballast, released so deletions work on a full disk
+    .reserve                ballast, released so deletions work on a full disk (disk_space)
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Self
 
+from jobs.disk_space import DiskFull, is_disk_full
+
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 _COPY_CHUNK = 1024 * 1024
-_UPLOAD_PREFIX = "upload-"
+UPLOAD_PREFIX = "upload-"
 _NEW_PREFIX = ".new-upload-"  # before its lock is taken; swept only by age
-# Room SQLite needs to delete rows (its WAL grows first) when the disk is otherwise full.
-RESERVE_BYTES = 8 * 1024 * 1024
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 _MEDIA_TYPES = {
     ".json": "application/json",
@@ -44,14 +41,6 @@ _MEDIA_TYPES = {
 
 class BlobTooLarge(ValueError):
     """An upload grew past the limit given to `begin_upload`."""
-
-
-class DiskFull(OSError):
-    """The data directory's file system is full (or the user's disk quota is reached)."""
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 @dataclass(frozen=True)
@@ -78,7 +67,7 @@ class BlobWriter:
         # locked before it takes the name the sweep looks at, so an unlocked `upload-*`
         # file always belongs to a writer that died.
         self._lock = _locked(Path(name))
-        self._temp = Path(name.replace(_NEW_PREFIX, _UPLOAD_PREFIX, 1))
+        self._temp = Path(name.replace(_NEW_PREFIX, UPLOAD_PREFIX, 1))
         os.rename(name, self._temp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
@@ -198,79 +187,6 @@ class BlobStore:
                 writer.write(chunk)
             return writer.commit()
 
-    def sweep_tmp(self, max_age_seconds: float) -> int:
-        """Remove leftovers of dead uploads and inspections from tmp/; returns how many.
-
-        An upload file goes as soon as no writer holds its lock (its process died);
-        anything else (an inspection's folder) once untouched for `max_age_seconds`.
-        """
-        if not self.tmp_dir.is_dir():
-            return 0
-        removed = 0
-        now = time.time()
-        for entry in os.scandir(self.tmp_dir):
-            try:
-                age = now - entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                continue
-            if entry.name.startswith(_UPLOAD_PREFIX) and entry.is_file(follow_symlinks=False):
-                if _remove_unlocked(Path(entry.path)):
-                    removed += 1
-            elif age > max_age_seconds:
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    Path(entry.path).unlink(missing_ok=True)
-                removed += 1
-        return removed
-
-    def unreferenced_candidates(self, min_age_seconds: float) -> list[str]:
-        """Blob names older than that: the reaper asks the store which ones nothing needs."""
-        if not self.blobs_dir.is_dir():
-            return []
-        cutoff = time.time() - min_age_seconds
-        found = []
-        for shard in os.scandir(self.blobs_dir):
-            if not shard.is_dir(follow_symlinks=False):
-                continue
-            for entry in os.scandir(shard.path):
-                if _SHA256_RE.fullmatch(entry.name) and entry.stat().st_mtime < cutoff:
-                    found.append(entry.name)
-        return found
-
-    # -- the reserve ----------------------------------------------------------
-    @property
-    def reserve_path(self) -> Path:
-        return self.root / ".reserve"
-
-    def ensure_reserve(self) -> bool:
-        """Write the ballast file if it is missing and the disk has room; True if present."""
-        if self.reserve_path.is_file():
-            return True
-        # Only with room to spare: taking back the last free bytes would fail the next write.
-        if shutil.disk_usage(self.root).free < 4 * RESERVE_BYTES:
-            return False
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                # Real blocks, not a sparse file: only allocated space can be given back.
-                os.posix_fallocate(fd, 0, RESERVE_BYTES)
-            finally:
-                os.close(fd)
-        except OSError:
-            self.reserve_path.unlink(missing_ok=True)
-            return False
-        return True
-
-    def release_reserve(self) -> bool:
-        """Free the ballast (the disk is full and a deletion needs room); True if it was there."""
-        try:
-            self.reserve_path.unlink()
-        except FileNotFoundError:
-            return False
-        return True
-
     # -- job files ------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
         """The folder of a job's files (not created here).
@@ -335,7 +251,15 @@ def _locked(path: Path) -> int | None:
     return lock
 
 
-def _remove_unlocked(path: Path) -> bool:
+def is_blob_name(name: str) -> bool:
+    return bool(_SHA256_RE.fullmatch(name))
+
+
+def _full_or(exc: OSError) -> OSError:
+    return DiskFull(exc.errno, "the data directory's disk is full") if is_disk_full(exc) else exc
+
+
+def remove_if_abandoned(path: Path) -> bool:
     """Remove a temporary upload file unless a live writer holds its lock."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -343,21 +267,13 @@ def _remove_unlocked(path: Path) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # its writer is alive
     except OSError:
-        return False  # no locks here: leave it
+        return False  # its writer is alive (or this file system has no locks: leave it)
     else:
         path.unlink(missing_ok=True)
         return True
     finally:
         os.close(fd)
-
-
-def _full_or(exc: OSError) -> OSError:
-    if is_disk_full(exc):
-        return DiskFull(exc.errno, "the data directory's disk is full")
-    return exc
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -3,7 +3,7 @@
 A dataset is validated by reading every value, and a model archive by parsing a zip
 directory: work whose cost the uploader chooses. Done in the API process, one small hostile
 file could take gigabytes or minutes from every tenant. So each validation runs in a child,
-`python -m jobs.validation '<request JSON>'`, that
+`python -m jobs.validation_child '<request JSON>'`, that
 
 - limits itself before it touches the file: address space (`validation_memory_bytes`),
   CPU seconds (`validation_seconds`), open files, no core dumps; it dies with its parent;
@@ -18,30 +18,28 @@ names the limit: never a 500, never an internal path. At most `validation_concur
 children run at once per API process; `validate_upload` awaits its child without holding a
 thread of the server's pool.
 
-The child imports NumPy and `jobs.datasets` only: no torch, no engine.
+The child (`jobs.validation_child`) imports NumPy and `jobs.datasets` only: no torch, no
+engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import resource
 import signal
 import subprocess
 import sys
 import time
-import traceback
 import weakref
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from jobs.archive_check import InvalidArchive, check_export_archive
-from jobs.datasets import InvalidDataset, open_dataset
+from jobs.archive_check import InvalidArchive
+from jobs.datasets import InvalidDataset
+from jobs.validation_child import Outcome, UploadKind, ValidationRequest, ValidationResult
 
 if TYPE_CHECKING:  # the child needs no settings (nor pydantic): the request carries them
     from jobs.settings import Settings
@@ -51,24 +49,11 @@ logger = logging.getLogger(__name__)
 # A compressed .npz can decode to far more than its file size; validating it streams every
 # byte, so the decoded arrays are capped at a multiple of the upload limit.
 DECODED_BYTES_PER_UPLOAD_BYTE: Final = 8
-OPEN_FILES: Final = 64
 # What one child may write back: a result line is a few hundred bytes, a traceback a few kB.
 _OUTPUT_CAP: Final = 64 * 1024
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[1])
 # Passed through when set: what Python needs to start, nothing of the service's.
 _ENV_ALLOWLIST: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
-
-
-class UploadKind(StrEnum):
-    DATASET = "dataset"
-    MODEL_ARCHIVE = "model_archive"
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    REFUSED = "refused"  # the file is unusable: `message` says why, for the user
-    OUT_OF_MEMORY = "out_of_memory"  # MemoryError under the address-space limit
-    CRASHED = "crashed"  # a bug met on this file: details on the child's stderr
 
 
 class ValidationUnavailable(RuntimeError):
@@ -80,125 +65,12 @@ class ValidationBusy(ValidationUnavailable):
 
 
 @dataclass(frozen=True)
-class ValidationRequest:
-    """What the parent asks the child: one file, and the limits it must apply to itself."""
-
-    kind: UploadKind
-    path: str
-    filename: str
-    label_column: str | None
-    max_samples: int
-    max_features: int
-    max_decoded_bytes: int
-    memory_bytes: int  # address space; 0: none
-    cpu_seconds: int
-    parent_pid: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @staticmethod
-    def from_json(text: str) -> ValidationRequest:
-        raw = json.loads(text)
-        return ValidationRequest(**{**raw, "kind": UploadKind(raw["kind"])})
-
-
-@dataclass(frozen=True)
-class ValidationResult:
-    """The child's one line of output."""
-
-    outcome: Outcome
-    info: dict[str, Any] | None = None  # DatasetInfo.as_dict() for a dataset; {} for a model
-    message: str | None = None
-    peak_rss_bytes: int = 0  # the child's own peak resident memory
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @staticmethod
-    def from_json(text: str) -> ValidationResult:
-        raw = json.loads(text)
-        return ValidationResult(**{**raw, "outcome": Outcome(raw["outcome"])})
-
-
-@dataclass(frozen=True)
 class _ChildRun:
     returncode: int | None
     stdout: bytes
     stderr: bytes
     timed_out: bool
     seconds: float
-
-
-# -- the child ---------------------------------------------------------------------------
-
-
-def _limit_self(request: ValidationRequest) -> None:
-    """Applied by the child to itself, first thing: `preexec_fn` is unsafe in a threaded
-    parent (the API), and nothing of the file has been read yet."""
-    if request.memory_bytes > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (request.memory_bytes, request.memory_bytes))
-    if request.cpu_seconds > 0:  # SIGXCPU at the soft limit, SIGKILL at the hard one
-        resource.setrlimit(resource.RLIMIT_CPU, (request.cpu_seconds, request.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != request.parent_pid:  # the parent died before prctl took effect
-        sys.exit(1)
-
-
-def _validate(request: ValidationRequest) -> dict[str, Any]:
-    path = Path(request.path)
-    if request.kind is UploadKind.MODEL_ARCHIVE:
-        check_export_archive(path)
-        return {}
-    with open_dataset(
-        path,
-        label_column=request.label_column,
-        max_samples=request.max_samples,
-        name=request.filename,
-        max_bytes=request.max_decoded_bytes,
-        max_features=request.max_features,
-    ) as dataset:
-        dataset.validate()  # batches of a few MB, whatever the width of a sample
-        return dataset.info.as_dict()
-
-
-def _peak_rss_bytes() -> int:
-    """This process image's peak resident memory. Not ru_maxrss: that keeps the parent's
-    peak across fork (or vfork) and exec, so it would measure the API, not this child."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-    for line in status.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def child_main(argv: list[str]) -> int:
-    """The child: validate the file the request names, print one `ValidationResult` line."""
-    request = ValidationRequest.from_json(argv[0])
-    _limit_self(request)
-    try:
-        result = ValidationResult(Outcome.OK, info=_validate(request))
-    except (InvalidDataset, InvalidArchive) as exc:
-        result = ValidationResult(Outcome.REFUSED, message=str(exc))
-    except MemoryError:
-        result = ValidationResult(Outcome.OUT_OF_MEMORY)
-    except Exception:  # a bug met on this file: the parent logs stderr
-        traceback.print_exc()
-        result = ValidationResult(Outcome.CRASHED)
-    result = ValidationResult(
-        result.outcome, result.info, result.message, peak_rss_bytes=_peak_rss_bytes()
-    )
-    sys.stdout.write(result.to_json() + "\n")
-    sys.stdout.flush()
-    return 0
 
 
 # -- the parent --------------------------------------------------------------------------
@@ -243,7 +115,7 @@ def child_env() -> dict[str, str]:
 
 
 def _command(request: ValidationRequest) -> list[str]:
-    return [sys.executable, "-m", "jobs.validation", request.to_json()]
+    return [sys.executable, "-m", "jobs.validation_child", request.to_json()]
 
 
 async def _read_capped(stream: asyncio.StreamReader | None, cap: int) -> bytes:
@@ -455,6 +327,3 @@ def _log_failure(request: ValidationRequest, run: _ChildRun) -> None:
         run.stderr.decode(errors="replace")[-4000:],
     )
 
-
-if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1:]))

@@ -22,9 +22,9 @@ from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.blob_refs import HoldLost
-from jobs.blobs import is_disk_full
 from jobs.datasets import InvalidDataset
 from jobs.validation import ValidationBusy, ValidationUnavailable
+from service.store_errors import STORE_RETRY_AFTER_SECONDS, is_storage_full, is_store_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -232,60 +232,8 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("internal_error", message), status_code=500)
 
 
-# -- The job store's outages. A database that is restarting, unreachable, busy or out of space
-# is the service's state, not a bug: the client gets 503 (retry) or 507 (free space), the
-# connection stays usable, and the pool reconnects by itself once the database is back
-# (PostgreSQL engines pre-ping each connection they hand out). Anything else from the
-# database (a constraint, a missing table, bad SQL) is a bug and stays a 500 with an incident.
-
-STORE_RETRY_AFTER_SECONDS = 5
-
-# SQLite's primary result codes that describe the database file's state, not the query.
-_SQLITE_UNAVAILABLE = {
-    sqlite3.SQLITE_BUSY,
-    sqlite3.SQLITE_LOCKED,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_PROTOCOL,
-    sqlite3.SQLITE_NOMEM,
-}
-
-
-def _driver_error(exc: BaseException) -> BaseException:
-    """The driver's own exception under SQLAlchemy's wrapper (or `exc` itself)."""
-    return getattr(exc, "orig", None) or exc
-
-
-def _sqlite_code(exc: BaseException) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code & 0xFF if isinstance(code, int) else None  # extended code -> primary
-
-
-def is_storage_full(exc: BaseException) -> bool:
-    """The data directory's disk (or the database server's) has no space left."""
-    orig = _driver_error(exc)
-    if isinstance(orig, OSError):
-        return is_disk_full(orig)
-    return isinstance(orig, psycopg.errors.DiskFull) or (_sqlite_code(orig) == sqlite3.SQLITE_FULL)
-
-
-def is_store_unavailable(exc: BaseException) -> bool:
-    """The job store cannot be reached or is busy now; the same request may succeed later."""
-    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
-        return True  # no pooled connection came free in time / a connection went away
-    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    orig = _driver_error(exc)
-    if isinstance(orig, sqlite3.Error):
-        # SQLite calls "no such table" and syntax errors OperationalError too: those are bugs.
-        return _sqlite_code(orig) in _SQLITE_UNAVAILABLE
-    if isinstance(orig, psycopg.Error):
-        # Classes 08 (connection), 53 (resources), 57 (shutdown, cannot connect now), 58
-        # (system), and connection failures without a SQLSTATE.
-        return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
-    # Another driver: PEP 249 reserves OperationalError for the database's own condition.
-    return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-
+# -- The job store's outages (classified in service.store_errors): 507 when full, 503 while
+# unreachable or busy, anything else from the database a bug (500 with an incident).
 
 def _storage_full(request: Request, exc: Exception) -> JSONResponse:
     log.error("storage full on %s %s: %s", request.method, request.url.path, exc)

@@ -7,16 +7,17 @@ Each limit protects the other tenants: a tenant over its limit gets 429 with `Re
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from jobs.blobs import BlobStore
+from jobs.disk_space import ensure_reserve, free_bytes, release_reserve
 from jobs.settings import Settings
 from jobs.store import JobStore
-from service.errors import InsufficientStorage, TooManyRequests, is_storage_full
+from service.errors import InsufficientStorage, TooManyRequests
+from service.store_errors import is_storage_full
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ def check_storage(
 ) -> None:
     """507 when `incoming` more bytes would pass the tenant's quota or fill the disk."""
     check_free_disk(blobs, settings, incoming)
-    blobs.ensure_reserve()  # after a full disk was cleared, the ballast comes back
+    ensure_reserve(blobs.root)  # after a full disk was cleared, the ballast comes back
     check_quota(store, blobs, settings, tenant, incoming)
 
 
@@ -107,7 +108,7 @@ def check_quota(
 
 def check_free_disk(blobs: BlobStore, settings: Settings, incoming: int) -> None:
     """507 when writing `incoming` bytes would leave less than the configured free space."""
-    free = free_disk_bytes(blobs)
+    free = free_bytes(blobs.root)
     # `<=`: a disk with nothing left fails even when no reserve is configured.
     if free - incoming <= settings.min_free_disk_bytes:
         raise InsufficientStorage(
@@ -116,10 +117,6 @@ def check_free_disk(blobs: BlobStore, settings: Settings, incoming: int) -> None
             "delete jobs or uploads you no longer need, or ask the operator for more space",
             code="storage_full",
         )
-
-
-def free_disk_bytes(blobs: BlobStore) -> int:
-    return shutil.disk_usage(blobs.root).free
 
 
 def tenant_stored_bytes(store: JobStore, blobs: BlobStore, tenant: str) -> int:
@@ -133,15 +130,15 @@ def freeing_space(blobs: BlobStore, deletion: Callable[[], T]) -> T:
     """Run a deletion; if the disk is too full even for that, give back the reserve and retry.
 
     SQLite must write its journal before it can delete a row, so on a full disk deleting
-    fails exactly when the user needs it most; the ballast file (`BlobStore.ensure_reserve`)
-    is what makes room. It is written again once the disk has space.
+    fails exactly when the user needs it most; the ballast file (`jobs.disk_space`) is what
+    makes room. It is written again once the disk has space.
     """
     try:
         result = deletion()
     except Exception as exc:
-        if not is_storage_full(exc) or not blobs.release_reserve():
+        if not is_storage_full(exc) or not release_reserve(blobs.root):
             raise
         log.warning("the data directory is full: released the reserve to delete")
         result = deletion()
-    blobs.ensure_reserve()
+    ensure_reserve(blobs.root)
     return result

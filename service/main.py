@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from jobs.blobs import BlobStore
+from jobs.disk_space import ensure_reserve
+from jobs.leftovers import sweep_tmp
 from jobs.queue import Queue, make_celery
 from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
@@ -64,10 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.blobs = blobs = BlobStore(resolved.resolved_data_dir())
         app.state.upload_slots = UploadSlots(resolved.tenant_uploads_in_flight)
         # Partial uploads of an API process that was killed; the reaper sweeps later ones.
-        swept = await run_in_threadpool(blobs.sweep_tmp, resolved.leftover_seconds())
+        swept = await run_in_threadpool(sweep_tmp, blobs, resolved.leftover_seconds())
         if swept:
             log.info("removed %d leftover temporary upload files", swept)
-        await run_in_threadpool(blobs.ensure_reserve)
+        await run_in_threadpool(ensure_reserve, blobs.root)
         app.state.queue = Queue(celery_app)
         try:
             yield

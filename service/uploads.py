@@ -21,7 +21,8 @@ from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from jobs.blobs import BlobStore, BlobWriter, DiskFull
+from jobs.blobs import BlobStore, BlobWriter
+from jobs.disk_space import DiskFull
 from jobs.settings import Settings
 from jobs.store import JobStore
 from service.errors import BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType

@@ -40,8 +40,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-from jobs.blobs import is_disk_full
 from jobs.datasets import DatasetFormat, InvalidDataset, open_dataset
+from jobs.disk_space import is_disk_full
 from pruning.config import (
     DEFAULT_MAX_METRIC_DROP,
     Allocation,

@@ -32,8 +32,9 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from jobs.blobs import BlobStore, is_disk_full
+from jobs.blobs import BlobStore
 from jobs.datasets import InvalidDataset
+from jobs.disk_space import is_disk_full
 from jobs.lifecycle import is_complete, write_manifest
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings

@@ -1,0 +1,152 @@
+"""The validation child: limits itself, validates one upload, prints one JSON line.
+
+Started by `jobs.validation` as `python -m jobs.validation_child '<request JSON>'`; the
+request and result types below are the whole protocol between the two. Imports NumPy and
+`jobs.datasets` only: no torch, no engine, no settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+import traceback
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from jobs.archive_check import InvalidArchive, check_export_archive
+from jobs.datasets import InvalidDataset, open_dataset
+
+OPEN_FILES: Final = 64
+
+
+class UploadKind(StrEnum):
+    DATASET = "dataset"
+    MODEL_ARCHIVE = "model_archive"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    REFUSED = "refused"  # the file is unusable: `message` says why, for the user
+    OUT_OF_MEMORY = "out_of_memory"  # MemoryError under the address-space limit
+    CRASHED = "crashed"  # a bug met on this file: details on the child's stderr
+
+
+@dataclass(frozen=True)
+class ValidationRequest:
+    """What the parent asks the child: one file, and the limits it must apply to itself."""
+
+    kind: UploadKind
+    path: str
+    filename: str
+    label_column: str | None
+    max_samples: int
+    max_features: int
+    max_decoded_bytes: int
+    memory_bytes: int  # address space; 0: none
+    cpu_seconds: int
+    parent_pid: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> ValidationRequest:
+        raw = json.loads(text)
+        return ValidationRequest(**{**raw, "kind": UploadKind(raw["kind"])})
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """The child's one line of output."""
+
+    outcome: Outcome
+    info: dict[str, Any] | None = None  # DatasetInfo.as_dict() for a dataset; {} for a model
+    message: str | None = None
+    peak_rss_bytes: int = 0  # the child's own peak resident memory
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> ValidationResult:
+        raw = json.loads(text)
+        return ValidationResult(**{**raw, "outcome": Outcome(raw["outcome"])})
+
+
+def _limit_self(request: ValidationRequest) -> None:
+    """Applied by the child to itself, first thing: `preexec_fn` is unsafe in a threaded
+    parent (the API), and nothing of the file has been read yet."""
+    if request.memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (request.memory_bytes, request.memory_bytes))
+    if request.cpu_seconds > 0:  # SIGXCPU at the soft limit, SIGKILL at the hard one
+        resource.setrlimit(resource.RLIMIT_CPU, (request.cpu_seconds, request.cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != request.parent_pid:  # the parent died before prctl took effect
+        sys.exit(1)
+
+
+def _validate(request: ValidationRequest) -> dict[str, Any]:
+    path = Path(request.path)
+    if request.kind is UploadKind.MODEL_ARCHIVE:
+        check_export_archive(path)
+        return {}
+    with open_dataset(
+        path,
+        label_column=request.label_column,
+        max_samples=request.max_samples,
+        name=request.filename,
+        max_bytes=request.max_decoded_bytes,
+        max_features=request.max_features,
+    ) as dataset:
+        dataset.validate()  # batches of a few MB, whatever the width of a sample
+        return dataset.info.as_dict()
+
+
+def _peak_rss_bytes() -> int:
+    """This process image's peak resident memory. Not ru_maxrss: that keeps the parent's
+    peak across fork (or vfork) and exec, so it would measure the API, not this child."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def child_main(argv: list[str]) -> int:
+    """The child: validate the file the request names, print one `ValidationResult` line."""
+    request = ValidationRequest.from_json(argv[0])
+    _limit_self(request)
+    try:
+        result = ValidationResult(Outcome.OK, info=_validate(request))
+    except (InvalidDataset, InvalidArchive) as exc:
+        result = ValidationResult(Outcome.REFUSED, message=str(exc))
+    except MemoryError:
+        result = ValidationResult(Outcome.OUT_OF_MEMORY)
+    except Exception:  # a bug met on this file: the parent logs stderr
+        traceback.print_exc()
+        result = ValidationResult(Outcome.CRASHED)
+    result = ValidationResult(
+        result.outcome, result.info, result.message, peak_rss_bytes=_peak_rss_bytes()
+    )
+    sys.stdout.write(result.to_json() + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1:]))
