@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs.blob_refs import BlobReferences, HoldLost
@@ -138,19 +138,32 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
 
     def uploads_in_use_by_jobs(self, tenant: str, upload_id: str) -> bool:
         """True while a queued or running job refers to this model or dataset."""
-        query = select(
-            exists().where(
-                JobRow.tenant == tenant,
-                JobRow.status.in_(_ACTIVE),
-                or_(
-                    JobRow.model_id == upload_id,
-                    JobRow.dataset_id == upload_id,
-                    JobRow.eval_dataset_id == upload_id,
-                ),
-            )
-        )
         with self._session() as session:
-            return bool(session.scalar(query))
+            return bool(session.scalar(select(_used_by_active_job(tenant, upload_id))))
+
+    def delete_upload_unless_used(self, tenant: str, upload_id: str) -> bool | None:
+        """Delete a model or dataset unless a queued or running job uses it: True when
+        deleted, False when in use (nothing changes), None when there is no such record.
+
+        The row goes first and the jobs are checked after, in one transaction, so a job
+        submitted at the same moment (`add_job(verify_uploads=True)`) either sees the row
+        gone or makes this deletion see it in use: never a job on a deleted upload.
+        """
+        try:
+            with self._session() as session:
+                deleted = False
+                for row_type in (ModelRow, DatasetRow):
+                    statement = delete(row_type).where(
+                        row_type.id == upload_id, row_type.tenant == tenant
+                    )
+                    deleted = self._change(session, statement) or deleted
+                if not deleted:
+                    return None
+                if session.scalar(select(_used_by_active_job(tenant, upload_id))):
+                    raise _InUse
+                return True
+        except _InUse:
+            return False  # rolled back
 
     # -- jobs -----------------------------------------------------------------
     def add_job(
@@ -160,7 +173,14 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
         dataset_id: str,
         eval_dataset_id: str | None,
         config: dict[str, Any],
+        verify_uploads: bool = False,
     ) -> JobRecord:
+        """Insert a queued job. With `verify_uploads` the model and datasets must still
+        exist once the job is written (see `delete_upload_unless_used`).
+
+        Raises:
+            UploadGone: (with `verify_uploads`) one of them was deleted meanwhile.
+        """
         row = JobRow(
             tenant=tenant,
             model_id=model_id,
@@ -175,6 +195,18 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
         )
         with self._session() as session:
             session.add(row)
+            session.flush()  # written first: a deletion running now then sees the job
+            if verify_uploads:
+                uploads = [(ModelRow, model_id), (DatasetRow, dataset_id)]
+                if eval_dataset_id is not None:
+                    uploads.append((DatasetRow, eval_dataset_id))
+                for row_type, upload_id in uploads:
+                    query = select(row_type.id).where(
+                        row_type.id == upload_id, row_type.tenant == tenant
+                    )
+                    # FOR SHARE on PostgreSQL: a deletion of that row waits for this job.
+                    if session.scalar(query.with_for_update(read=True)) is None:
+                        raise UploadGone(upload_id)
         return row.to_record()
 
     def get_job(self, tenant: str, job_id: str) -> JobRecord | None:
@@ -289,3 +321,23 @@ def _drop_hold(session: Session, hold_id: str | None) -> None:
     assert isinstance(result, CursorResult)
     if result.rowcount != 1:
         raise HoldLost(hold_id)
+
+
+class UploadGone(LookupError):
+    """A job's model or dataset was deleted while the job was being submitted."""
+
+
+class _InUse(Exception):
+    """Rolls a deletion back: a queued or running job uses the upload."""
+
+
+def _used_by_active_job(tenant: str, upload_id: str) -> ColumnElement[bool]:
+    return exists().where(
+        JobRow.tenant == tenant,
+        JobRow.status.in_(_ACTIVE),
+        or_(
+            JobRow.model_id == upload_id,
+            JobRow.dataset_id == upload_id,
+            JobRow.eval_dataset_id == upload_id,
+        ),
+    )

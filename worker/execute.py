@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -133,8 +134,10 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
     end state is recorded; every change recorded names this attempt, so a worker whose
     lease was taken over changes nothing.
     """
-    # The lease owner: host and process, named in the reason when a worker is lost.
-    owner = f"{socket.gethostname()}:{os.getpid()}"
+    # The lease owner: host and process, named in the reason when a worker is lost, and a
+    # token of this call: a retried claim finds its own job (jobs.scheduling), while a later
+    # process that happens to reuse the pid does not take a dead worker's.
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     patience = store_patience(settings)
     # The fairest queued job, which is `job_id` unless another tenant waits with fewer
     # jobs running (`jobs.scheduling`); every queued job has a message of its own.

@@ -90,14 +90,16 @@ def delete_dataset(
     dataset: OwnedDataset, tenant: TenantDep, store: StoreDep, blobs: BlobsDep
 ) -> None:
     """Delete a dataset and, unless another record shares it, its file."""
-    if store.uploads_in_use_by_jobs(tenant, dataset.id):
+
+    def delete() -> bool | None:
+        # Checked and deleted in one step: a job submitted now cannot slip in between.
+        deleted = store.delete_upload_unless_used(tenant, dataset.id)
+        if deleted:
+            forget_blob(store, blobs, dataset.sha256)
+        return deleted
+
+    if freeing_space(blobs, delete) is False:
         raise Conflict(
             f"dataset {dataset.id!r} is used by a queued or running job; cancel the job first",
             code="in_use",
         )
-
-    def delete() -> None:
-        store.delete_dataset(tenant, dataset.id)
-        forget_blob(store, blobs, dataset.sha256)
-
-    freeing_space(blobs, delete)

@@ -13,7 +13,7 @@ from jobs.datasets import DatasetFormat, DatasetInfo, InvalidDataset, check_fits
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.settings import Settings
 from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus
-from jobs.store import JobStore
+from jobs.store import JobStore, UploadGone
 from service.deps import BlobsDep, OwnedJob, QueueDep, SettingsDep, StoreDep, TenantDep
 from service.errors import (
     Conflict,
@@ -166,7 +166,12 @@ def submit_job(
     check_jobs_in_flight(store, settings, tenant)
     # What the job will publish is unknown yet: refuse only a tenant already at its quota.
     check_storage(store, blobs, settings, tenant, 0)
-    job = store.add_job(tenant, model.id, dataset.id, body.eval_dataset_id, config)
+    try:
+        job = store.add_job(
+            tenant, model.id, dataset.id, body.eval_dataset_id, config, verify_uploads=True
+        )
+    except UploadGone as exc:
+        raise NotFound(f"upload {exc} was deleted while this job was being submitted") from exc
     try:
         queue.enqueue_job(job.id)
     except Exception as exc:

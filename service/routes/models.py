@@ -112,14 +112,16 @@ def get_model(model: OwnedModel) -> ModelPublic:
 @router.delete("/{model_id}", status_code=204, responses=error_responses(404, 409))
 def delete_model(model: OwnedModel, tenant: TenantDep, store: StoreDep, blobs: BlobsDep) -> None:
     """Delete a model and, unless another record shares it, its file."""
-    if store.uploads_in_use_by_jobs(tenant, model.id):
+
+    def delete() -> bool | None:
+        # Checked and deleted in one step: a job submitted now cannot slip in between.
+        deleted = store.delete_upload_unless_used(tenant, model.id)
+        if deleted:
+            forget_blob(store, blobs, model.sha256)
+        return deleted
+
+    if freeing_space(blobs, delete) is False:
         raise Conflict(
             f"model {model.id!r} is used by a queued or running job; cancel the job first",
             code="in_use",
         )
-
-    def delete() -> None:
-        store.delete_model(tenant, model.id)
-        forget_blob(store, blobs, model.sha256)
-
-    freeing_space(blobs, delete)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from jobs.blob_refs import HoldLost
 from jobs.blobs import BlobStore
 from jobs.states import JobStatus, ModelStatus
-from jobs.store import JobStore
+from jobs.store import JobStore, UploadGone
 
 SHA = "ab" * 32
 
@@ -83,7 +84,7 @@ def test_every_queued_job_is_started_once_by_as_many_messages(store: JobStore) -
 
     def consume(hint: str) -> None:
         # Each message is consumed by a worker process of its own.
-        job = store.start_fair_job(hint, owner=f"w:{threading.get_ident()}")
+        job = store.start_fair_job(hint, owner=f"w:{secrets.token_hex(8)}")
         if job is not None:
             with lock:
                 started.append(job.id)
@@ -174,3 +175,44 @@ def test_a_record_is_not_written_once_its_hold_was_released(
     with pytest.raises(HoldLost):
         store.add_dataset("alpha", SHA, 3, "d.npz", "npz", 1, [1], False, None, hold_id=hold)
     assert store.pending_inspections("alpha") == 0 and store.stored_bytes("alpha") == 0
+
+
+def test_an_upload_in_use_is_not_deleted_and_a_job_never_uses_a_deleted_one(
+    store: JobStore,
+) -> None:
+    model = store.add_model("alpha", SHA, 1, "m.pt2").id
+    data = store.add_dataset("alpha", "cd" * 32, 1, "d.npz", "npz", 1, [1], False, None).id
+    job = store.add_job("alpha", model, data, None, {}, verify_uploads=True).id
+    assert store.delete_upload_unless_used("alpha", model) is False
+    assert store.get_model("alpha", model) is not None, "rolled back"
+    assert store.delete_upload_unless_used("beta", model) is None, "another tenant's"
+    store.request_cancel("alpha", job)
+    assert store.delete_upload_unless_used("alpha", model) is True
+    with pytest.raises(UploadGone):
+        store.add_job("alpha", model, data, None, {}, verify_uploads=True)
+    assert store.jobs_in_flight("alpha") == 0, "the job was not written"
+
+
+def test_deletions_and_submissions_racing_never_leave_a_job_on_a_deleted_upload(
+    store: JobStore,
+) -> None:
+    for _ in range(20):
+        model = store.add_model("alpha", SHA, 1, "m.pt2").id
+        data = store.add_dataset("alpha", "cd" * 32, 1, "d.npz", "npz", 1, [1], False, None).id
+        outcome: list[object] = []
+
+        def submit(model: str = model, data: str = data, outcome: list[object] = outcome) -> None:
+            try:
+                outcome.append(store.add_job("alpha", model, data, None, {}, verify_uploads=True))
+            except UploadGone:
+                outcome.append(None)
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        deleted = store.delete_upload_unless_used("alpha", model)
+        thread.join()
+        job = outcome[0]
+        # Either the job was refused, or it exists and the model was kept for it.
+        assert (job is None) == bool(deleted), (job, deleted)
+        if job is not None:
+            store.request_cancel("alpha", job.id)  # type: ignore[attr-defined]
