@@ -197,7 +197,10 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
             session.add(row)
             session.flush()  # written first: a deletion running now then sees the job
             if verify_uploads:
-                uploads = [(ModelRow, model_id), (DatasetRow, dataset_id)]
+                uploads: list[tuple[type[ModelRow] | type[DatasetRow], str]] = [
+                    (ModelRow, model_id),
+                    (DatasetRow, dataset_id),
+                ]
                 if eval_dataset_id is not None:
                     uploads.append((DatasetRow, eval_dataset_id))
                 for row_type, upload_id in uploads:
