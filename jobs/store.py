@@ -14,23 +14,23 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs.blob_refs import BlobReferences, HoldLost
+from jobs.deletion import Deletion
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.scheduling import Scheduling
-from jobs.states import ACTIVE_STATUSES, TERMINAL_STATUSES, JobStatus, ModelStatus, Stage
+from jobs.states import JobStatus, ModelStatus, Stage
 from jobs.tables import DatasetRow, JobRow, ModelRow, UploadHoldRow, utcnow
 from jobs.usage import TenantUsage
 
-_ACTIVE = [s.value for s in ACTIVE_STATUSES]
 
-
-class JobStore(Scheduling, BlobReferences, TenantUsage):
+class JobStore(Scheduling, BlobReferences, TenantUsage, Deletion):
     """Uploads and jobs of every tenant. Job transitions come from `JobLifecycle` (through
     `Scheduling`, which picks the fairest waiting work), blob references from
-    `BlobReferences`, per-tenant figures from `TenantUsage`."""
+    `BlobReferences`, per-tenant figures from `TenantUsage`, deleting uploads safely and
+    what the reaper expires from `Deletion`."""
 
     # -- models ---------------------------------------------------------------
     def add_model(
@@ -135,35 +135,6 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
             DatasetRow.id == dataset_id, DatasetRow.tenant == tenant
         )
         return self._delete(statement)
-
-    def uploads_in_use_by_jobs(self, tenant: str, upload_id: str) -> bool:
-        """True while a queued or running job refers to this model or dataset."""
-        with self._session() as session:
-            return bool(session.scalar(select(_used_by_active_job(tenant, upload_id))))
-
-    def delete_upload_unless_used(self, tenant: str, upload_id: str) -> bool | None:
-        """Delete a model or dataset unless a queued or running job uses it: True when
-        deleted, False when in use (nothing changes), None when there is no such record.
-
-        The row goes first and the jobs are checked after, in one transaction, so a job
-        submitted at the same moment (`add_job(verify_uploads=True)`) either sees the row
-        gone or makes this deletion see it in use: never a job on a deleted upload.
-        """
-        try:
-            with self._session() as session:
-                deleted = False
-                for row_type in (ModelRow, DatasetRow):
-                    statement = delete(row_type).where(
-                        row_type.id == upload_id, row_type.tenant == tenant
-                    )
-                    deleted = self._change(session, statement) or deleted
-                if not deleted:
-                    return None
-                if session.scalar(select(_used_by_active_job(tenant, upload_id))):
-                    raise _InUse
-                return True
-        except _InUse:
-            return False  # rolled back
 
     # -- jobs -----------------------------------------------------------------
     def add_job(
@@ -272,44 +243,6 @@ class JobStore(Scheduling, BlobReferences, TenantUsage):
         with self._session() as session:
             return list(session.scalars(query).all())
 
-    # -- retention (the reaper) --------------------------------------------------------------
-    def expired_jobs(self, retention_days: int) -> list[str]:
-        """Finished (succeeded, failed, cancelled) jobs that ended longer ago than that."""
-        cutoff = utcnow() - timedelta(days=retention_days)
-        terminal = [s.value for s in TERMINAL_STATUSES]
-        query = select(JobRow.id).where(JobRow.status.in_(terminal), JobRow.finished_at < cutoff)
-        with self._session() as session:
-            return list(session.scalars(query).all())
-
-    def delete_job_any_tenant(self, job_id: str) -> bool:
-        """Delete a finished job (never an active one)."""
-        terminal = [s.value for s in TERMINAL_STATUSES]
-        statement = delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(terminal))
-        return self._delete(statement)
-
-    def expire_unused_uploads(self, retention_days: int) -> list[str]:
-        """Delete models and datasets older than that which no job refers to any more;
-        returns their blobs' hashes (the caller removes each blob no other row uses)."""
-        cutoff = utcnow() - timedelta(days=retention_days)
-        gone: list[str] = []
-        for row_type in (ModelRow, DatasetRow):
-            used = or_(
-                JobRow.model_id == row_type.id,
-                JobRow.dataset_id == row_type.id,
-                JobRow.eval_dataset_id == row_type.id,
-            )
-            query = select(row_type.id, row_type.sha256).where(
-                row_type.created_at < cutoff, ~exists().where(used)
-            )
-            with self._session() as session:
-                candidates = session.execute(query).all()
-            for upload_id, sha256 in candidates:
-                # Conditional again: a job may have been submitted for it meanwhile.
-                statement = delete(row_type).where(row_type.id == upload_id, ~exists().where(used))
-                if self._delete(statement):
-                    gone.append(sha256)
-        return gone
-
 
 def _drop_hold(session: Session, hold_id: str | None) -> None:
     """The record now refers to the blob: the hold that kept it during validation goes.
@@ -328,19 +261,3 @@ def _drop_hold(session: Session, hold_id: str | None) -> None:
 
 class UploadGone(LookupError):
     """A job's model or dataset was deleted while the job was being submitted."""
-
-
-class _InUse(Exception):
-    """Rolls a deletion back: a queued or running job uses the upload."""
-
-
-def _used_by_active_job(tenant: str, upload_id: str) -> ColumnElement[bool]:
-    return exists().where(
-        JobRow.tenant == tenant,
-        JobRow.status.in_(_ACTIVE),
-        or_(
-            JobRow.model_id == upload_id,
-            JobRow.dataset_id == upload_id,
-            JobRow.eval_dataset_id == upload_id,
-        ),
-    )

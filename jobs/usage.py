@@ -8,8 +8,6 @@ from jobs.states import ACTIVE_STATUSES, TERMINAL_STATUSES, ModelStatus
 from jobs.store_base import StoreBase
 from jobs.tables import DatasetRow, JobRow, ModelRow, UploadHoldRow
 
-_ACTIVE = [s.value for s in ACTIVE_STATUSES]
-
 
 class TenantUsage(StoreBase):
     def stored_bytes(self, tenant: str) -> int:
@@ -41,7 +39,9 @@ class TenantUsage(StoreBase):
 
     def jobs_in_flight(self, tenant: str) -> int:
         """The tenant's queued and running jobs."""
-        query = select(func.count()).where(JobRow.tenant == tenant, JobRow.status.in_(_ACTIVE))
+        query = select(func.count()).where(
+            JobRow.tenant == tenant, JobRow.status.in_(sorted(ACTIVE_STATUSES))
+        )
         with self._session() as session:
             return int(session.scalar(query) or 0)
 
