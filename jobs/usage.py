@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
+from jobs.blobs import BlobStore
 from jobs.states import ACTIVE_STATUSES, TERMINAL_STATUSES, ModelStatus
 from jobs.store_base import StoreBase
 from jobs.tables import DatasetRow, JobRow, ModelRow, UploadHoldRow
@@ -52,3 +53,17 @@ class TenantUsage(StoreBase):
         )
         with self._session() as session:
             return int(session.scalar(query) or 0)
+
+
+def tenant_stored_bytes(store: TenantUsage, blobs: BlobStore, tenant: str) -> int:
+    """The tenant's stored bytes; ended jobs' outputs are measured once, then remembered."""
+    for job_id in store.jobs_without_output_bytes(tenant):
+        store.set_output_bytes(job_id, sum(a.bytes for a in blobs.list_artifacts(job_id)))
+    return store.stored_bytes(tenant)
+
+
+def quota_left(store: TenantUsage, blobs: BlobStore, tenant: str, quota: int) -> int | None:
+    """Bytes the tenant may still store under `quota` (0: no quota, None)."""
+    if not quota:
+        return None
+    return max(0, quota - tenant_stored_bytes(store, blobs, tenant))

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from jobs.archive_check import InvalidArchive
 from jobs.datasets import InvalidDataset
+from jobs.fair_slots import FairSlots
 from jobs.validation_child import Outcome, UploadKind, ValidationRequest, ValidationResult
 
 if TYPE_CHECKING:  # the child needs no settings (nor pydantic): the request carries them
@@ -186,28 +187,31 @@ def _run_child_sync(request: ValidationRequest, timeout: float) -> _ChildRun:
     )
 
 
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]] = (
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, FairSlots] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _semaphore(limit: int) -> asyncio.Semaphore:
-    """One per event loop (a semaphore belongs to the loop it first waits on)."""
+def _fair_slots(limit: int) -> FairSlots:
+    """One set of slots per event loop (futures belong to the loop that made them)."""
     loop = asyncio.get_running_loop()
-    held = _semaphores.get(loop)
-    if held is None or held[0] != limit:
-        held = (limit, asyncio.Semaphore(limit))
-        _semaphores[loop] = held
-    return held[1]
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = FairSlots(limit)
+    slots.limit = limit
+    return slots
 
 
-async def run_validation(request: ValidationRequest, settings: Settings) -> ValidationResult:
-    """Run one child, at most `validation_concurrency` at once; its result, deaths included."""
-    slots = _semaphore(settings.validation_concurrency)
+async def run_validation(
+    request: ValidationRequest, settings: Settings, tenant: str = ""
+) -> ValidationResult:
+    """Run one child, at most `validation_concurrency` at once, taking turns between
+    tenants (`jobs.fair_slots`); its result, deaths included."""
+    slots = _fair_slots(settings.validation_concurrency)
     # A bounded wait: an upload's hold on its blob must not outlive what the reaper allows
     # (`Settings.leftover_seconds`: one wait and one validation).
     try:
-        await asyncio.wait_for(slots.acquire(), timeout=settings.validation_seconds)
+        await slots.acquire(tenant, timeout=settings.validation_seconds)
     except TimeoutError as exc:
         raise ValidationBusy(
             "the server is busy checking other uploads and this one waited "
@@ -216,7 +220,7 @@ async def run_validation(request: ValidationRequest, settings: Settings) -> Vali
     try:
         run = await _run_child(request, settings.validation_seconds)
     finally:
-        slots.release()
+        slots.release(tenant)
     return _result(request, run, settings)
 
 
@@ -231,8 +235,10 @@ async def validate_upload(
     filename: str,
     label_column: str | None,
     settings: Settings,
+    tenant: str = "",
 ) -> dict[str, Any]:
     """Validate an upload in a limited child; the dataset's `DatasetInfo.as_dict()`, or {}.
+    `tenant` takes its turn for a validation slot.
 
     Raises:
         InvalidDataset: (kind "dataset") the file is refused, or its validation ran out of
@@ -241,7 +247,7 @@ async def validate_upload(
         ValidationUnavailable: the child could not be started (a server problem).
     """
     request = build_request(kind, path, filename, label_column, settings)
-    return _accepted(request, await run_validation(request, settings))
+    return _accepted(request, await run_validation(request, settings, tenant))
 
 
 def validate_upload_sync(

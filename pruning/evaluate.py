@@ -90,6 +90,7 @@ class Evaluator:
                     f"labels have shape {list(y.shape[1:])} per sample, "
                     f"predictions {list(pred.shape[1:])}"
                 )
+            check_class_labels(y, out.shape[-1])
             return float((pred == y.to(pred.dtype)).sum()), pred.numel()
         target = (
             y.to(out.device, torch.float64).reshape(out.shape) if y.numel() == out.numel() else None
@@ -103,6 +104,26 @@ class Evaluator:
         # Mean over output values per sample, summed over samples: averaged per sample later.
         per_sample = err.reshape(len(out), -1).mean(dim=1)
         return float(per_sample.sum()), len(out)
+
+
+def check_class_labels(y: torch.Tensor, classes: int) -> None:
+    """Labels a classifier with `classes` outputs can be scored or trained against.
+
+    Raises:
+        InvalidDataset: float targets, or a label outside 0..classes-1 (a job would
+            otherwise score nothing right, or fail deep in the loss).
+    """
+    if y.is_floating_point():
+        raise InvalidDataset(
+            "accuracy needs integer class labels, and these labels are float targets: "
+            "save y as integers, or use metric 'mse' for regression"
+        )
+    bad = (y < 0) | (y >= classes)
+    if bool(bad.any()):
+        raise InvalidDataset(
+            f"label {int(y[bad][0])} is not one of the model's {classes} classes "
+            f"(0..{classes - 1}): fix the labels, or check that this data belongs to this model"
+        )
 
 
 def count_parameters(program: torch.export.ExportedProgram) -> int:

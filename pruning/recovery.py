@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from pruning.config import Metric, Recovery
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import InvalidConfig
-from pruning.evaluate import first_output
+from pruning.evaluate import check_class_labels, first_output
 from pruning.graph import get_tensor
 from pruning.stats import RunningStats
 from pruning.surgery import set_tensor
@@ -249,5 +249,7 @@ def _loss(
         log_target=True,
     ) * (t * t)
     if batch.y is not None and metric is Metric.ACCURACY:
-        loss = loss + F.cross_entropy(out, batch.y.to(out.device, torch.long).reshape(-1))
+        labels = batch.y.reshape(-1)
+        check_class_labels(labels, out.shape[-1])  # training data may differ from evaluation's
+        loss = loss + F.cross_entropy(out, labels.to(out.device, torch.long))
     return loss

@@ -182,9 +182,17 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     )
 
 
+# Errors reported for one request: enough to fix a body, and a reply that stays small
+# whatever the body holds.
+MAX_REPORTED_ERRORS = 20
+
+
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    details = describe_validation_errors(exc.errors())
+    errors = exc.errors()
+    details = describe_validation_errors(errors[:MAX_REPORTED_ERRORS])
     message = "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
+    if len(errors) > MAX_REPORTED_ERRORS:
+        message += f"; and {len(errors) - MAX_REPORTED_ERRORS} more errors"
     return JSONResponse(error_body("invalid_request", message, details=details), status_code=422)
 
 

@@ -16,6 +16,7 @@ from jobs.blobs import BlobStore
 from jobs.disk_space import ensure_reserve, free_bytes, release_reserve
 from jobs.settings import Settings
 from jobs.store import JobStore
+from jobs.usage import tenant_stored_bytes
 from service.errors import InsufficientStorage, TooManyRequests
 from service.store_errors import is_storage_full
 
@@ -117,13 +118,6 @@ def check_free_disk(blobs: BlobStore, settings: Settings, incoming: int) -> None
             "delete jobs or uploads you no longer need, or ask the operator for more space",
             code="storage_full",
         )
-
-
-def tenant_stored_bytes(store: JobStore, blobs: BlobStore, tenant: str) -> int:
-    """The tenant's stored bytes; ended jobs' outputs are measured once, then remembered."""
-    for job_id in store.jobs_without_output_bytes(tenant):
-        store.set_output_bytes(job_id, sum(a.bytes for a in blobs.list_artifacts(job_id)))
-    return store.stored_bytes(tenant)
 
 
 def freeing_space(blobs: BlobStore, deletion: Callable[[], T]) -> T:

@@ -209,6 +209,9 @@ CompensateIn = Annotated[
 ]
 
 
+MAX_THRESHOLDS_IN_A_BODY = 4096
+
+
 def _criterion_for(thresholds: list[ThresholdIn] | None) -> Criterion:
     """The criterion absolute thresholds are written for (`pruning.config.criterion_for`)."""
     absolute = [t for t in thresholds or [] if t.fraction is None]
@@ -272,6 +275,10 @@ class JobCreate(InputSchema):
     thresholds: list[ThresholdIn] | None = Field(
         None,
         min_length=1,
+        # A hard cap in the schema (the server's own, DEADWEIGHT_MAX_THRESHOLDS, is checked
+        # later): validation then stops at the first item past it instead of producing an
+        # error for each of half a million bad items.
+        max_length=MAX_THRESHOLDS_IN_A_BODY,
         description="omitted: the engine's default sweep of fractions (or the search's probes)",
     )
     compensate: CompensateIn = Field(

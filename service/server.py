@@ -69,7 +69,8 @@ _OVERLOADED = _raw_error(
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for the request head and a connection cap.
+    """uvicorn's h11 protocol with a deadline for the request head, one for a client that
+    stops reading its response, and a connection cap.
 
     The deadline is armed when the connection is made and after each response, and cancelled
     once a request head is complete; the body is the middleware's business. Bytes that keep
@@ -77,9 +78,11 @@ class GuardedH11Protocol(H11Protocol):
     """
 
     header_timeout: ClassVar[float] = 15.0
+    write_timeout: ClassVar[float] = 60.0
     max_connections: ClassVar[int] = 512
 
     _head_deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -94,7 +97,30 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
+        self._cancel_write_deadline()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # The client stopped reading: its unread response waits in memory. It must read some
+        # of it within `write_timeout`, or the connection is dropped (a download nobody
+        # reads would otherwise hold its connection, and its buffer, forever).
+        super().pause_writing()
+        self._cancel_write_deadline()
+        self._write_deadline = self.loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._cancel_write_deadline()
+
+    def _cancel_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_timed_out(self) -> None:
+        self._write_deadline = None
+        log.info("dropping a connection whose client read nothing for %.0f s", self.write_timeout)
+        self.transport.abort()  # at once: its unsent buffer goes with it
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -158,6 +184,7 @@ def protocol_class(settings: Settings) -> type[GuardedH11Protocol]:
         pass
 
     Configured.header_timeout = settings.header_timeout_seconds
+    Configured.write_timeout = settings.body_timeout_seconds
     Configured.max_connections = settings.max_connections
     return Configured
 

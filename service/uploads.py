@@ -85,6 +85,7 @@ class _Form:
     _name: str = ""
     _is_file: bool = False
     _text: bytearray = field(default_factory=bytearray)
+    _seen: set[str] = field(default_factory=set)
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -120,6 +121,11 @@ class _Form:
             raise BadRequest(
                 f"unexpected form field {name!r}; this endpoint takes: {', '.join(allowed)}"
             )
+        if name != FILE_FIELD and name in self._seen:
+            # Each field once: millions of tiny repeated parts would cost the API's event
+            # loop minutes of parsing for one request.
+            raise BadRequest(f"form field {name!r} is given more than once; send it once")
+        self._seen.add(name)
         self._is_file = name == FILE_FIELD
         if self._is_file:
             if self.filename is not None:

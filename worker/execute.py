@@ -41,6 +41,7 @@ from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
 from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus
 from jobs.store import JobStore
+from jobs.usage import quota_left
 from pruning.errors import Cancelled
 from worker.output_guard import OutputGuard, OutputRefused, disk_full_message
 from worker.sandbox import (
@@ -183,7 +184,12 @@ def _run_attempt(
         shutil.rmtree(final, ignore_errors=True)  # never published whole: not an outcome
     staging = final.with_name(f".{job_id}.attempt-{attempt}")
     workdir = final.with_name(f".{job_id}.attempt-{attempt}.work")
-    guard = OutputGuard(settings, staging, blobs.root)
+    left = retry(
+        lambda: quota_left(store, blobs, job.tenant, settings.tenant_storage_bytes),
+        "read the tenant's storage",
+        store_patience(settings),
+    )
+    guard = OutputGuard(settings, staging, blobs.root, quota_left=left)
     patience = store_patience(settings)
     paths: dict[str, str] = {}
     try:

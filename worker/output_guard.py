@@ -36,13 +36,18 @@ class OutputGuard:
     also cannot write any single file larger than the output cap (RLIMIT_FSIZE).
     """
 
-    def __init__(self, settings: Settings, staging: Path, data_dir: Path) -> None:
-        self.cap = settings.job_output_bytes
+    def __init__(
+        self, settings: Settings, staging: Path, data_dir: Path, quota_left: int | None = None
+    ) -> None:
+        caps = [c for c in (settings.job_output_bytes or None, quota_left) if c is not None]
+        # The tenant's storage quota binds too: what it has left when the job starts.
+        self.by_quota = quota_left is not None and quota_left == min(caps)
+        self.cap: int | None = min(caps) if caps else None
         self.min_free = settings.min_free_disk_bytes
         self.settings, self.staging, self.data_dir = settings, staging, data_dir
 
     def problem(self, min_free: int | None = None) -> str | None:
-        if self.cap and _bytes_in(self.staging) > self.cap:
+        if self.cap is not None and _bytes_in(self.staging) > self.cap:
             return self.over_cap()
         need = self.min_free if min_free is None else min_free
         if need and shutil.disk_usage(self.data_dir).free < need:
@@ -55,12 +60,12 @@ class OutputGuard:
             raise OutputRefused(found)
 
     def check_total(self, size: int) -> None:
-        if self.cap and size > self.cap:
+        if self.cap is not None and size > self.cap:
             raise OutputRefused(self.over_cap())
 
     def explain_failure(self) -> str | None:
         """After the engine failed: was it the cap or a (nearly) full disk?"""
-        if self.cap and _bytes_in(self.staging) >= self.cap:
+        if self.cap is not None and _bytes_in(self.staging) >= self.cap:
             return self.over_cap()
         return self.problem(max(self.min_free, _NEARLY_FULL_BYTES))
 
@@ -76,6 +81,12 @@ class OutputGuard:
         return watch
 
     def over_cap(self) -> str:
+        if self.by_quota:
+            return (
+                f"the job's results grew past {self.cap} bytes, what is left of this tenant's "
+                "storage quota (DEADWEIGHT_TENANT_STORAGE_BYTES); delete jobs or uploads it "
+                "no longer needs, or ask for fewer candidates (thresholds)"
+            )
         return (
             f"the job's results grew past {self.cap} bytes, the most one job may publish "
             "(DEADWEIGHT_JOB_OUTPUT_BYTES); ask for fewer candidates (thresholds) or a "

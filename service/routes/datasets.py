@@ -35,6 +35,7 @@ async def register_dataset(upload: Upload, target: UploadTarget) -> DatasetPubli
             upload.filename,
             upload.fields.get(LABEL_COLUMN, "").strip() or None,
             target.settings,
+            tenant=target.tenant,
         )
         record = await run_in_threadpool(
             lambda: store.add_dataset(

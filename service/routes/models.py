@@ -46,7 +46,12 @@ async def register_model(upload: Upload, target: UploadTarget, queue: Queue) -> 
     store, blobs = target.store, target.blobs
     try:
         await validate_upload(
-            "model_archive", blobs.path(upload.sha256), upload.filename, None, target.settings
+            "model_archive",
+            blobs.path(upload.sha256),
+            upload.filename,
+            None,
+            target.settings,
+            tenant=target.tenant,
         )
         record = await run_in_threadpool(
             store.add_model,

@@ -34,6 +34,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         y=rng.integers(0, 4, size=80),
     )
     np.savez(root / "wide.npz", x=rng.normal(size=(80, 9)).astype(np.float32))
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    np.savez(root / "far_labels.npz", x=x, y=np.full(80, 10**9))  # the MLP has 4 classes
+    np.savez(root / "float_labels.npz", x=x, y=np.full(80, 0.5, dtype=np.float32))
     return root
 
 
@@ -105,6 +108,8 @@ def test_prune_searches_and_recovers(files: Path, tmp_path: Path) -> None:
         (["--metric", "mse", "--eval-data", "{files}/wide.npz"], "needs labels"),
         (["--eval-data", "{files}/wide.npz"], "the model expects"),
         (["--eval-data", "{files}/missing.npz"], "no such file"),
+        (["--eval-data", "{files}/far_labels.npz"], "not one of the model's 4 classes"),
+        (["--eval-data", "{files}/float_labels.npz"], "integer class labels"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

@@ -383,3 +383,41 @@ def test_serve_refuses_a_cap_the_descriptor_limit_cannot_hold(tmp_path: Path) ->
     output = (tmp_path / next(p.name for p in tmp_path.glob("server-*.log"))).read_text()
     assert "DEADWEIGHT_MAX_CONNECTIONS=512 needs 768 file descriptors" in output
     assert "ulimit -n" in output
+
+
+def _published_artifact(server: Server, size: int) -> str:
+    """A finished job with one large artifact, written as the worker would."""
+    from jobs.states import JobStatus
+    from jobs.store import JobStore
+
+    store = JobStore(f"sqlite:///{server.data_dir / 'deadweight.db'}")
+    try:
+        job = store.add_job("default", "m" * 32, "d" * 32, None, {}).id
+        assert store.start_job(job) is not None
+        folder = server.data_dir / "jobs" / job
+        folder.mkdir(parents=True)
+        (folder / "big.pt2").write_bytes(os.urandom(size))
+        assert store.finish_job(job, JobStatus.SUCCEEDED)
+    finally:
+        store.dispose()
+    return f"/v1/jobs/{job}/artifacts/big.pt2"
+
+
+def test_a_client_that_stops_reading_a_response_is_cut_off(server: Server) -> None:
+    path = _published_artifact(server, 64 * 1024 * 1024)
+    sock = socket.socket()
+    # A tiny receive window: the server's buffers fill at once, as with a stalled reader.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+        time.sleep(TIMEOUT + 2)  # read nothing more
+        # Dropped: what is left to read ends well short of the 64 MiB.
+        received, _ = read_until_closed(sock, limit=10)
+        assert len(received) < 32 * 1024 * 1024
+    finally:
+        sock.close()
+    # And the server serves others as before.
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200

@@ -103,3 +103,26 @@ def test_delete(client: TestClient) -> None:
     assert len(blob_files(client)) == 1
     assert client.delete(f"/v1/datasets/{second}").status_code == 204
     assert blob_files(client) == []
+
+
+def test_a_form_field_given_many_times_is_refused(client: TestClient) -> None:
+    # Millions of tiny repeated parts once cost the API's event loop minutes of parsing.
+    boundary = "b"
+    repeated = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="label_column"\r\n\r\nlabel\r\n'
+        for _ in range(3)
+    )
+    body = (
+        repeated
+        + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="t.csv"\r\n\r\n'
+        + CSV.decode()
+        + f"\r\n--{boundary}--\r\n"
+    ).encode()
+    response = client.post(
+        "/v1/datasets",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 400
+    assert "more than once" in response.json()["error"]["message"]
+    assert blob_files(client) == []

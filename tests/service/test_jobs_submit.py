@@ -279,3 +279,17 @@ def test_the_api_spells_the_engine_vocabulary_and_its_default_criterion_rule() -
         body = api.JobCreate(model_id="m", dataset_id="d", thresholds=thresholds or None)
         rule = engine.criterion_for(tuple(engine.Threshold(**t) for t in thresholds))
         assert body.resolved_criterion.value == rule.value
+
+
+def test_a_body_of_many_bad_items_gets_a_small_answer(
+    client: TestClient, ids: dict[str, str]
+) -> None:
+    # Half a million bad thresholds once made a 100 MB error reply (and 1 GB of API memory).
+    response = _submit(client, ids, thresholds=[1] * 500_000)
+    assert response.status_code == 422
+    assert len(response.content) < 4096
+    assert "thresholds" in response.json()["error"]["message"]
+    many = _submit(client, ids, thresholds=[{"fraction": "x"}] * 4000)
+    assert many.status_code == 422 and len(many.content) < 16 * 1024
+    assert len(many.json()["error"]["details"]) == 20
+    assert "more errors" in many.json()["error"]["message"]

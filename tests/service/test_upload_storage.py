@@ -45,12 +45,12 @@ class _Gate:
         self.release = threading.Event()
         real = dataset_routes.validate_upload
 
-        async def gated(kind: str, path: Path, name: str, *args: Any) -> Any:
+        async def gated(kind: str, path: Path, name: str, *args: Any, **kwargs: Any) -> Any:
             if name == filename:
                 self.entered.set()
                 while not self.release.is_set():  # the event loop keeps serving meanwhile
                     await _sleep(0.02)
-            return await real(kind, path, name, *args)
+            return await real(kind, path, name, *args, **kwargs)
 
         monkeypatch.setattr(dataset_routes, "validate_upload", gated)
 

@@ -358,6 +358,21 @@ def test_a_job_may_not_publish_more_than_its_output_cap(world: World, model_file
     assert _attempt_folders(world) == [] and not world.blobs.job_dir(job.id).exists()
 
 
+def test_a_job_may_not_publish_past_its_tenants_storage_quota(
+    world: World, model_file: Path
+) -> None:
+    model, data = world.model(model_file), world.npz()
+    stored = model_file.stat().st_size + (world.root / "data-200.npz").stat().st_size
+    # Room for the uploads and a little more: far less than the job's candidates need.
+    world.settings = Settings(
+        data_dir=world.root, batch_size=32, device="cpu", tenant_storage_bytes=stored + 5_000
+    )
+    job = world.run(world.job(model, data).id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    assert "DEADWEIGHT_TENANT_STORAGE_BYTES" in job.error and "5000 bytes" in job.error
+    assert _attempt_folders(world) == [] and not world.blobs.job_dir(job.id).exists()
+
+
 def test_a_job_does_not_start_without_free_disk(world: World, model_file: Path) -> None:
     free = shutil.disk_usage(world.root).free
     world.settings = Settings(
