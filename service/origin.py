@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
@@ -37,13 +38,18 @@ def is_loopback_name(host: str) -> bool:
         return False
 
 
+# What a Host header may be (RFC 9110): a name or IPv4 address, or an IPv6 address in
+# brackets, then an optional port. Userinfo, paths, queries and fragments are not a host.
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?")
+
+
 def _split_host(value: str, default_port: int) -> tuple[str, int] | None:
     """`host[:port]` (IPv6 in brackets) -> (lower-case host, port); None when malformed."""
-    try:
-        parts = urlsplit(f"//{value}")
-        return (parts.hostname or "").lower(), parts.port or default_port
-    except ValueError:  # a port that is not a number, an unbalanced bracket
+    match = _HOST_RE.fullmatch(value)
+    if match is None:
         return None
+    host, port = match.group(1).lower(), match.group(2)
+    return host.removeprefix("[").removesuffix("]"), int(port) if port else default_port
 
 
 def _same_origin(origin: str, scheme: str, host: str) -> bool:

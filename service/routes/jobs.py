@@ -22,6 +22,7 @@ from service.errors import (
     broker_unavailable,
     error_responses,
 )
+from service.file_responses import JobFileResponse
 from service.limits import check_jobs_in_flight, check_storage, freeing_space
 from service.schemas import (
     LABELLED_METRICS,
@@ -248,7 +249,7 @@ def _published_json(job: JobRecord, blobs: BlobStore, name: str) -> FileResponse
     if path is None:
         raise NotFound(f"job {job.id!r} published no {name}")
     # Streamed as written by the worker: the stats of a wide model can run to many MB.
-    return FileResponse(path, media_type="application/json")
+    return JobFileResponse(path, media_type="application/json")
 
 
 @router.get(
@@ -291,4 +292,4 @@ def download_artifact(job: OwnedJob, blobs: BlobsDep, name: str) -> FileResponse
     info = next((a for a in blobs.list_artifacts(job.id) if a.name == name), None)
     if path is None or info is None:
         raise NotFound(f"job {job.id!r} has no artifact {name!r}")
-    return FileResponse(path, media_type=info.media_type, filename=info.name)
+    return JobFileResponse(path, media_type=info.media_type, filename=info.name)

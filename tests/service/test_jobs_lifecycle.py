@@ -228,3 +228,20 @@ def test_delete_removes_the_job_and_its_files(client: TestClient, job: dict[str,
     assert not folder.exists()
     assert client.get(f"/v1/jobs/{job['id']}").status_code == 404
     assert client.get("/v1/jobs").json()["count"] == 0
+
+
+def test_ranges_of_an_artifact_and_bad_ranges_in_the_error_format(
+    client: TestClient, job: dict[str, Any]
+) -> None:
+    publish_job(client, job["id"])
+    url = f"/v1/jobs/{job['id']}/artifacts/pruned-0.pt2"
+    part = client.get(url, headers={"Range": "bytes=0-3"})
+    assert part.status_code == 206 and part.content == PRUNED[:4]
+    for header, status, code in [
+        ("bytes=abc", 400, "bad_range"),
+        ("bytes=9-1", 400, "bad_range"),
+        ("bytes=999999999-", 416, "range_not_satisfiable"),
+    ]:
+        response = client.get(url, headers={"Range": header})
+        assert response.status_code == status, header
+        assert response.json()["error"]["code"] == code

@@ -38,8 +38,12 @@ def test_loopback_hosts_are_served(host: str | None) -> None:
 
 @pytest.mark.parametrize(
     "host",
-    ["evil.example", "evil.example:8000", "127.0.0.1.nip.io", "10.0.0.5:8000", "[::2]", "a:b:c"],
-)
+    [
+        "evil.example", "evil.example:8000", "127.0.0.1.nip.io", "10.0.0.5:8000", "[::2]",
+        "a:b:c", "evil.com@127.0.0.1", "localhost/evil.com", "localhost#x", "localhost?x",
+        "127.0.0.1:99999x", " localhost",
+    ],
+)  # fmt: skip
 def test_other_hosts_are_refused(host: str) -> None:
     refused = refusal(scope(host=host))
     assert refused is not None and refused[0] == "forbidden_host"
