@@ -121,7 +121,7 @@ class BlobWriter:
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self._temp, target)
-                _fsync_dir(target.parent)
+                fsync_path(target.parent)  # the rename itself, or a crash can forget it
         finally:
             self._unlock()
         return sha256, self._size
@@ -276,9 +276,9 @@ def remove_if_abandoned(path: Path) -> bool:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Persists the rename itself; without it a crash can forget the new directory entry.
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes, or a folder's entries (a rename), durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from jobs.blobs import fsync_path
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus, Stage
 from jobs.store_base import StoreBase
@@ -291,14 +292,14 @@ def write_manifest(folder: Path) -> int:
     for entry in sorted(folder.iterdir()):
         if entry.name == MANIFEST or not entry.is_file():
             continue
-        _fsync_file(entry)
+        fsync_path(entry)
         files[entry.name] = entry.stat().st_size
     target = folder / MANIFEST
     with target.open("w", encoding="utf-8") as handle:
         json.dump({"files": files}, handle, sort_keys=True)
         handle.flush()
         os.fsync(handle.fileno())
-    _fsync_file(folder)
+    fsync_path(folder)
     return sum(files.values())
 
 
@@ -315,13 +316,6 @@ def is_complete(folder: Path) -> bool:
         return False
     return isinstance(listed, dict) and listed == present
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _held(job_id: str, attempt: int | None) -> tuple[Any, ...]:

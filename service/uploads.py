@@ -25,8 +25,14 @@ from jobs.blobs import BlobStore, BlobWriter
 from jobs.disk_space import DiskFull
 from jobs.settings import Settings
 from jobs.store import JobStore
-from service.errors import BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType
-from service.limits import check_free_disk, check_quota, check_storage
+from service.errors import (
+    BadRequest,
+    Conflict,
+    InsufficientStorage,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from service.limits import check_free_disk, check_quota, check_storage, freeing_space
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -294,3 +300,26 @@ def release_upload(store: JobStore, blobs: BlobStore, upload: Upload) -> None:
 def forget_blob(store: JobStore, blobs: BlobStore, sha256: str) -> None:
     """After deleting a record: remove its blob unless another record or upload needs it."""
     store.release_blob(sha256, blobs.delete)
+
+
+def delete_upload(
+    store: JobStore, blobs: BlobStore, tenant: str, kind: str, upload_id: str, sha256: str
+) -> None:
+    """Delete a model or dataset and, unless another record or upload needs it, its file.
+
+    Raises:
+        Conflict: a queued or running job uses it (checked and deleted in one step, so a job
+            submitted at the same moment cannot slip in between).
+    """
+
+    def delete() -> bool | None:
+        deleted = store.delete_upload_unless_used(tenant, upload_id)
+        if deleted:
+            forget_blob(store, blobs, sha256)
+        return deleted
+
+    if freeing_space(blobs, delete) is False:
+        raise Conflict(
+            f"{kind} {upload_id!r} is used by a queued or running job; cancel the job first",
+            code="in_use",
+        )

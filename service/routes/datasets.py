@@ -8,13 +8,12 @@ from starlette.concurrency import run_in_threadpool
 
 from jobs.validation import validate_upload
 from service.deps import BlobsDep, OwnedDataset, SettingsDep, StoreDep, TenantDep, UploadSlotsDep
-from service.errors import Conflict, error_responses
-from service.limits import freeing_space
+from service.errors import error_responses
 from service.schemas import DatasetPublic
 from service.uploads import (
     Upload,
     UploadTarget,
-    forget_blob,
+    delete_upload,
     multipart_openapi,
     receive_upload,
     release_upload,
@@ -91,16 +90,4 @@ def delete_dataset(
     dataset: OwnedDataset, tenant: TenantDep, store: StoreDep, blobs: BlobsDep
 ) -> None:
     """Delete a dataset and, unless another record shares it, its file."""
-
-    def delete() -> bool | None:
-        # Checked and deleted in one step: a job submitted now cannot slip in between.
-        deleted = store.delete_upload_unless_used(tenant, dataset.id)
-        if deleted:
-            forget_blob(store, blobs, dataset.sha256)
-        return deleted
-
-    if freeing_space(blobs, delete) is False:
-        raise Conflict(
-            f"dataset {dataset.id!r} is used by a queued or running job; cancel the job first",
-            code="in_use",
-        )
+    delete_upload(store, blobs, tenant, "dataset", dataset.id, dataset.sha256)

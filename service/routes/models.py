@@ -18,12 +18,13 @@ from service.deps import (
     TenantDep,
     UploadSlotsDep,
 )
-from service.errors import Conflict, Unprocessable, broker_unavailable, error_responses
-from service.limits import check_pending_inspections, freeing_space
+from service.errors import Unprocessable, broker_unavailable, error_responses
+from service.limits import check_pending_inspections
 from service.schemas import ModelPublic
 from service.uploads import (
     Upload,
     UploadTarget,
+    delete_upload,
     forget_blob,
     multipart_openapi,
     receive_upload,
@@ -117,16 +118,4 @@ def get_model(model: OwnedModel) -> ModelPublic:
 @router.delete("/{model_id}", status_code=204, responses=error_responses(404, 409))
 def delete_model(model: OwnedModel, tenant: TenantDep, store: StoreDep, blobs: BlobsDep) -> None:
     """Delete a model and, unless another record shares it, its file."""
-
-    def delete() -> bool | None:
-        # Checked and deleted in one step: a job submitted now cannot slip in between.
-        deleted = store.delete_upload_unless_used(tenant, model.id)
-        if deleted:
-            forget_blob(store, blobs, model.sha256)
-        return deleted
-
-    if freeing_space(blobs, delete) is False:
-        raise Conflict(
-            f"model {model.id!r} is used by a queued or running job; cancel the job first",
-            code="in_use",
-        )
+    delete_upload(store, blobs, tenant, "model", model.id, model.sha256)
