@@ -168,12 +168,16 @@ class Settings(BaseSettings):
             # API and worker must agree on one folder: in = out makes it a shared queue.
             queue = self.resolved_data_dir() / "broker" / "queue"
             processed = self.resolved_data_dir() / "broker" / "processed"
-            queue.mkdir(parents=True, exist_ok=True)
-            processed.mkdir(parents=True, exist_ok=True)
+            # The exchange table; kombu's default is `control/` in the current directory,
+            # which would litter wherever the service was started from.
+            control = self.resolved_data_dir() / "broker" / "control"
+            for folder in (queue, processed, control):
+                folder.mkdir(parents=True, exist_ok=True)
             return {
                 "data_folder_in": str(queue),
                 "data_folder_out": str(queue),
                 "processed_folder": str(processed),
+                "control_folder": str(control),
                 "store_processed": False,
             }
         if scheme in {"redis", "rediss", "sentinel"}:

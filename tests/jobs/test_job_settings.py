@@ -89,6 +89,8 @@ def test_filesystem_broker_folders(tmp_path: Path) -> None:
         "data_folder_in": str(queue),
         "data_folder_out": str(queue),
         "processed_folder": str(tmp_path.resolve() / "d" / "broker" / "processed"),
+        # Inside the data directory, not `control/` wherever the service was started.
+        "control_folder": str(tmp_path.resolve() / "d" / "broker" / "control"),
         "store_processed": False,
     }
     assert queue.is_dir()
