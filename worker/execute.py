@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -43,16 +42,14 @@ from jobs.states import TERMINAL_STATUSES, JobStatus, ModelStatus
 from jobs.store import JobStore
 from jobs.usage import quota_left
 from pruning.errors import Cancelled
+from worker.messages import incident_message, log_failure, scrub
 from worker.output_guard import OutputGuard, OutputRefused, disk_full_message
 from worker.sandbox import (
-    EngineCrashed,
     EngineDiskFull,
     EngineFileTooLarge,
-    EngineInternalError,
     EngineTimedOut,
     Limits,
     SandboxFailure,
-    new_incident,
     run_sandboxed,
 )
 from worker.store_retry import (
@@ -67,7 +64,6 @@ log = logging.getLogger("deadweight.worker")
 
 # Test-only hook: the worker dies (SIGKILL) right after publishing this attempt's results.
 _TEST_CRASH_AFTER_PUBLISH = "DW_TEST_CRASH_AFTER_PUBLISH"
-_ADDRESS_RE = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 
 Outcome = tuple[JobStatus, str | None]
 
@@ -115,7 +111,7 @@ def execute_inspection(
             "(DEADWEIGHT_INSPECTION_TIME_LIMIT); a model this costly to read is refused"
         )
     except SandboxFailure as exc:
-        _log_failure(f"model {model_id}", exc)
+        log_failure(f"model {model_id}", exc)
         status = ModelStatus.INVALID
         error = scrub(str(exc), {model_path: record.filename}, blobs.root)
     finally:
@@ -220,7 +216,7 @@ def _run_attempt(
     except EngineFileTooLarge:
         return (JobStatus.FAILED, guard.over_cap())
     except (SandboxFailure, InvalidDataset) as exc:
-        _log_failure(f"job {job_id}", exc)
+        log_failure(f"job {job_id}", exc)
         # A write that failed for lack of space or past the output cap shows as whatever
         # the engine made of it (often an internal error): the folders tell what it was.
         explained = guard.explain_failure()
@@ -231,9 +227,9 @@ def _run_attempt(
     except OSError as exc:
         if is_disk_full(exc):
             return (JobStatus.FAILED, disk_full_message(settings))
-        return (JobStatus.FAILED, _incident(job_id, exc))
+        return (JobStatus.FAILED, incident_message(job_id, exc))
     except Exception as exc:
-        return (JobStatus.FAILED, _incident(job_id, exc))
+        return (JobStatus.FAILED, incident_message(job_id, exc))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -290,37 +286,6 @@ def _record(
         record.status in TERMINAL_STATUSES and record.status is not JobStatus.SUCCEEDED
     ):
         blobs.remove_job_dir(job_id)
-
-
-# -- messages ------------------------------------------------------------------------------
-def scrub(message: str, names: dict[str, str], data_dir: Path) -> str:
-    """A message fit for a user: upload paths become the uploads' names, any other path in
-    the data directory becomes `<data dir>/…`, and heap addresses are dropped."""
-    for path, name in names.items():
-        message = message.replace(path, name or "the upload")
-    root = re.escape(str(data_dir))
-    message = re.sub(root + r"[^\s'\"()\[\]{},;]*", "<data dir>/…", message)
-    return _ADDRESS_RE.sub("0x…", message)
-
-
-def _incident(job_id: str, exc: BaseException) -> str:
-    incident = new_incident()
-    log.error("job %s: incident %s", job_id, incident, exc_info=exc)
-    return (
-        f"internal error in the worker (incident {incident}); the operator can find the "
-        "details in the worker log"
-    )
-
-
-def _log_failure(what: str, exc: BaseException) -> None:
-    if isinstance(exc, EngineInternalError):
-        log.error("%s: incident %s: %s", what, exc.incident, exc.detail)
-    elif isinstance(exc, EngineCrashed):
-        log.error(
-            "%s: incident %s: the engine crashed with %s while %s (its stack, printed by "
-            "faulthandler, is above in this log)",
-            what, exc.incident, exc.signal_name, exc.activity,
-        )  # fmt: skip
 
 
 def _job_request(

@@ -26,7 +26,8 @@ from jobs.states import JobStatus, ModelStatus
 from jobs.store import JobStore
 from jobs.tables import JobRow, utcnow
 from tests.tiny_models import export_to
-from worker.execute import execute_inspection, execute_job, scrub
+from worker.execute import execute_inspection, execute_job
+from worker.messages import scrub
 
 TENANT = "default"
 
