@@ -29,6 +29,7 @@ from pruning.config import (
     default_thresholds,
     parse_thresholds,
 )
+from pruning.config_json import config_to_json
 from pruning.errors import InvalidConfig
 from worker.sandbox import (
     EngineCrashed,
@@ -84,7 +85,7 @@ def prune_locally(args: argparse.Namespace) -> str:
         "model": str(args.model.resolve()),
         "data": _dataset(args.data, args.label_column),
         "eval_data": _dataset(args.eval_data, args.label_column) if args.eval_data else None,
-        "config": _stored_config(config),
+        "config": config_to_json(config),
         "batch_size": config.batch_size,
         "device": config.device,
         "out_dir": str(out.resolve()),
@@ -98,21 +99,6 @@ def prune_locally(args: argparse.Namespace) -> str:
 def _dataset(path: Path, label_column: str | None) -> dict[str, Any]:
     # The format is guessed from the file, as `open_dataset` does without one.
     return {"path": str(path.resolve()), "format": None, "label_column": label_column}
-
-
-def _stored_config(config: PruneConfig) -> dict[str, Any]:
-    """The configuration as a stored job carries it (`worker.engine_process.prune_config`)."""
-    return {
-        "criterion": config.criterion.value,
-        "thresholds": [t.as_dict() for t in config.thresholds],
-        "compensate": config.compensate.value,
-        "allocation": config.allocation.value,
-        "recovery": None if config.recovery is None else config.recovery.as_dict(),
-        "search": config.search,
-        "seed": config.seed,
-        "metric": None if config.metric is None else config.metric.value,
-        "max_metric_drop": config.max_metric_drop,
-    }
 
 
 def _run_engine(request: dict[str, Any]) -> str:

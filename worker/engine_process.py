@@ -42,17 +42,7 @@ from typing import IO, Any
 
 from jobs.datasets import DatasetFormat, InvalidDataset, open_dataset
 from jobs.disk_space import is_disk_full
-from pruning.config import (
-    DEFAULT_MAX_METRIC_DROP,
-    Allocation,
-    Compensation,
-    Criterion,
-    Metric,
-    PruneConfig,
-    Recovery,
-    Threshold,
-    default_thresholds,
-)
+from pruning.config_json import config_from_json
 from pruning.errors import PruningError
 
 PROGRESS_EVERY_S = 0.2
@@ -62,36 +52,6 @@ _OUT_OF_MEMORY = (
     "the job ran out of memory within its limit (DEADWEIGHT_JOB_MEMORY_BYTES); "
     "a smaller batch size (DEADWEIGHT_BATCH_SIZE) needs less"
 )
-
-
-def prune_config(
-    config: dict[str, Any], batch_size: int, device: str, max_parameters: int | None = None
-) -> PruneConfig:
-    """The engine's configuration from a stored job request (validated by the API)."""
-    raw = config.get("thresholds")
-    thresholds = (
-        tuple(Threshold(**{k: float(v) for k, v in t.items()}) for t in raw)
-        if raw
-        else default_thresholds()
-    )
-    metric = config.get("metric")
-    recovery = config.get("recovery")
-    # Jobs stored before a field existed ran with what was then the behaviour: criterion
-    # seed, compensation a boolean (false), global allocation, no recovery, no search.
-    return PruneConfig(
-        criterion=Criterion(config.get("criterion", "seed")),
-        thresholds=thresholds,
-        compensate=Compensation.parse(config.get("compensate", False)),
-        allocation=Allocation(config.get("allocation", "global")),
-        recovery=None if recovery is None else Recovery(**recovery),
-        search=bool(config.get("search", False)),
-        seed=int(config.get("seed", 0)),
-        metric=Metric(metric) if metric else None,
-        max_metric_drop=float(config.get("max_metric_drop", DEFAULT_MAX_METRIC_DROP)),
-        batch_size=batch_size,
-        device=device,
-        max_parameters=max_parameters,
-    )
 
 
 class _Channel:
@@ -143,7 +103,7 @@ def _run_job(request: dict[str, Any], channel: _Channel) -> Any:
             Path(request["model"]),
             data_input(request["data"]),
             data_input(request["eval_data"]) if request.get("eval_data") else None,
-            prune_config(
+            config_from_json(
                 request["config"],
                 int(request["batch_size"]),
                 str(request["device"]),

@@ -357,3 +357,31 @@ def test_a_subset_yields_full_batches_of_its_rows_in_order() -> None:
     got = np.concatenate([b[1] for b in batches if b[1] is not None])
     assert got.tolist() == np.flatnonzero(mask).tolist()
     assert np.concatenate([b[0] for b in batches]).tolist() == x[mask].tolist()
+
+
+def test_a_config_survives_the_round_trip_through_a_stored_job() -> None:
+    from pruning.config import (
+        Allocation,
+        Compensation,
+        Criterion,
+        Metric,
+        PruneConfig,
+        Recovery,
+        Threshold,
+    )
+    from pruning.config_json import config_from_json, config_to_json
+
+    config = PruneConfig(
+        criterion=Criterion.VARIANCE,
+        thresholds=(Threshold(fraction=0.3), Threshold(fraction=0.6)),
+        compensate=Compensation.MEAN,
+        allocation=Allocation.UNIFORM,
+        recovery=Recovery(epochs=2, lr=0.01, max_seconds=5.0),
+        seed=7,
+        metric=Metric.AGREEMENT,
+        max_metric_drop=0.02,
+        batch_size=16,
+        device="cpu",
+    )
+    stored = config_to_json(config)
+    assert config_from_json(stored, batch_size=16, device="cpu") == config
