@@ -317,7 +317,6 @@ def is_complete(folder: Path) -> bool:
     return isinstance(listed, dict) and listed == present
 
 
-
 def _held(job_id: str, attempt: int | None) -> tuple[Any, ...]:
     """Conditions for 'this attempt still runs this job'."""
     conditions: tuple[Any, ...] = (JobRow.id == job_id, JobRow.status == JobStatus.RUNNING.value)

@@ -332,4 +332,3 @@ def _log_failure(request: ValidationRequest, run: _ChildRun) -> None:
         run.seconds,
         run.stderr.decode(errors="replace")[-4000:],
     )
-

@@ -146,7 +146,5 @@ def child_main(argv: list[str]) -> int:
     return 0
 
 
-
-
 if __name__ == "__main__":
     sys.exit(child_main(sys.argv[1:]))

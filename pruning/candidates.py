@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from torch import fx
 
-from pruning.archive import read_program
+from jobs.job_config import pruned_model_name
 from pruning.config import Allocation, Metric, PruneConfig
 from pruning.criteria import Plan
 from pruning.data import DataInput, Feeder
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
-from pruning.groups import GraphAnalysis, Tap
+from pruning.graph.groups import GraphAnalysis, Tap
+from pruning.reader.archive import read_program
 from pruning.recovery import distil, has_batchnorm, reestimate_batchnorm
 from pruning.results import Baseline, Candidate
 from pruning.stats import RunningStats
@@ -81,7 +82,7 @@ class CandidateMaker:
                     f"candidate {index}: recovery diverged (a non-finite loss), so it keeps the "
                     "weights from before recovery; a smaller recovery lr may help"
                 )
-        artifact = f"pruned-{index}.pt2"
+        artifact = pruned_model_name(index)
         pruned = export(module, self.feeder)
         tmp = self.out_dir / f".tmp-{artifact}"
         torch.export.save(pruned, tmp)

@@ -3,55 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from jobs.job_config import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_MAX_METRIC_DROP,
+    HOLDOUT_FRACTION,
+    MAX_RECOVERY_EPOCHS,
+    Allocation,
+    Compensation,
+    Criterion,
+    Metric,
+)
+from jobs.job_config import criterion_for as _criterion_for
 from pruning.errors import InvalidConfig
 
-
-class Criterion(StrEnum):
-    SEED = "seed"  # drop j if |mean_j| < t_mean and std_j < t_std
-    VARIANCE = "variance"  # low std alone; the mean is folded into the next layer
-    # The error a removal leaves in the next layer's output after linear compensation
-    # (greedy, from the Gram matrix and the consumers' weights); fractions only.
-    RECONSTRUCTION = "reconstruction"
-
-
-class Compensation(StrEnum):
-    """What the consumers of removed channels get in their place."""
-
-    NONE = "none"  # nothing: the cut equals zeroing the channels
-    MEAN = "mean"  # the removed channels' means, folded into the consumers' bias
-    # The least-squares reconstruction of the removed channels from the kept ones (from the
-    # Gram matrix), folded into the consumers' kept columns and bias. Exact whenever the
-    # removed channels are affine in the kept ones; reduces to MEAN for constant channels.
-    LINEAR = "linear"
-
-    @classmethod
-    def parse(cls, value: object) -> Compensation:
-        """`true`/`false` (the first API's boolean) mean `mean`/`none`."""
-        if isinstance(value, bool):
-            return cls.MEAN if value else cls.NONE
-        try:
-            return cls(str(value))
-        except ValueError:
-            raise InvalidConfig(
-                f"compensate must be one of none, mean, linear (or true/false), got {value!r}"
-            ) from None
-
-
-class Allocation(StrEnum):
-    """How a fraction of neurons to drop is spread across the groups."""
-
-    GLOBAL = "global"  # one ranking over every group: scores decide how much each loses
-    UNIFORM = "uniform"  # every group loses the same fraction of its own neurons
-    # With `search` only: search with both, and let the evaluation choose (twice the probes).
-    AUTO = "auto"
-
-
-class Metric(StrEnum):
-    ACCURACY = "accuracy"
-    AGREEMENT = "agreement"  # same top-1 as the original model; needs no labels
-    MSE = "mse"
+__all__ = [
+    "DEFAULT_MAX_METRIC_DROP",
+    "HOLDOUT_FRACTION",
+    "Allocation",
+    "Compensation",
+    "Criterion",
+    "Metric",
+    "PruneConfig",
+    "Recovery",
+    "Threshold",
+    "criterion_for",
+    "default_thresholds",
+    "parse_thresholds",
+]
 
 
 @dataclass(frozen=True)
@@ -96,16 +75,8 @@ class Threshold:
 
 
 def criterion_for(thresholds: tuple[Threshold, ...] | None) -> Criterion:
-    """The criterion when a job names none: the one its thresholds are written for —
-    `reconstruction` for fractions (or no thresholds), `seed` for {mean, std}, `variance`
-    for {std} alone."""
-    absolute = [t for t in thresholds or () if not t.is_fraction]
-    if not absolute:
-        return Criterion.RECONSTRUCTION
-    return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
-
-
-DEFAULT_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    """The criterion when a job names none (`jobs.job_config.criterion_for`)."""
+    return _criterion_for(t.as_dict() for t in thresholds or ())
 
 
 def default_thresholds() -> tuple[Threshold, ...]:
@@ -144,12 +115,6 @@ class Recovery:
         }
 
 
-MAX_RECOVERY_EPOCHS = 100
-DEFAULT_MAX_METRIC_DROP = 0.005
-# With recovery and no separate evaluation data, this share of the data is held out (seeded).
-HOLDOUT_FRACTION = 0.2
-
-
 @dataclass(frozen=True)
 class PruneConfig:
     criterion: Criterion = Criterion.RECONSTRUCTION
@@ -167,7 +132,10 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         # `compensate` was a boolean in the first API: True and False still mean mean/none.
-        object.__setattr__(self, "compensate", Compensation.parse(self.compensate))
+        try:
+            object.__setattr__(self, "compensate", Compensation.parse(self.compensate))
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from None
         if not self.thresholds:
             raise InvalidConfig("give at least one threshold, or omit them for the default sweep")
         if self.batch_size < 1:

@@ -12,7 +12,6 @@ from typing import Any
 from pruning.config import (
     DEFAULT_MAX_METRIC_DROP,
     Allocation,
-    Compensation,
     Criterion,
     Metric,
     PruneConfig,
@@ -54,7 +53,7 @@ def config_from_json(
     return PruneConfig(
         criterion=Criterion(config.get("criterion", "seed")),
         thresholds=thresholds,
-        compensate=Compensation.parse(config.get("compensate", False)),
+        compensate=config.get("compensate", False),
         allocation=Allocation(config.get("allocation", "global")),
         recovery=None if recovery is None else Recovery(**recovery),
         search=bool(config.get("search", False)),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pruning.errors import InvalidDataset
-from pruning.groups import InputSpec
+from pruning.graph.groups import InputSpec
 
 
 class BatchSource(Protocol):

@@ -24,7 +24,7 @@ from pruning.config import Metric, Recovery
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import InvalidConfig
 from pruning.evaluate import check_class_labels, first_output
-from pruning.graph import get_tensor
+from pruning.graph.walk import get_tensor
 from pruning.stats import RunningStats
 from pruning.surgery import set_tensor
 

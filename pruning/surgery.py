@@ -23,9 +23,9 @@ from pruning.config import Compensation
 from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
-from pruning.graph import get_tensor
-from pruning.graph import owner_of as _owner
-from pruning.groups import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Tap
+from pruning.graph.groups import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Tap
+from pruning.graph.walk import get_tensor
+from pruning.graph.walk import owner_of as _owner
 from pruning.stats import RunningStats
 
 

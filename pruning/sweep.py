@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import fx
 
-from pruning import choice, plots, report
-from pruning.archive import ArchiveLimits, read_program
+from jobs.job_config import STATS_PNG, TRADEOFF_PNG
+from pruning import choice
 from pruning.candidates import CandidateMaker
 from pruning.compensation import gram_taps
 from pruning.config import (
@@ -32,10 +32,13 @@ from pruning.criteria import Ranking, score_rankings, select
 from pruning.data import Batch, DataInput, Feeder
 from pruning.errors import Cancelled, InvalidConfig
 from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
-from pruning.graph import analyse
-from pruning.groups import GraphAnalysis, Tap
+from pruning.graph.groups import GraphAnalysis, Tap
+from pruning.graph.walk import analyse
 from pruning.holdout import split
 from pruning.ranking import reconstruction_rankings
+from pruning.reader.archive import ArchiveLimits, read_program
+from pruning.report import files as report
+from pruning.report import plots
 from pruning.results import Baseline, Candidate, Results
 from pruning.search import PROBES, bisect
 from pruning.stats import RunningStats, collect
@@ -122,7 +125,7 @@ def run(
     layer_stats = [s.to_layer_stats(name) for name, s in group_stats.items()]
     report.write_stats(layer_stats, out_dir)
     drawn = [] if config.search else [t.as_dict() for t in config.thresholds]
-    plots.plot_stats(layer_stats, drawn, config.criterion, out_dir / "stats.png")
+    plots.plot_stats(layer_stats, drawn, config.criterion, out_dir / STATS_PNG)
 
     evaluator = Evaluator(metric, evaluation.source, feeder)
     ctx.progress("baseline", 0.0)
@@ -147,7 +150,7 @@ def run(
     ctx.progress("publishing", 0.0)
     results = _choose(config, metric, baseline, candidates, analysis, maker.notes, data_use)
     report.write_results(results, out_dir)
-    plots.plot_tradeoff(results, out_dir / "tradeoff.png")
+    plots.plot_tradeoff(results, out_dir / TRADEOFF_PNG)
     ctx.progress("publishing", 1.0)
     return results
 

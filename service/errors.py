@@ -220,9 +220,7 @@ async def _validation_unavailable(_: Request, exc: ValidationUnavailable) -> JSO
             "the server could not start the process that checks uploads; nothing was "
             "stored, retry in a moment"
         )
-    return JSONResponse(
-        error_body(code, message), status_code=503, headers={"Retry-After": retry}
-    )
+    return JSONResponse(error_body(code, message), status_code=503, headers={"Retry-After": retry})
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -242,6 +240,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 # -- The job store's outages (classified in service.store_errors): 507 when full, 503 while
 # unreachable or busy, anything else from the database a bug (500 with an incident).
+
 
 def _storage_full(request: Request, exc: Exception) -> JSONResponse:
     log.error("storage full on %s %s: %s", request.method, request.url.path, exc)

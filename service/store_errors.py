@@ -64,5 +64,3 @@ def is_store_unavailable(exc: BaseException) -> bool:
         return isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError)
     # Another driver: PEP 249 reserves OperationalError for the database's own condition.
     return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-
-

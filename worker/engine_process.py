@@ -6,7 +6,7 @@ Reads one request (JSON) on stdin, runs it, and writes JSON lines on its stdout:
 so the protocol stays clean. Requests:
 
 - `{"kind": "inspect", "model": path, "max_parameters": n}` -> the model's description
-  (`pruning.inspect`);
+  (`pruning.describe`);
 - `{"kind": "job", "model": path, "data": dataset, "eval_data": dataset | null,
   "config": stored job config, "batch_size": n, "device": d, "max_parameters": n,
   "out_dir": path}` -> null,
@@ -125,14 +125,14 @@ def _describe() -> dict[str, Any]:
 def _handle(request: dict[str, Any], channel: _Channel) -> Any:
     kind = request.get("kind")
     if kind == "inspect":
-        from pruning.inspect import inspect_model
+        from pruning.describe import describe_model
 
-        return inspect_model(Path(request["model"]), request.get("max_parameters"))
+        return describe_model(Path(request["model"]), request.get("max_parameters"))
     if kind == "job":
         _run_job(request, channel)
         return None
     if kind == "prune":
-        from pruning import report
+        from pruning.report import files as report
 
         return report.format_table(_run_job(request, channel))
     if kind == "describe":

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from jobs.blobs import BlobStore
+from jobs.job_config import RESULTS_JSON
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus
 from service.deps import BlobsDep, OwnedJob, QueueDep, SettingsDep, StoreDep, TenantDep
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-RESULTS_FILE = "results.json"
 STATS_FILE = "stats.json"
 _JSON_FILE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}}, "description": "the published JSON file"}
@@ -142,7 +142,7 @@ def _published_json(job: JobRecord, blobs: BlobStore, name: str) -> FileResponse
 )
 def get_results(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
     """The sweep table: baseline, candidates, Pareto front and recommendation."""
-    return _published_json(job, blobs, RESULTS_FILE)
+    return _published_json(job, blobs, RESULTS_JSON)
 
 
 @router.get(

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pruning.archive import ArchiveLimits, read_program
 from pruning.errors import UnsafeModel
-from pruning.op_allowlist import is_allowed_target
-from pruning.sym_expr import check_expr
+from pruning.reader.archive import ArchiveLimits, read_program
+from pruning.reader.op_allowlist import is_allowed_target
+from pruning.reader.sym_expr import check_expr
 from tests.hostile import Canary
 from tests.tiny_models import MLP, export_to, randomize_bn
 

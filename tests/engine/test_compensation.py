@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.archive import read_program
 from pruning.config import Compensation
 from pruning.data import ArrayData, Feeder
-from pruning.graph import analyse
+from pruning.graph.walk import analyse
+from pruning.reader.archive import read_program
 from pruning.stats import RunningStats, collect
 from pruning.surgery import apply_plan
 from tests.tiny_models import export_to

@@ -5,7 +5,7 @@ program with batch norm) and applies a few mutations: JSON values replaced anywh
 graph or the weights config (integers at the edges of int64, reserved names, symbolic
 expressions, deep nesting), keys dropped, list items duplicated, tensor sizes, strides and
 offsets redrawn, zip entries dropped, truncated or corrupted. The inspection
-(`pruning.inspect.inspect_model`: the reader, `module()`, the channel analysis) must then
+(`pruning.describe.describe_model`: the reader, `module()`, the channel analysis) must then
 return or raise a `PruningError`; any other exception, a native crash (the test process
 dies) or a hang (pytest-timeout) fails the test.
 
@@ -28,8 +28,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pruning.describe import describe_model
 from pruning.errors import PruningError
-from pruning.inspect import inspect_model
 from tests.hostile import batch_norm_model, valid_model
 
 EXAMPLES = int(os.environ.get("DEADWEIGHT_FUZZ_EXAMPLES", "200"))
@@ -166,4 +166,4 @@ def test_mutated_archives_are_read_or_refused(
     path = tmp_path / "fuzzed.pt2"
     path.write_bytes(_zip(entries))
     with contextlib.suppress(PruningError):  # a typed refusal: what a hostile file must get
-        inspect_model(path, max_parameters=10**9)
+        describe_model(path, max_parameters=10**9)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.archive import read_program
 from pruning.config import Compensation, Criterion, Metric, PruneConfig, Recovery, Threshold
 from pruning.data import ArrayData, Feeder
 from pruning.evaluate import Evaluator
-from pruning.graph import analyse
+from pruning.graph.walk import analyse
 from pruning.holdout import Subset, holdout_mask
+from pruning.reader.archive import read_program
 from pruning.recovery import distil, reestimate_batchnorm
 from pruning.search import PROBES
 from pruning.surgery import apply_plan

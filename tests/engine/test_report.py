@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pruning import plots
 from pruning.choice import pareto_front, recommend
-from pruning.plots import plot_stats, plot_tradeoff
-from pruning.report import (
+from pruning.report import plots
+from pruning.report.files import (
     format_table,
     layer_widths,
     threshold_label,
     write_results,
     write_stats,
 )
+from pruning.report.plots import plot_stats, plot_tradeoff
 from pruning.results import Baseline, Candidate, LayerStats, Results
 
 WIDTHS = {"fc1": 128, "fc2": 64, "layer1.0.conv1": 32}

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.archive import read_program
 from pruning.config import Compensation
 from pruning.data import ArrayData, Feeder
-from pruning.graph import GraphAnalysis, analyse
+from pruning.graph.walk import GraphAnalysis, analyse
+from pruning.reader.archive import read_program
 from pruning.stats import collect
 from pruning.surgery import apply_plan, export
 from tests.tiny_models import MLP, export_to, randomize_bn

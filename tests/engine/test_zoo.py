@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import fx, nn
 
-from pruning.archive import read_program
 from pruning.config import Compensation
 from pruning.criteria import equal_parts
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
-from pruning.graph import analyse
-from pruning.groups import GraphAnalysis
+from pruning.graph.groups import GraphAnalysis
+from pruning.graph.walk import analyse
+from pruning.reader.archive import read_program
 from pruning.surgery import apply_plan, export
 from tests.tiny_models import export_to
 from tests.zoo import ZOO, build

@@ -52,7 +52,7 @@ def test_an_api_killed_mid_upload_leaves_nothing_after_restart(
     port = int(url.rsplit(":", 1)[1])
     boundary = "b0undary"
     head = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"d.npz\"\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.npz"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", port)) as sock:
@@ -132,7 +132,7 @@ def test_a_full_data_directory_gives_clear_errors_and_recovers(
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: only the write can tell
         body = _npz(20_000)
-        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.npz\"\r\n\r\n"
+        yield b'--x\r\nContent-Disposition: form-data; name="file"; filename="big.npz"\r\n\r\n'
         for start in range(0, len(body), 65536):
             yield body[start : start + 65536]
         yield b"\r\n--x--\r\n"

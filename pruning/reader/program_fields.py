@@ -1,6 +1,6 @@
 """Grammars and allowlists for single fields of a program's JSON.
 
-`pruning.program_check` walks the program's structure; each field it meets is checked
+`pruning.reader.program_check` walks the program's structure; each field it meets is checked
 here: dtypes, names, attribute paths, symbolic expressions, tensor metadata, node arguments
 and pytree specs.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from pruning.errors import UnsafeModel
-from pruning.sym_expr import check_expr
+from pruning.reader.sym_expr import check_expr
 
 _DTYPES: dict[int, torch.dtype] = {
     1: torch.uint8,

@@ -1,5 +1,5 @@
 """The files a job publishes: the sweep table and statistics (JSON, CSV), and the plain-text
-table the CLI prints. The plots (PNG) are drawn in `pruning.plots`.
+table the CLI prints. The plots (PNG) are drawn in `pruning.report.plots`.
 
 Every file is written under a temporary name and renamed into place: a reader never sees
 half a file.
@@ -17,15 +17,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from jobs.job_config import RESULTS_CSV, RESULTS_JSON, STATS_CSV, STATS_JSON
 from pruning.choice import higher_is_better
 from pruning.results import LayerStats, Results
-
-RESULTS_JSON: Final = "results.json"
-RESULTS_CSV: Final = "results.csv"
-STATS_JSON: Final = "stats.json"
-STATS_CSV: Final = "stats.csv"
-STATS_PNG: Final = "stats.png"
-TRADEOFF_PNG: Final = "tradeoff.png"
 
 MAX_TABLE_LAYERS: Final = 8  # more layers than this: one "kept" column instead of one per layer
 

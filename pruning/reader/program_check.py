@@ -24,8 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 from pruning.errors import UnsafeModel
-from pruning.op_allowlist import is_allowed_target
-from pruning.program_fields import (
+from pruning.reader.op_allowlist import is_allowed_target
+from pruning.reader.program_fields import (
     check_argument,
     check_fqn,
     check_ident,
@@ -37,7 +37,7 @@ from pruning.program_fields import (
     expect_int,
     expect_list,
 )
-from pruning.sym_expr import SYMBOL
+from pruning.reader.sym_expr import SYMBOL
 
 SUPPORTED_SCHEMA_MAJOR = 8
 

@@ -3,7 +3,7 @@
 `torch.export.load` unpickles entries marked `use_pickle`, custom and opaque objects and the
 sample inputs, and torch's deserializer evaluates strings of the graph JSON. So this module
 reads the zip itself: entry names and sizes are checked, JSON is parsed as data and
-validated (`pruning.program_check`), weights are raw bytes whose sizes, strides and offsets
+validated (`pruning.reader.program_check`), weights are raw bytes whose sizes, strides and offsets
 are checked against the payload, and example inputs are never read from the file. Only the
 checked objects reach torch's deserializer, which accepts a state dict and constants as
 Python objects, so nothing is unpickled.
@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from pruning.errors import UnsafeModel
-from pruning.program_check import check_program
-from pruning.program_fields import check_fqn, check_tensor_meta, dtype_from_code
-from pruning.program_shapes import check_shapes
+from pruning.reader.program_check import check_program
+from pruning.reader.program_fields import check_fqn, check_tensor_meta, dtype_from_code
+from pruning.reader.program_shapes import check_shapes
 
 # Entries of an archive written by torch.export.save, relative to its single top folder.
 _ALLOWED_ENTRY = re.compile(

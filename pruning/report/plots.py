@@ -3,7 +3,7 @@ and the sweep's metric against model size.
 
 Plots use matplotlib's object API (`Figure` + the Agg canvas), never pyplot, so there is no
 global figure state and workers may draw from several threads. Files are written atomically
-through `pruning.report.write_atomic`.
+through `pruning.report.files.write_atomic`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import EngFormatter
 
 from pruning.choice import higher_is_better
-from pruning.report import threshold_label, write_atomic
+from pruning.report.files import threshold_label, write_atomic
 from pruning.results import Candidate, LayerStats, Results
 
 MAX_PANELS: Final = 32  # a figure with more layers than this draws the first ones and says so

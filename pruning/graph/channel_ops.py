@@ -1,4 +1,4 @@
-"""How each operator carries channels: the registry behind `pruning.graph.analyse`.
+"""How each operator carries channels: the registry behind `pruning.graph.walk.analyse`.
 
 A handler looks at one node, reads the channel maps of its inputs and sets the map of its
 output; it records producers, consumers, per-channel tensors and width-encoding
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.graph import Analysis, ChannelMap, Seg, get_tensor
-from pruning.groups import OUTPUT_SIZES, ArgFix, Consumer, ParamSlice, Span, Tap
+from pruning.graph.groups import OUTPUT_SIZES, ArgFix, Consumer, ParamSlice, Span, Tap
+from pruning.graph.walk import Analysis, ChannelMap, Seg, get_tensor
 
 aten = torch.ops.aten
 Handler = Callable[[Analysis, fx.Node], None]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pruning.archive import ArchiveLimits, read_program
 from pruning.evaluate import count_parameters
-from pruning.graph import analyse
+from pruning.graph.walk import analyse
+from pruning.reader.archive import ArchiveLimits, read_program
 
 
-def inspect_model(path: Path, max_parameters: int | None = None) -> dict[str, Any]:
+def describe_model(path: Path, max_parameters: int | None = None) -> dict[str, Any]:
     """Read a `.pt2` safely and describe it.
 
     Returns:

@@ -4,7 +4,7 @@ The analysis walks the unlifted module (`ExportedProgram.module()`) in graph ord
 tracks, for every tensor, which dimension carries channels of which group (a `ChannelMap`:
 segments of groups along one dimension, with offsets for concatenations and blocks for
 flattened feature maps). Producers (Linear, Conv) start groups; the handlers in
-`pruning.channel_ops` carry maps through the ops they understand, couple groups that must
+`pruning.graph.channel_ops` carry maps through the ops they understand, couple groups that must
 be cut alike (residual add, channel attention), record consumers and the parameters and
 arguments to slice. Whatever touches a group's channels in a way no handler understands
 freezes that group, with a reason; the model's outputs are never cut.
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.groups import ChannelGroup, GraphAnalysis, InputSpec
+from pruning.graph.groups import ChannelGroup, GraphAnalysis, InputSpec
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def analyse(gm: fx.GraphModule) -> GraphAnalysis:
     Returns:
         Every group in graph order, prunable or frozen (with a reason), and the inputs.
     """
-    from pruning.channel_ops import visit  # handlers import this module's types
+    from pruning.graph.channel_ops import visit  # handlers import this module's types
 
     state = Analysis(gm)
     for node in gm.graph.nodes:

@@ -1,0 +1,1 @@
+"""What a job publishes: JSON/CSV files, the CLI table, the plots."""
