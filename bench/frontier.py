@@ -6,10 +6,8 @@ them as users upload them, and for every mode of MODES runs the engine's whole s
 measuring accuracy on the held-out test split. For each (model, mode) it prints the
 candidate with the largest size reduction whose accuracy drop is at most 0.5 points.
 
-A mode is a row of PruneConfig keyword overrides. Strings name enum members and dicts build
-dataclasses, by the field's type in PruneConfig (`{"criterion": "variance"}`); a mode that
-the current PruneConfig cannot build (a field or value it does not know yet) is reported as
-unavailable, not an error.
+The modes and how each becomes a PruneConfig are in `bench.frontier_modes`; a mode that the
+current PruneConfig cannot build is reported as unavailable, not an error.
 
     make frontier
     .venv/bin/python -m bench.frontier --models mlp --quick --json frontier.json
@@ -19,13 +17,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import enum
 import json
 import sys
 import tempfile
 import time
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,46 +31,14 @@ import torch
 from torch import nn
 
 from bench import digits
-from pruning.config import Metric, PruneConfig, Threshold
+from bench.frontier_modes import FULL_FRACTIONS, MODES, QUICK_FRACTIONS, make_config
+from jobs.job_config import DEFAULT_MAX_METRIC_DROP
 from pruning.data import ArrayData
 from pruning.results import Results
 from pruning.sweep import DataInput, run
 
-MAX_DROP = 0.005  # 0.5 accuracy points
+MAX_DROP = DEFAULT_MAX_METRIC_DROP  # 0.5 accuracy points
 SEED = 0
-
-# PruneConfig keyword overrides per mode; extend as the engine gains options, e.g.
-#   "variance+linear": {"criterion": "variance", "compensate": "linear"},
-#   "reconstruction+recovery": {"criterion": "reconstruction", "recovery": {"epochs": 3}},
-_REC = {"epochs": 3}
-MODES: dict[str, dict[str, Any]] = {
-    # The first release's recipes: statistics-only criteria, mean folding at most.
-    "seed": {"criterion": "seed", "compensate": "none"},
-    "variance+mean": {"criterion": "variance", "compensate": "mean"},
-    # Compensation, with the default criterion (reconstruction) and allocation (global).
-    "none": {"compensate": "none"},
-    "mean": {"compensate": "mean"},
-    "linear": {"compensate": "linear"},
-    "linear uniform": {"compensate": "linear", "allocation": "uniform"},
-    "variance+linear": {"criterion": "variance", "compensate": "linear"},
-    # Recovery with 0 epochs: BatchNorm statistics re-estimated, no training.
-    "linear+batchnorm": {"compensate": "linear", "recovery": {"epochs": 0}},
-    # The same with recovery: 3 epochs of distillation + cross-entropy on the calibration data.
-    "none+recovery": {"compensate": "none", "recovery": _REC},
-    "mean+recovery": {"compensate": "mean", "recovery": _REC},
-    "linear+recovery": {"compensate": "linear", "recovery": _REC},
-    "linear uniform+recovery": {
-        "compensate": "linear",
-        "allocation": "uniform",
-        "recovery": _REC,
-    },
-    # The budget search (its probes, not the sweep) with both allocations: 12 evaluations.
-    "search auto": {"search": True, "allocation": "auto"},
-    "search auto+recovery": {"search": True, "allocation": "auto", "recovery": _REC},
-}
-
-FULL_FRACTIONS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(1, 20))
-QUICK_FRACTIONS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(2, 10))
 
 
 @dataclass(frozen=True)
@@ -131,58 +94,6 @@ HEADER = (
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _config_types() -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(PruneConfig)
-    except Exception:  # an annotation this process cannot resolve: take values as given
-        return {}
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """A table value as the field's type: a string names an enum member, a dict builds a
-    dataclass; anything else goes to PruneConfig as given (it parses some, e.g. booleans),
-    except a value of the wrong type for a plain bool, int, float or str field, which
-    PruneConfig would take silently. Raises TypeError or ValueError on a misfit."""
-    if hint is None or hint is Any:
-        return value
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        options = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            return None
-        errors = []
-        for option in options:
-            try:
-                return _coerce(value, option)
-            except (TypeError, ValueError) as exc:
-                errors.append(str(exc))
-        raise TypeError("; ".join(errors))
-    if not isinstance(hint, type):  # tuple[...], dict[...]: as given
-        return value
-    if issubclass(hint, enum.Enum):
-        return hint(value) if isinstance(value, str) else value  # ValueError: no such member
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return hint(**value)
-    if hint in (bool, int, float, str) and not isinstance(value, hint):
-        raise TypeError(f"{value!r} is not a {hint.__name__}")
-    return value
-
-
-def make_config(overrides: dict[str, Any], fractions: tuple[float, ...]) -> PruneConfig:
-    """PruneConfig for one mode: accuracy, the sweep's fractions, and the mode's overrides.
-
-    Raises:
-        Exception: whatever the current PruneConfig raises for an override it cannot take.
-    """
-    hints = _config_types()
-    kwargs: dict[str, Any] = {"metric": Metric.ACCURACY}
-    for key, value in overrides.items():
-        if hints and key not in hints:
-            raise TypeError(f"PruneConfig has no field {key!r}")
-        kwargs[key] = _coerce(value, hints.get(key))
-    kwargs["thresholds"] = tuple(Threshold(fraction=f) for f in fractions)
-    return PruneConfig(**kwargs)
 
 
 def best_within(results: Results, max_drop: float = MAX_DROP) -> Any:
@@ -266,24 +177,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}"
-    )
-    parser.add_argument(
-        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
-    )
-    parser.add_argument("--quick", action="store_true", help="fractions 0.2 ... 0.9 only")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--json", type=Path, help="also write the table as JSON to this path")
-    args = parser.parse_args(argv)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in models if m not in MODELS] + [m for m in modes if m not in MODES]
-    if unknown or not models or not modes:
-        parser.error(f"unknown or missing models/modes: {', '.join(unknown) or '(none)'}")
+    args, models, modes = _parse(argv)
     fractions = QUICK_FRACTIONS if args.quick else FULL_FRACTIONS
 
     # One thread: these models are too small to gain from more, and torch's spinning
@@ -327,6 +221,29 @@ def main(argv: list[str] | None = None) -> int:
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     return 1 if any(r.status.startswith("failed") for r in rows) else 0
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """The command line; returns the arguments, the models and the modes to measure."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}"
+    )
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}"
+    )
+    parser.add_argument("--quick", action="store_true", help="fractions 0.2 ... 0.9 only")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON to this path")
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS] + [m for m in modes if m not in MODES]
+    if unknown or not models or not modes:
+        parser.error(f"unknown or missing models/modes: {', '.join(unknown) or '(none)'}")
+    return args, models, modes
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from bench.torchvision_models import FAMILIES, build, calibrate_batchnorm
+from jobs.job_config import RESULTS_JSON
 
 MIN_REDUCTION = 0.05
 
@@ -111,7 +112,7 @@ def check(
             seconds=time.monotonic() - started,
             error=f"exit {proc.returncode}: {proc.stderr.strip()[-2000:]}",
         )
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / RESULTS_JSON).read_text())
     candidate = results["candidates"][0]
     pruned = torch.export.load(out / candidate["artifact"])
     # As the engine counts: parameters only, not buffers such as BatchNorm statistics.

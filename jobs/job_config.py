@@ -1,21 +1,25 @@
 """The job's vocabulary, once: what a job may ask for, its defaults, and the files it publishes.
 
-The API's schemas, the stored job record, the worker and the engine all take these names from
-here. This module is a leaf: it imports only the standard library, so the API can use it
-without torch and the engine (`pruning`) without the service (tests/test_architecture.py
-checks both).
+`JobConfig` is a job's configuration on its way from the request to the engine: the API's
+schemas build it, the job's row stores its JSON, the engine reads it back. The schemas, the
+record, the worker and the engine all take these names from here. This module is a leaf: it
+imports only the standard library, so the API can use it without torch and the engine
+(`pruning`) without the service (tests/test_architecture.py checks both).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final, Protocol
+
+# The enums' comments are not docstrings: a docstring would become the enum's description in
+# the API's OpenAPI document, which is public.
 
 
+# How neurons are scored for removal.
 class Criterion(StrEnum):
-    """How neurons are scored for removal."""
-
     SEED = "seed"  # drop j if |mean_j| < t_mean and std_j < t_std
     VARIANCE = "variance"  # low std alone; the mean is folded into the next layer
     # The error a removal leaves in the next layer's output after linear compensation
@@ -23,9 +27,8 @@ class Criterion(StrEnum):
     RECONSTRUCTION = "reconstruction"
 
 
+# What the consumers of removed channels get in their place.
 class Compensation(StrEnum):
-    """What the consumers of removed channels get in their place."""
-
     NONE = "none"  # nothing: the cut equals zeroing the channels
     MEAN = "mean"  # the removed channels' means, folded into the consumers' bias
     # The least-squares reconstruction of the removed channels from the kept ones (from the
@@ -50,18 +53,16 @@ class Compensation(StrEnum):
             ) from None
 
 
+# How a fraction of neurons to drop is spread across the groups.
 class Allocation(StrEnum):
-    """How a fraction of neurons to drop is spread across the groups."""
-
     GLOBAL = "global"  # one ranking over every group: scores decide how much each loses
     UNIFORM = "uniform"  # every group loses the same fraction of its own neurons
     # With `search` only: search with both, and let the evaluation choose (twice the probes).
     AUTO = "auto"
 
 
+# How a candidate is scored against the original.
 class Metric(StrEnum):
-    """How a candidate is scored against the original."""
-
     ACCURACY = "accuracy"
     AGREEMENT = "agreement"  # same top-1 as the original model; needs no labels
     MSE = "mse"
@@ -75,6 +76,8 @@ class Metric(StrEnum):
         return self is not Metric.MSE
 
 
+DEFAULT_COMPENSATION: Final = Compensation.LINEAR
+DEFAULT_ALLOCATION: Final = Allocation.GLOBAL
 DEFAULT_MAX_METRIC_DROP: Final = 0.005
 DEFAULT_FRACTIONS: Final[tuple[float, ...]] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MAX_RECOVERY_EPOCHS: Final = 100
@@ -82,16 +85,25 @@ MAX_RECOVERY_EPOCHS: Final = 100
 HOLDOUT_FRACTION: Final = 0.2
 
 
-def criterion_for(thresholds: Iterable[Mapping[str, float | None]] | None) -> Criterion:
+class ThresholdLike(Protocol):
+    """A threshold in any of its forms: the API's body, the job's, the engine's."""
+
+    @property
+    def mean(self) -> float | None: ...
+    @property
+    def std(self) -> float | None: ...
+    @property
+    def fraction(self) -> float | None: ...
+
+
+def criterion_for(thresholds: Iterable[ThresholdLike] | None) -> Criterion:
     """The criterion when a job names none: the one its thresholds are written for —
     `reconstruction` for fractions (or no thresholds), `seed` for {mean, std}, `variance`
-    for {std} alone. Thresholds are given as their fields (`{"mean", "std", "fraction"}`)."""
-    absolute = [t for t in thresholds or () if t.get("fraction") is None]
+    for {std} alone."""
+    absolute = [t for t in thresholds or () if t.fraction is None]
     if not absolute:
         return Criterion.RECONSTRUCTION
-    return (
-        Criterion.SEED if any(t.get("mean") is not None for t in absolute) else Criterion.VARIANCE
-    )
+    return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
 
 
 def resolve_metric(metric: Metric | None, eval_has_labels: bool) -> Metric:
@@ -104,10 +116,115 @@ def resolve_metric(metric: Metric | None, eval_has_labels: bool) -> Metric:
         return Metric.ACCURACY if eval_has_labels else Metric.AGREEMENT
     if metric.needs_labels and not eval_has_labels:
         raise ValueError(
-            f"metric {metric.value!r} needs labels, but the evaluation data has none; "
-            "use 'agreement' or give labelled evaluation data"
+            f"metric '{metric}' needs labels (y) in the evaluation data; "
+            "use 'agreement' or add labels"
         )
     return metric
+
+
+# -- a job's configuration, as the API checked it and the job's row stores it ---------------
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """One threshold as a job gives it: absolute (`mean`, `std`) or relative (`fraction` of
+    the prunable neurons to drop). Checked by the API's schema and by the engine's
+    `pruning.config.Threshold`, which extends it."""
+
+    mean: float | None = None
+    std: float | None = None
+    fraction: float | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        """The stored form: the fields that are set (`{"fraction"}` alone for a fraction)."""
+        if self.fraction is not None:
+            return {"fraction": self.fraction}
+        out: dict[str, float] = {}
+        if self.mean is not None:
+            out["mean"] = self.mean
+        if self.std is not None:
+            out["std"] = self.std
+        return out
+
+
+@dataclass(frozen=True)
+class RecoverySpec:
+    """Fine-tuning after the cut, as a job asks for it (checked by `pruning.config.Recovery`)."""
+
+    epochs: int = 3
+    lr: float = 1e-3
+    max_seconds: float | None = None  # per candidate; training stops early past it
+    # Small batches take more steps per epoch, which a few epochs need; a model exported
+    # with a fixed batch size trains at that size.
+    batch_size: int = 32
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "max_seconds": self.max_seconds,
+            "batch_size": self.batch_size,
+        }
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """What a job asks the engine to do; its JSON form is what the job's row stores.
+
+    The API builds it from a checked request (`service.submission`), `deadweight prune` from
+    its flags; the engine turns it into a `PruneConfig` (`pruning.config_json.prune_config`).
+    """
+
+    criterion: Criterion  # resolved: `criterion_for` the thresholds when a request names none
+    thresholds: tuple[ThresholdSpec, ...] | None = None  # None: DEFAULT_FRACTIONS
+    compensate: Compensation = DEFAULT_COMPENSATION
+    allocation: Allocation = DEFAULT_ALLOCATION
+    recovery: RecoverySpec | None = None
+    search: bool = False  # find the largest fraction within max_metric_drop (no thresholds)
+    seed: int = 0  # hold-out split, recovery's shuffling and initialisation
+    metric: Metric | None = None  # None: resolved by the engine (`resolve_metric`)
+    max_metric_drop: float = DEFAULT_MAX_METRIC_DROP
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (its keys in this order, as every release has stored them)."""
+        return {
+            "criterion": self.criterion.value,
+            "thresholds": None
+            if self.thresholds is None
+            else [t.as_dict() for t in self.thresholds],
+            "compensate": self.compensate.value,
+            "allocation": self.allocation.value,
+            "recovery": None if self.recovery is None else self.recovery.as_dict(),
+            "search": self.search,
+            "seed": self.seed,
+            "metric": None if self.metric is None else self.metric.value,
+            "max_metric_drop": self.max_metric_drop,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobConfig:
+        """A stored configuration, of this release or an earlier one.
+
+        Raises:
+            ValueError: a value outside the vocabulary (rows are checked when written).
+            TypeError: a threshold or recovery with a field this release does not know.
+        """
+        raw = data.get("thresholds")
+        recovery = data.get("recovery")
+        metric = data.get("metric")
+        # Jobs stored before a field existed ran with what was then the behaviour: criterion
+        # seed, compensation a boolean (false), global allocation, no recovery, no search.
+        return cls(
+            criterion=Criterion(data.get("criterion", Criterion.SEED)),
+            thresholds=tuple(ThresholdSpec(**{k: float(v) for k, v in t.items()}) for t in raw)
+            if raw
+            else None,
+            compensate=Compensation.parse(data.get("compensate", False)),
+            allocation=Allocation(data.get("allocation", Allocation.GLOBAL)),
+            recovery=None if recovery is None else RecoverySpec(**recovery),
+            search=bool(data.get("search", False)),
+            seed=int(data.get("seed", 0)),
+            metric=Metric(metric) if metric else None,
+            max_metric_drop=float(data.get("max_metric_drop", DEFAULT_MAX_METRIC_DROP)),
+        )
 
 
 # -- the files a job publishes (the engine writes them, the API serves them) ------------------
@@ -117,6 +234,8 @@ STATS_JSON: Final = "stats.json"
 STATS_CSV: Final = "stats.csv"
 STATS_PNG: Final = "stats.png"
 TRADEOFF_PNG: Final = "tradeoff.png"
+# Which neurons each candidate dropped, per group: for debugging and for re-cutting a model.
+PLANS_JSON: Final = "plans.json"
 
 
 def pruned_model_name(index: int) -> str:

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.blobs import UPLOAD_PREFIX, BlobStore, is_blob_name, remove_if_abandoned
+from jobs.blob_writer import UPLOAD_PREFIX, remove_if_abandoned
+from jobs.blobs import BlobStore, is_blob_name
 from jobs.settings import Settings
 from jobs.store import JobStore
 

@@ -35,7 +35,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from jobs.blobs import fsync_path
+from jobs.blob_writer import fsync_path
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus, Stage
 from jobs.store_base import StoreBase

@@ -1,12 +1,13 @@
 """The Celery side shared by the API (sends) and the workers (consume).
 
-Only configuration and sending live here; the worker registers the task bodies under the
-names below. A message carries one ID: everything else is read from the job store, which
-stays the system of record.
+Only configuration and sending live here; the task bodies are `worker.tasks`, registered
+under the names below by their decorators. A message carries one ID: everything else is
+read from the job store, which stays the system of record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import celery
@@ -22,9 +23,13 @@ INSPECT_QUEUE_NAME = "deadweight.inspect"
 QUEUES = {"jobs": QUEUE_NAME, "inspections": INSPECT_QUEUE_NAME}
 
 
-def make_celery(settings: Settings) -> celery.Celery:
-    """A Celery app configured the same way in the API and in every worker."""
-    app = celery.Celery("deadweight", broker=settings.resolved_broker_url())
+def make_celery(settings: Settings, include: Sequence[str] = ()) -> celery.Celery:
+    """A Celery app configured the same way in the API and in every worker; `include`
+    names the modules a worker imports at start (its tasks), by name, so the API's app
+    never imports them."""
+    app = celery.Celery(
+        "deadweight", broker=settings.resolved_broker_url(), include=list(include) or None
+    )
     app.conf.update(
         # JSON only: a pickled message would let whoever can write to the broker run code.
         task_serializer="json",

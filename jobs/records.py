@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jobs.job_config import JobConfig
 from jobs.states import JobStatus, ModelStatus
 
 
@@ -45,7 +46,8 @@ class JobRecord:
     model_id: str
     dataset_id: str
     eval_dataset_id: str | None
-    # The validated request body (criterion, thresholds, compensate, metric, ...), as JSON data.
+    # `JobConfig.to_json()` as stored, shown as is by the API (rows of earlier releases lack
+    # later fields); `job_config()` reads it.
     config: dict[str, Any]
     status: JobStatus
     created_at: datetime
@@ -56,3 +58,7 @@ class JobRecord:
     cancel_requested: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    def job_config(self) -> JobConfig:
+        """The stored configuration, read as this release runs it (`JobConfig.from_json`)."""
+        return JobConfig.from_json(self.config)

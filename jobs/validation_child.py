@@ -1,81 +1,25 @@
 """The validation child: limits itself, validates one upload, prints one JSON line.
 
-Started by `jobs.validation` as `python -m jobs.validation_child '<request JSON>'`; the
-request and result types below are the whole protocol between the two. Imports NumPy and
+Started by `jobs.validation_launch` as `python -m jobs.validation_child '<request JSON>'`;
+the request and result types are in `jobs.validation_protocol`. Imports NumPy and
 `jobs.datasets` only: no torch, no engine, no settings.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import signal
 import sys
 import traceback
-from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
 from jobs.archive_check import InvalidArchive, check_export_archive
-from jobs.datasets import InvalidDataset, open_dataset
+from jobs.datasets import DatasetFileError, open_dataset
+from jobs.validation_protocol import Outcome, UploadKind, ValidationRequest, ValidationResult
 
 OPEN_FILES: Final = 64
-
-
-class UploadKind(StrEnum):
-    DATASET = "dataset"
-    MODEL_ARCHIVE = "model_archive"
-
-
-class Outcome(StrEnum):
-    OK = "ok"
-    REFUSED = "refused"  # the file is unusable: `message` says why, for the user
-    OUT_OF_MEMORY = "out_of_memory"  # MemoryError under the address-space limit
-    CRASHED = "crashed"  # a bug met on this file: details on the child's stderr
-
-
-@dataclass(frozen=True)
-class ValidationRequest:
-    """What the parent asks the child: one file, and the limits it must apply to itself."""
-
-    kind: UploadKind
-    path: str
-    filename: str
-    label_column: str | None
-    max_samples: int
-    max_features: int
-    max_decoded_bytes: int
-    memory_bytes: int  # address space; 0: none
-    cpu_seconds: int
-    parent_pid: int
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @staticmethod
-    def from_json(text: str) -> ValidationRequest:
-        raw = json.loads(text)
-        return ValidationRequest(**{**raw, "kind": UploadKind(raw["kind"])})
-
-
-@dataclass(frozen=True)
-class ValidationResult:
-    """The child's one line of output."""
-
-    outcome: Outcome
-    info: dict[str, Any] | None = None  # DatasetInfo.as_dict() for a dataset; {} for a model
-    message: str | None = None
-    peak_rss_bytes: int = 0  # the child's own peak resident memory
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @staticmethod
-    def from_json(text: str) -> ValidationResult:
-        raw = json.loads(text)
-        return ValidationResult(**{**raw, "outcome": Outcome(raw["outcome"])})
 
 
 def _limit_self(request: ValidationRequest) -> None:
@@ -131,7 +75,7 @@ def child_main(argv: list[str]) -> int:
     _limit_self(request)
     try:
         result = ValidationResult(Outcome.OK, info=_validate(request))
-    except (InvalidDataset, InvalidArchive) as exc:
+    except (DatasetFileError, InvalidArchive) as exc:
         result = ValidationResult(Outcome.REFUSED, message=str(exc))
     except MemoryError:
         result = ValidationResult(Outcome.OUT_OF_MEMORY)

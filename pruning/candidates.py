@@ -12,13 +12,13 @@ import torch
 from torch import fx
 
 from jobs.job_config import pruned_model_name
+from pruning.batchnorm import has_batchnorm, reestimate_batchnorm
 from pruning.config import Allocation, Metric, PruneConfig
-from pruning.criteria import Plan
 from pruning.data import DataInput, Feeder
-from pruning.evaluate import HIGHER_IS_BETTER, Evaluator, count_macs, count_parameters
-from pruning.graph.groups import GraphAnalysis, Tap
-from pruning.reader.archive import read_program
-from pruning.recovery import distil, has_batchnorm, reestimate_batchnorm
+from pruning.evaluate import Evaluator, count_macs, count_parameters
+from pruning.graph import GraphAnalysis, Plan, Tap
+from pruning.reader import read_program
+from pruning.recovery import distil
 from pruning.results import Baseline, Candidate
 from pruning.stats import RunningStats
 from pruning.surgery import apply_plan, export
@@ -93,7 +93,7 @@ class CandidateMaker:
         value = self.evaluator.evaluate(loaded, on_batch=lambda b: on_progress(1.0))
         self._note_degenerate(index, plan)
         params = count_parameters(reloaded)
-        higher = HIGHER_IS_BETTER[self.metric]
+        higher = self.metric.higher_is_better
         base = self.baseline
         cand = Candidate(
             index=index,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from pruning.config import Compensation, Criterion, PruneConfig
-from pruning.graph.groups import Tap
+from pruning.graph import Tap
 from pruning.stats import RunningStats
 
 # Ridge relative to the kept channels' mean variance: keeps Σ_KK invertible when kept

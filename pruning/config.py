@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jobs.job_config import (
+    DEFAULT_ALLOCATION,
+    DEFAULT_COMPENSATION,
     DEFAULT_FRACTIONS,
     DEFAULT_MAX_METRIC_DROP,
     HOLDOUT_FRACTION,
@@ -13,8 +15,10 @@ from jobs.job_config import (
     Compensation,
     Criterion,
     Metric,
+    RecoverySpec,
+    ThresholdSpec,
+    criterion_for,
 )
-from jobs.job_config import criterion_for as _criterion_for
 from pruning.errors import InvalidConfig
 
 __all__ = [
@@ -34,12 +38,8 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class Threshold:
-    """Either absolute (`mean`, `std`) or relative (`fraction` of prunable neurons to drop)."""
-
-    mean: float | None = None
-    std: float | None = None
-    fraction: float | None = None
+class Threshold(ThresholdSpec):
+    """A job's threshold, checked: absolute (`mean`, `std`) or relative (`fraction`)."""
 
     def __post_init__(self) -> None:
         if self.fraction is not None:
@@ -56,16 +56,6 @@ class Threshold:
     def is_fraction(self) -> bool:
         return self.fraction is not None
 
-    def as_dict(self) -> dict[str, float]:
-        if self.fraction is not None:
-            return {"fraction": self.fraction}
-        out: dict[str, float] = {}
-        if self.mean is not None:
-            out["mean"] = self.mean
-        if self.std is not None:
-            out["std"] = self.std
-        return out
-
     def label(self) -> str:
         if self.fraction is not None:
             return f"f{self.fraction:g}"
@@ -74,27 +64,15 @@ class Threshold:
         return f"{self.mean:g}:{self.std:g}"
 
 
-def criterion_for(thresholds: tuple[Threshold, ...] | None) -> Criterion:
-    """The criterion when a job names none (`jobs.job_config.criterion_for`)."""
-    return _criterion_for(t.as_dict() for t in thresholds or ())
-
-
 def default_thresholds() -> tuple[Threshold, ...]:
     """The sweep used when a job names none: fractions, so it fits every model's scale."""
     return tuple(Threshold(fraction=f) for f in DEFAULT_FRACTIONS)
 
 
 @dataclass(frozen=True)
-class Recovery:
-    """Fine-tuning after the cut: distillation from the original (plus cross-entropy with
-    labels), after the BatchNorm statistics are re-estimated."""
-
-    epochs: int = 3
-    lr: float = 1e-3
-    max_seconds: float | None = None  # per candidate; training stops early past it
-    # Small batches take more steps per epoch, which a few epochs need; a model exported
-    # with a fixed batch size trains at that size.
-    batch_size: int = 32
+class Recovery(RecoverySpec):
+    """Fine-tuning after the cut, checked: distillation from the original (plus cross-entropy
+    with labels), after the BatchNorm statistics are re-estimated."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -106,21 +84,16 @@ class Recovery:
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise InvalidConfig("recovery max_seconds must be > 0")
 
-    def as_dict(self) -> dict[str, float | int | None]:
-        return {
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "max_seconds": self.max_seconds,
-            "batch_size": self.batch_size,
-        }
-
 
 @dataclass(frozen=True)
 class PruneConfig:
+    """A run's configuration, checked: the job's part (`jobs.job_config.JobConfig`, converted
+    by `pruning.config_json.prune_config`) and the worker's (batch size, device, limit)."""
+
     criterion: Criterion = Criterion.RECONSTRUCTION
     thresholds: tuple[Threshold, ...] = field(default_factory=default_thresholds)
-    compensate: Compensation = Compensation.LINEAR
-    allocation: Allocation = Allocation.GLOBAL
+    compensate: Compensation = DEFAULT_COMPENSATION
+    allocation: Allocation = DEFAULT_ALLOCATION
     recovery: Recovery | None = None
     search: bool = False  # find the largest fraction within max_metric_drop (no thresholds)
     seed: int = 0  # hold-out split, recovery's shuffling and initialisation

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import torch
 
 from pruning.config import Allocation, Criterion, Threshold
+from pruning.graph import Plan
 from pruning.stats import RunningStats
-
-Plan = dict[str, list[int]]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pruning.errors import InvalidDataset
-from pruning.graph.groups import InputSpec
+from pruning.graph import InputSpec
 
 
 class BatchSource(Protocol):
@@ -41,6 +41,9 @@ class ArrayData:
 
 @dataclass(frozen=True)
 class Batch:
+    """One batch as the model takes it: tensors on the run's device, made by `Feeder` from a
+    `BatchSource`'s NumPy arrays."""
+
     inputs: tuple[torch.Tensor, ...]
     valid: int  # rows that are data; the rest pads a static batch dimension
     y: torch.Tensor | None

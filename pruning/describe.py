@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from pruning.evaluate import count_parameters
-from pruning.graph.walk import analyse
-from pruning.reader.archive import ArchiveLimits, read_program
+from pruning.graph import analyse
+from pruning.reader import ArchiveLimits, read_program
 
 
 def describe_model(path: Path, max_parameters: int | None = None) -> dict[str, Any]:

@@ -14,7 +14,8 @@ class UnsupportedModel(PruningError):
 
 
 class InvalidDataset(PruningError):
-    """The dataset cannot be used with this model."""
+    """The data cannot be used with this model (its shape, labels or the metric); a dataset
+    file that cannot be read at all is `jobs.datasets.DatasetFileError`."""
 
 
 class InvalidConfig(PruningError):
@@ -22,4 +23,5 @@ class InvalidConfig(PruningError):
 
 
 class Cancelled(PruningError):
-    """The job was cancelled while it ran."""
+    """The run's `should_cancel` callback said to stop (the engine used as a library; the
+    worker stops a sandboxed engine by killing it)."""

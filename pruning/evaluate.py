@@ -12,12 +12,6 @@ from pruning.config import Metric
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import InvalidDataset
 
-HIGHER_IS_BETTER: dict[Metric, bool] = {
-    Metric.ACCURACY: True,
-    Metric.AGREEMENT: True,
-    Metric.MSE: False,
-}
-
 
 def first_output(out: object) -> torch.Tensor:
     """The model's first output tensor (models may return tuples)."""

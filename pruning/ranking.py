@@ -30,8 +30,7 @@ from torch import fx
 
 from pruning.compensation import RIDGE
 from pruning.criteria import Ranking
-from pruning.graph.groups import ChannelGroup, Consumer, GraphAnalysis, Tap
-from pruning.graph.walk import get_tensor
+from pruning.graph import ChannelGroup, Consumer, GraphAnalysis, Tap, get_tensor
 from pruning.stats import RunningStats
 from pruning.surgery import dense_weight
 

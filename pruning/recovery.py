@@ -1,5 +1,5 @@
-"""Recovery after the cut: BatchNorm statistics re-estimated, then a short fine-tune that
-distils the original model into the pruned one.
+"""Recovery after the cut: a short fine-tune that distils the original model into the pruned
+one (after `pruning.batchnorm` re-estimated its BatchNorm statistics).
 
 Both run on the calibration (training) data, streamed batch by batch through a seeded
 shuffle buffer, on the job's device; the same seed gives the same weights. The loss is
@@ -12,7 +12,7 @@ learning rate to zero over the planned steps.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,14 +24,7 @@ from pruning.config import Metric, Recovery
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import InvalidConfig
 from pruning.evaluate import check_class_labels, first_output
-from pruning.graph.walk import get_tensor
-from pruning.stats import RunningStats
-from pruning.surgery import set_tensor
 
-_BATCH_NORMS = {
-    torch.ops.aten.batch_norm.default,
-    torch.ops.aten._native_batch_norm_legit_no_training.default,
-}
 TEMPERATURE = 2.0  # softens both distributions so the original's second choices teach too
 SHUFFLE_ROWS = 8192  # rows of the shuffle buffer (a memory bound, not the dataset size)
 
@@ -80,74 +73,6 @@ class Shuffled:
             yield x[idx], None if y is None else y[idx]
 
 
-class _BatchStatistics(fx.Interpreter):
-    """Runs a module with every BatchNorm normalising by the batch's own statistics (train
-    mode) while accumulating, per BatchNorm, the exact statistics of its inputs."""
-
-    def __init__(self, gm: fx.GraphModule):
-        super().__init__(gm, garbage_collect_values=True)
-        self.stats: dict[fx.Node, RunningStats] = {}
-        self.valid = 0  # rows of the current batch that are data (the rest pad a static batch)
-
-    def run_node(self, n: fx.Node) -> object:
-        if n.op != "call_function" or n.target not in _BATCH_NORMS:
-            return super().run_node(n)
-        args, _ = self.fetch_args_kwargs_from_env(n)
-        x, weight, bias = args[0], args[1], args[2]
-        eps = float(args[-1] if n.target is not torch.ops.aten.batch_norm.default else args[7])
-        assert isinstance(x, torch.Tensor)
-        if n not in self.stats:
-            self.stats[n] = RunningStats(channels=int(x.shape[1]), channel_dim=1)
-        data = x[: self.valid]  # (B, C, ...): padding rows are not data
-        self.stats[n].update(data)
-        dims = [0, *range(2, x.dim())]
-        mean = data.mean(dim=dims, keepdim=True)
-        var = data.var(dim=dims, keepdim=True, unbiased=False)
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        out = (x - mean) / torch.sqrt(var + eps)
-        if weight is not None:
-            out = out * weight.reshape(shape)
-        if bias is not None:
-            out = out + bias.reshape(shape)
-        if n.target is torch.ops.aten.batch_norm.default:
-            return out
-        empty = x.new_empty(0)
-        return (out, empty, empty)
-
-
-def reestimate_batchnorm(gm: fx.GraphModule, batches: Iterator[Batch]) -> int:
-    """Replace every BatchNorm's running mean and variance by those of its inputs over the
-    data, each layer seeing the earlier ones normalised by batch statistics (as in training).
-
-    Returns:
-        The number of BatchNorm layers re-estimated.
-    """
-    interp = _BatchStatistics(gm)
-    with torch.no_grad():
-        for batch in batches:
-            if batch.valid > 1:  # one sample has no variance to measure
-                # The whole (padded) batch runs: a model exported with a fixed batch size
-                # accepts no other; only its valid rows are measured and normalise.
-                interp.valid = batch.valid
-                interp.run(*batch.inputs)
-    written = 0
-    for node, stats in interp.stats.items():
-        mean_node, var_node = node.args[3], node.args[4]
-        tracked = all(isinstance(n, fx.Node) and n.op == "get_attr" for n in (mean_node, var_node))
-        if stats.count < 2 or not tracked:  # no running statistics to replace
-            continue
-        mean_path, var_path = str(mean_node.target), str(var_node.target)  # type: ignore[union-attr]
-        old = get_tensor(gm, mean_path)
-        set_tensor(gm, mean_path, stats.mean.to(old.device, old.dtype))
-        set_tensor(gm, var_path, (stats.std**2).to(old.device, old.dtype))
-        written += 1
-    return written
-
-
-def has_batchnorm(gm: fx.GraphModule) -> bool:
-    return any(n.op == "call_function" and n.target in _BATCH_NORMS for n in gm.graph.nodes)
-
-
 def distil(
     student: fx.GraphModule,
     teacher: fx.GraphModule,
@@ -174,13 +99,7 @@ def distil(
     torch.manual_seed(seed)
     feeder = Feeder([feeder.spec], feeder.device, recovery.batch_size)
     params = [p for p in student.parameters() if p.is_floating_point()]
-    low = sorted({str(p.dtype).removeprefix("torch.") for p in params} - {"float32", "float64"})
-    if low:
-        # Adam's steps underflow and overflow in half precision (its eps is 0 in float16).
-        raise InvalidConfig(
-            f"recovery fine-tunes float32 models; this one has {', '.join(low)} parameters: "
-            "export it in float32, or omit recovery"
-        )
+    _refuse_low_precision(params)
     before = [p.detach().clone() for p in params]
     for p in params:
         p.requires_grad_(True)
@@ -225,6 +144,16 @@ def distil(
         final_loss=loss_value,
         diverged=diverged,
     )
+
+
+def _refuse_low_precision(params: Sequence[torch.Tensor]) -> None:
+    low = sorted({str(p.dtype).removeprefix("torch.") for p in params} - {"float32", "float64"})
+    if low:
+        # Adam's steps underflow and overflow in half precision (its eps is 0 in float16).
+        raise InvalidConfig(
+            f"recovery fine-tunes float32 models; this one has {', '.join(low)} parameters: "
+            "export it in float32, or omit recovery"
+        )
 
 
 def _loss(

@@ -16,7 +16,7 @@ import torch
 from torch import fx
 
 from pruning.data import Batch
-from pruning.graph.groups import Tap
+from pruning.graph import Tap
 from pruning.results import LayerStats
 
 

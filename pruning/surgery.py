@@ -20,12 +20,10 @@ from torch import fx
 
 from pruning.compensation import fold, reconstruction
 from pruning.config import Compensation
-from pruning.criteria import Plan
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
-from pruning.graph.groups import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Tap
-from pruning.graph.walk import get_tensor
-from pruning.graph.walk import owner_of as _owner
+from pruning.graph import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Plan, Tap, get_tensor
+from pruning.graph import owner_of as _owner
 from pruning.stats import RunningStats
 
 

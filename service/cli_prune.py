@@ -16,21 +16,13 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from pruning.config import (
-    Allocation,
-    Compensation,
-    Criterion,
-    Metric,
-    PruneConfig,
-    Recovery,
-    criterion_for,
-    default_thresholds,
-    parse_thresholds,
-)
-from pruning.config_json import config_to_json
+from jobs.job_config import Allocation, Compensation, Criterion, JobConfig, Metric, criterion_for
+from pruning.config import Recovery, parse_thresholds
+from pruning.config_json import prune_config
 from pruning.errors import InvalidConfig
+from worker.protocol import DatasetSpec, PruneRequest
 from worker.sandbox import (
     EngineCrashed,
     EngineDiskFull,
@@ -50,21 +42,46 @@ def prune_locally(args: argparse.Namespace) -> str:
     """Run the job described by the CLI arguments; returns the printed table.
 
     Raises:
-        PruningError, InvalidDataset, OSError: bad input, reported with exit status 2.
+        PruningError, DatasetFileError, OSError: bad input, reported with exit status 2.
     """
     if not args.model.is_file():
         raise InvalidConfig(f"{args.model}: no such file")
     if args.search and args.thresholds:
         raise InvalidConfig("--search finds the fraction itself: drop --thresholds")
+    job = _job_config(args)
+    # Checked as the engine will check it, before any file is written.
+    config = prune_config(job, args.batch_size, args.device)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for path in (args.data, args.eval_data):
+        if path is not None and not path.is_file():
+            raise InvalidConfig(f"{path}: no such file")
+    request = PruneRequest(
+        model=str(args.model.resolve()),
+        data=_dataset(args.data, args.label_column),
+        eval_data=_dataset(args.eval_data, args.label_column) if args.eval_data else None,
+        config=job.to_json(),
+        batch_size=config.batch_size,
+        device=config.device,
+        out_dir=str(out.resolve()),
+        # One line on a crash; Python's own switch asks for the engine's stack as well.
+        stack_on_crash=bool(os.environ.get("PYTHONFAULTHANDLER")),
+    )
+    table = _run_engine(request)
+    return f"{table}\nfiles written to {out}/"
+
+
+def _job_config(args: argparse.Namespace) -> JobConfig:
+    """The job the flags describe, as the API would store it (a bad value is refused here)."""
     recovery = None
     if args.recover_epochs is not None:
         recovery = Recovery(
             epochs=args.recover_epochs, lr=args.recover_lr, max_seconds=args.recover_max_seconds
         )
     thresholds = parse_thresholds(args.thresholds) if args.thresholds else None
-    config = PruneConfig(
+    return JobConfig(
         criterion=Criterion(args.criterion) if args.criterion else criterion_for(thresholds),
-        thresholds=thresholds or default_thresholds(),
+        thresholds=thresholds,  # None: the engine's default sweep
         compensate=Compensation(args.compensate),
         allocation=Allocation(args.allocation),
         recovery=recovery,
@@ -72,43 +89,22 @@ def prune_locally(args: argparse.Namespace) -> str:
         seed=args.seed,
         metric=Metric(args.metric) if args.metric else None,
         max_metric_drop=args.max_metric_drop,
-        batch_size=args.batch_size,
-        device=args.device,
     )
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    for path in (args.data, args.eval_data):
-        if path is not None and not path.is_file():
-            raise InvalidConfig(f"{path}: no such file")
-    request = {
-        "kind": "prune",
-        "model": str(args.model.resolve()),
-        "data": _dataset(args.data, args.label_column),
-        "eval_data": _dataset(args.eval_data, args.label_column) if args.eval_data else None,
-        "config": config_to_json(config),
-        "batch_size": config.batch_size,
-        "device": config.device,
-        "out_dir": str(out.resolve()),
-        # One line on a crash; Python's own switch asks for the engine's stack as well.
-        "stack_on_crash": bool(os.environ.get("PYTHONFAULTHANDLER")),
-    }
-    table = _run_engine(request)
-    return f"{table}\nfiles written to {out}/"
 
 
-def _dataset(path: Path, label_column: str | None) -> dict[str, Any]:
+def _dataset(path: Path, label_column: str | None) -> DatasetSpec:
     # The format is guessed from the file, as `open_dataset` does without one.
-    return {"path": str(path.resolve()), "format": None, "label_column": label_column}
+    return DatasetSpec(path=str(path.resolve()), format=None, label_column=label_column)
 
 
-def _run_engine(request: dict[str, Any]) -> str:
+def _run_engine(request: PruneRequest) -> str:
     """The table, from the engine in its own process; a refusal is an InvalidConfig (exit
     2), a crash one line and exit 3, an internal error one line after its traceback."""
     workdir = Path(tempfile.mkdtemp(prefix="deadweight-prune-"))
     try:
         return str(run_sandboxed(request, workdir / "engine", Limits(0, 0)))
     except EngineDiskFull:
-        raise InvalidConfig(f"no space left on the device for {request['out_dir']}") from None
+        raise InvalidConfig(f"no space left on the device for {request.out_dir}") from None
     except EngineCrashed as exc:  # its incident names the service's log: not here
         _die(
             f"the engine crashed ({exc.signal_name}) while {exc.activity}: a fault in the "

@@ -17,11 +17,11 @@ from jobs.queue import Queue, make_celery
 from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
 from service.auth import KeyRing
-from service.errors import install_error_handlers
+from service.body_guard import RequestBodyGuard
+from service.error_handlers import install_error_handlers
 from service.limits import UploadSlots
 from service.origin import OpenModeGuard
 from service.routes import api_router
-from service.server import RequestBodyGuard
 
 DESCRIPTION = """\
 Deadweight finds the neurons of a trained network that carry almost no signal and cuts them

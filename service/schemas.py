@@ -1,4 +1,5 @@
-"""Request and response bodies of the HTTP API (see CONTRACT.md; names and shapes are public).
+"""Request and response bodies of the HTTP API (see CONTRACT.md; names and shapes are public):
+the shared bases, models, datasets and operations; the jobs' are in `service.job_schemas`.
 
 Suffixes say the role: `...Create`/`...In` come in, `...Public` goes out.
 """
@@ -6,24 +7,12 @@ Suffixes say the role: `...Create`/`...In` come in, `...Public` goes out.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Self
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.blobs import ArtifactInfo
-from jobs.records import DatasetRecord, JobRecord, ModelRecord
-from jobs.states import JobStatus, ModelStatus
+from jobs.records import DatasetRecord, ModelRecord
+from jobs.states import ModelStatus
 
 
 class Schema(BaseModel):
@@ -43,36 +32,6 @@ def utc(value: datetime) -> datetime:
 
 def utc_or_none(value: datetime | None) -> datetime | None:
     return None if value is None else utc(value)
-
-
-# -- vocabulary -----------------------------------------------------------------------------
-# These mirror `pruning.config` (the API process never imports the engine); a test checks
-# that both spell the same values.
-class Criterion(StrEnum):
-    SEED = "seed"  # |mean| < t_mean and std < t_std
-    VARIANCE = "variance"  # std < t_std; the mean is folded into the next layer
-    RECONSTRUCTION = "reconstruction"  # the next layer's error after linear compensation
-
-
-class Compensation(StrEnum):
-    NONE = "none"
-    MEAN = "mean"
-    LINEAR = "linear"
-
-
-class Allocation(StrEnum):
-    GLOBAL = "global"
-    UNIFORM = "uniform"
-    AUTO = "auto"  # search only: both, the evaluation chooses
-
-
-class Metric(StrEnum):
-    ACCURACY = "accuracy"
-    AGREEMENT = "agreement"  # same top-1 as the original model; needs no labels
-    MSE = "mse"
-
-
-LABELLED_METRICS = frozenset({Metric.ACCURACY, Metric.MSE})
 
 
 # -- models and datasets --------------------------------------------------------------------
@@ -154,252 +113,6 @@ class DatasetPublic(Schema):
             label_column=record.label_column,
             created_at=utc(record.created_at),
         )
-
-
-# -- jobs -----------------------------------------------------------------------------------
-class ThresholdIn(InputSchema):
-    """Absolute (`mean`, `std`; `variance` needs `std` only) or relative (`fraction`)."""
-
-    mean: float | None = Field(None, ge=0)
-    std: float | None = Field(None, ge=0)
-    fraction: float | None = Field(
-        None, ge=0, lt=1, description="share of prunable neurons to drop, lowest scores first"
-    )
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Self:
-        if self.fraction is not None:
-            if self.mean is not None or self.std is not None:
-                raise ValueError('a threshold is either {"mean", "std"} or {"fraction"}, not both')
-        elif self.std is None:
-            raise ValueError(
-                'a threshold needs "std" (with "mean" for criterion seed) or "fraction"'
-            )
-        return self
-
-    def as_config(self) -> dict[str, float]:
-        return self.model_dump(exclude_none=True)
-
-
-_TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
-_FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
-
-
-def _compensation_from_bool(value: object) -> object:
-    # The first API took a boolean (pydantic's lax one: 1, "yes", "off" too): true folded
-    # the means, false did nothing.
-    if isinstance(value, bool) or value in (0, 1):
-        return Compensation.MEAN if value else Compensation.NONE
-    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-        return Compensation.MEAN if value.lower() in _TRUE else Compensation.NONE
-    return value
-
-
-CompensateIn = Annotated[
-    Compensation,
-    BeforeValidator(_compensation_from_bool),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"enum": [c.value for c in Compensation], "type": "string"},
-                {"type": "boolean"},
-            ]
-        }
-    ),
-]
-
-
-MAX_THRESHOLDS_IN_A_BODY = 4096
-
-
-def _criterion_for(thresholds: list[ThresholdIn] | None) -> Criterion:
-    """The criterion absolute thresholds are written for (`pruning.config.criterion_for`)."""
-    absolute = [t for t in thresholds or [] if t.fraction is None]
-    if not absolute:
-        return Criterion.RECONSTRUCTION
-    return Criterion.SEED if any(t.mean is not None for t in absolute) else Criterion.VARIANCE
-
-
-class RecoveryIn(InputSchema):
-    """Fine-tuning of each candidate after the cut, on the calibration data."""
-
-    epochs: int = Field(3, ge=0, le=100, description="0: re-estimate BatchNorm statistics only")
-    lr: float = Field(1e-3, gt=0, le=1, description="Adam's learning rate (cosine decay)")
-    max_seconds: float | None = Field(
-        None, gt=0, le=604800, description="per candidate; training stops early past it"
-    )
-    batch_size: int = Field(32, ge=1, le=65536, description="training batch size")
-
-
-_SWEEP_EXAMPLE: dict[str, JsonValue] = {
-    "model_id": "5f0c2b8e9a7d4c1e8b3a6f2d1c0e9b8a",
-    "dataset_id": "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
-    "criterion": "reconstruction",
-    "thresholds": [{"fraction": 0.3}, {"fraction": 0.5}, {"fraction": 0.7}],
-    "compensate": "linear",
-    "max_metric_drop": 0.005,
-}
-_SEARCH_EXAMPLE: dict[str, JsonValue] = {
-    "model_id": "5f0c2b8e9a7d4c1e8b3a6f2d1c0e9b8a",
-    "dataset_id": "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
-    "eval_dataset_id": "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d",
-    "search": True,
-    "max_metric_drop": 0.005,
-    "recovery": {"epochs": 3, "lr": 0.001, "max_seconds": 600},
-}
-
-
-class JobCreate(InputSchema):
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        protected_namespaces=(),
-        json_schema_extra={"examples": [_SWEEP_EXAMPLE, _SEARCH_EXAMPLE]},
-    )
-
-    model_id: str = Field(min_length=1, max_length=64)
-    dataset_id: str = Field(min_length=1, max_length=64)
-    eval_dataset_id: str | None = Field(
-        None,
-        max_length=64,
-        description="evaluation data; default: the calibration dataset (with recovery, a "
-        "seeded held-out part of it)",
-    )
-    criterion: Criterion | None = Field(
-        None,
-        description="reconstruction (fractions only): the error a removal leaves in the next "
-        "layer after linear compensation; seed, variance: activation statistics. Omitted: "
-        "reconstruction, or the criterion absolute thresholds are written for (seed for "
-        "mean and std, variance for std alone)",
-    )
-    thresholds: list[ThresholdIn] | None = Field(
-        None,
-        min_length=1,
-        # A hard cap in the schema (the server's own, DEADWEIGHT_MAX_THRESHOLDS, is checked
-        # later): validation then stops at the first item past it instead of producing an
-        # error for each of half a million bad items.
-        max_length=MAX_THRESHOLDS_IN_A_BODY,
-        description="omitted: the engine's default sweep of fractions (or the search's probes)",
-    )
-    compensate: CompensateIn = Field(
-        Compensation.LINEAR,
-        description="what replaces removed neurons in the next layer: none, mean (their means "
-        "folded into its bias) or linear (their least-squares reconstruction from the kept "
-        "neurons); true/false mean mean/none",
-    )
-    allocation: Allocation = Field(
-        Allocation.GLOBAL,
-        description="how a fraction is spread: global (one ranking across layers), uniform "
-        "(the same share of every layer), or auto (with search only: a search with each, "
-        "12 evaluations, and the evaluation chooses)",
-    )
-    recovery: RecoveryIn | None = Field(
-        None, description="fine-tune every candidate after the cut; null: no retraining"
-    )
-    search: bool = Field(
-        False,
-        description="find the largest fraction within max_metric_drop by bisection (6 "
-        "evaluations); thresholds must then be omitted",
-    )
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="hold-out split and recovery's seed")
-    metric: Metric | None = Field(
-        None, description="omitted: accuracy when the evaluation data has labels, else agreement"
-    )
-    max_metric_drop: float = Field(0.005, ge=0)
-
-    @property
-    def resolved_criterion(self) -> Criterion:
-        """`criterion`, or the one the thresholds are written for (`pruning.config`'s rule)."""
-        return self.criterion or _criterion_for(self.thresholds)
-
-    @model_validator(mode="after")
-    def _search_or_thresholds(self) -> Self:
-        if self.search and self.thresholds is not None:
-            raise ValueError(
-                "search finds the fraction itself: omit thresholds, or set search to false"
-            )
-        if self.allocation is Allocation.AUTO and not self.search:
-            raise ValueError(
-                'allocation "auto" searches with both allocations: set search to true, or '
-                'choose "global" or "uniform" for a sweep'
-            )
-        if self.resolved_criterion is Criterion.RECONSTRUCTION:
-            for i, t in enumerate(self.thresholds or []):
-                if t.fraction is None:
-                    raise ValueError(
-                        f'item {i} is absolute: criterion "reconstruction" takes '
-                        '{"fraction"} thresholds (absolute ones are for "seed" and "variance")'
-                    )
-        return self
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds_fit_criterion(
-        cls, thresholds: list[ThresholdIn] | None, info: ValidationInfo
-    ) -> list[ThresholdIn] | None:
-        # `criterion` is declared first, so it is validated (or missing) by now.
-        if (info.data.get("criterion") or _criterion_for(thresholds)) is Criterion.SEED:
-            for i, t in enumerate(thresholds or []):
-                if t.fraction is None and t.mean is None:
-                    raise ValueError(
-                        f'item {i} has no "mean": criterion "seed" needs "mean" and "std" '
-                        '(or use "fraction", or criterion "variance" for "std" alone)'
-                    )
-        return thresholds
-
-
-class ProgressPublic(Schema):
-    stage: str
-    fraction: float
-
-
-class JobPublic(Schema):
-    id: str
-    status: JobStatus
-    progress: ProgressPublic
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    model_id: str
-    dataset_id: str
-    eval_dataset_id: str | None
-    config: dict[str, Any]
-    attempts: int
-    cancel_requested: bool
-
-    @classmethod
-    def from_record(cls, record: JobRecord) -> Self:
-        return cls(
-            id=record.id,
-            status=record.status,
-            progress=ProgressPublic(stage=record.stage, fraction=record.fraction),
-            error=record.error,
-            created_at=utc(record.created_at),
-            started_at=utc_or_none(record.started_at),
-            finished_at=utc_or_none(record.finished_at),
-            model_id=record.model_id,
-            dataset_id=record.dataset_id,
-            eval_dataset_id=record.eval_dataset_id,
-            config=record.config,
-            attempts=record.attempts,
-            cancel_requested=record.cancel_requested,
-        )
-
-
-class JobsPublic(Schema):
-    data: list[JobPublic]
-    count: int = Field(description="all of the caller's jobs, not only this page")
-
-
-class ArtifactPublic(Schema):
-    name: str
-    bytes: int
-    media_type: str
-
-    @classmethod
-    def from_info(cls, info: ArtifactInfo) -> Self:
-        return cls(name=info.name, bytes=info.bytes, media_type=info.media_type)
 
 
 # -- operations -----------------------------------------------------------------------------

@@ -7,17 +7,16 @@ row is written only while its uploads still exist.
 
 from __future__ import annotations
 
-from typing import Any
-
 from jobs.blobs import BlobStore
-from jobs.datasets import DatasetFormat, DatasetInfo, InvalidDataset, check_fits_model
+from jobs.datasets import DatasetFileError, DatasetFormat, DatasetInfo, check_fits_model
+from jobs.job_config import JobConfig, Metric, resolve_metric
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.settings import Settings
 from jobs.states import ModelStatus
 from jobs.store import JobStore, UploadGone
 from service.errors import NotFound, Unprocessable
+from service.job_schemas import JobCreate
 from service.limits import check_jobs_in_flight, check_storage
-from service.schemas import LABELLED_METRICS, JobCreate, Metric
 
 
 def add_checked_job(
@@ -25,14 +24,19 @@ def add_checked_job(
 ) -> JobRecord:
     """Check a submission and write its queued job (the caller sends the message)."""
     model, dataset, eval_dataset = _lookup(store, tenant, body)
-    config = job_config(body, model, dataset, eval_dataset, settings)
+    config = checked_config(body, model, dataset, eval_dataset, settings)
     # After the request's own errors (404, 422), which tell the client more.
     check_jobs_in_flight(store, settings, tenant)
     # What the job will publish is unknown yet: refuse only a tenant already at its quota.
     check_storage(store, blobs, settings, tenant, 0)
     try:
         return store.add_job(
-            tenant, model.id, dataset.id, body.eval_dataset_id, config, verify_uploads=True
+            tenant,
+            model.id,
+            dataset.id,
+            body.eval_dataset_id,
+            config.to_json(),
+            verify_uploads=True,
         )
     except UploadGone as exc:
         raise NotFound(f"upload {exc} was deleted while this job was being submitted") from exc
@@ -85,32 +89,31 @@ def _check_fits(model: ModelRecord, datasets: list[DatasetRecord]) -> None:
         )
         try:
             check_fits_model(info, shape)
-        except InvalidDataset as exc:
-            raise InvalidDataset(
+        except DatasetFileError as exc:
+            raise DatasetFileError(
                 f"dataset {ds.id!r} does not fit model {model.id!r}: {exc}"
             ) from exc
 
 
 def _resolve_metric(body: JobCreate, evaluation: DatasetRecord) -> Metric:
-    if body.metric is None:
-        return Metric.ACCURACY if evaluation.has_labels else Metric.AGREEMENT
-    if body.metric in LABELLED_METRICS and not evaluation.has_labels:
+    try:
+        return resolve_metric(body.metric, evaluation.has_labels)
+    except ValueError:
         raise Unprocessable(
-            f"metric {body.metric.value!r} compares predictions with labels, and the evaluation "
+            f"metric {str(body.metric)!r} compares predictions with labels, and the evaluation "
             f"dataset {evaluation.id!r} has none: upload it with labels (array y, or "
             "label_column for CSV) or use metric 'agreement'",
             code="invalid_job",
-        )
-    return body.metric
+        ) from None
 
 
-def job_config(
+def checked_config(
     body: JobCreate,
     model: ModelRecord,
     dataset: DatasetRecord,
     eval_dataset: DatasetRecord | None,
     settings: Settings,
-) -> dict[str, Any]:
+) -> JobConfig:
     """Check the request against its records and settings; the config the worker will run."""
     if body.thresholds is not None and len(body.thresholds) > settings.max_thresholds:
         raise Unprocessable(
@@ -124,16 +127,15 @@ def job_config(
             code="invalid_model",
         )
     _check_fits(model, [d for d in (dataset, eval_dataset) if d is not None])
-    metric = _resolve_metric(body, eval_dataset or dataset)
-    thresholds = None if body.thresholds is None else [t.as_config() for t in body.thresholds]
-    return {
-        "criterion": body.resolved_criterion.value,
-        "thresholds": thresholds,  # None: the engine's default sweep
-        "compensate": body.compensate.value,  # a boolean became mean/none
-        "allocation": body.allocation.value,
-        "recovery": None if body.recovery is None else body.recovery.model_dump(),
-        "search": body.search,
-        "seed": body.seed,
-        "metric": metric.value,  # resolved here, so results never depend on a later default
-        "max_metric_drop": body.max_metric_drop,
-    }
+    return JobConfig(
+        criterion=body.resolved_criterion,
+        thresholds=None if body.thresholds is None else tuple(t.spec() for t in body.thresholds),
+        compensate=body.compensate,  # a boolean became mean/none
+        allocation=body.allocation,
+        recovery=None if body.recovery is None else body.recovery.spec(),
+        search=body.search,
+        seed=body.seed,
+        # Resolved here, so results never depend on a later default.
+        metric=_resolve_metric(body, eval_dataset or dataset),
+        max_metric_drop=body.max_metric_drop,
+    )

@@ -1,13 +1,17 @@
-"""Imports run one way: service -> jobs <- worker -> pruning; the API never reaches torch."""
+"""The shape of the house, checked: imports run one way (service -> jobs <- worker -> pruning),
+the API never reaches torch, no import cycle, no file over 300 lines, one home per concept."""
 
 from __future__ import annotations
 
 import ast
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pruning", "jobs", "service", "worker")
 
 FORBIDDEN = {
     "pruning": {"jobs", "service", "worker", "fastapi", "celery", "sqlalchemy", "starlette"},
@@ -15,35 +19,168 @@ FORBIDDEN = {
     "worker": {"service", "fastapi", "starlette"},
     "service": {"worker", "pruning", "torch"},
 }
+# The job's vocabulary (enums, defaults, published file names) is shared by the API and the
+# engine; it is a leaf of the standard library, so the engine may import it and nothing else
+# of `jobs`.
+SHARED_VOCABULARY = "jobs.job_config"
 # The CLI is the composition root: it may reach the worker and engine, inside its commands.
 COMPOSITION_ROOT = {"service/cli.py", "service/cli_prune.py"}
+MAX_LINES = 300
 
 
-def _imports(path: Path, top_level_only: bool) -> set[str]:
+def _sources(*tops: str) -> Iterator[Path]:
+    for top in tops:
+        yield from sorted((ROOT / top).rglob("*.py"))
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
+    """Dotted names this file imports (`from a.b import c` gives `a.b.c` when c is a module
+    of ours, else `a.b`), at module level or anywhere in it."""
     tree = ast.parse(path.read_text(), filename=str(path))
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                is_module = (ROOT / candidate.replace(".", "/")).with_suffix(".py").exists() or (
+                    ROOT / candidate.replace(".", "/") / "__init__.py"
+                ).exists()
+                found.add(candidate if is_module else node.module)
     return found
+
+
+def _tops(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_imports_run_one_way(package: str) -> None:
     problems = []
-    for path in sorted((ROOT / package).rglob("*.py")):
+    for path in _sources(package):
         rel = path.relative_to(ROOT).as_posix()
         if rel in COMPOSITION_ROOT:
             continue
-        bad = _imports(path, top_level_only=False) & FORBIDDEN[package]
+        modules = _imported_modules(path) - {SHARED_VOCABULARY}
+        bad = _tops(modules) & FORBIDDEN[package]
         if bad:
             problems.append(f"{rel} imports {sorted(bad)}")
     assert problems == []
 
 
+def test_the_shared_vocabulary_is_a_leaf_of_the_standard_library() -> None:
+    path = ROOT / (SHARED_VOCABULARY.replace(".", "/") + ".py")
+    imported = _tops(_imported_modules(path))
+    assert imported - set(sys.stdlib_module_names) - {"__future__"} == set()
+
+
 def test_the_cli_imports_the_engine_only_inside_commands() -> None:
-    top = _imports(ROOT / "service" / "cli.py", top_level_only=True)
+    top = _tops(_imported_modules(ROOT / "service" / "cli.py", top_level_only=True))
     assert not top & {"worker", "pruning", "torch", "fastapi", "uvicorn"}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(p): p for p in _sources(*PACKAGES, "bench")}
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        # An edge to a package's own `__init__` from its submodules is how Python imports
+        # them, not a dependency; only edges between our modules count.
+        graph[name] = {m for m in _imported_modules(path) if m in paths and m != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycle() -> None:
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_file_over_300_lines() -> None:
+    long = {
+        path.relative_to(ROOT).as_posix(): n
+        for path in _sources(*PACKAGES, "bench", "tests")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def _defined_names(path: Path) -> Iterator[str]:
+    """Classes, and type aliases (a CapWords name bound at module level)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            yield node.name
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and _is_cap_words(target.id):
+                    yield target.id
+
+
+def _is_cap_words(name: str) -> bool:
+    return name[:1].isupper() and not name.isupper() and "_" not in name
+
+
+def test_each_type_is_defined_once() -> None:
+    """One home per concept: a second `Metric` or `Batch` is a second meaning of one word."""
+    homes: dict[str, list[str]] = {}
+    for path in _sources(*PACKAGES):
+        for name in set(_defined_names(path)):
+            homes.setdefault(name, []).append(path.relative_to(ROOT).as_posix())
+    assert {name: where for name, where in homes.items() if len(where) > 1} == {}

@@ -1,4 +1,5 @@
-"""The worker's Celery app: the shared configuration from `jobs.queue`, plus the task bodies.
+"""The worker's Celery app: the shared configuration from `jobs.queue`, its tasks
+(`worker.tasks`, imported when a worker starts) and the reaper of its main process.
 
 Importing this module must stay cheap and must not touch torch or CUDA: the worker's parent
 process only supervises (and runs the reaper, `jobs.reaper`); each job runs in a fresh child
@@ -13,25 +14,22 @@ import celery
 from celery import signals
 
 from jobs.blobs import BlobStore
-from jobs.queue import INSPECT_MODEL_TASK, RUN_JOB_TASK, Queue, make_celery
+from jobs.queue import Queue, make_celery
 from jobs.reaper import Reaper
 from jobs.settings import get_settings
 from jobs.store import JobStore
+
+TASK_MODULES = ["worker.tasks"]
 
 _reaper: list[Reaper] = []
 
 
 def create_worker_app() -> celery.Celery:
     settings = get_settings()
-    app = make_celery(settings)
+    app = make_celery(settings, include=TASK_MODULES)
     if settings.resolved_broker_url().startswith("filesystem"):
         # The filesystem transport has no broadcast exchange for remote control.
         app.conf.worker_enable_remote_control = False
-    # Reaching the store from the task: built lazily in the child, once per process.
-    from worker import tasks
-
-    app.task(name=RUN_JOB_TASK, acks_late=True)(tasks.run_job)
-    app.task(name=INSPECT_MODEL_TASK, acks_late=True)(tasks.inspect_model)
     return app
 
 

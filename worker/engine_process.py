@@ -1,35 +1,28 @@
 """The engine's side of the sandbox (`python -m worker.engine_process`).
 
-Reads one request (JSON) on stdin, runs it, and writes JSON lines on its stdout:
-`{"progress": [stage, fraction]}` while it works, then `{"result": ...}` or
-`{"error": "..."}`. Anything else printed to stdout by libraries goes to stderr instead,
-so the protocol stays clean. Requests:
+Reads one request on stdin, runs it, and writes messages on its stdout, one JSON line each
+(`worker.protocol`): progress while it works, then a result or a failure. Anything else
+printed to stdout by libraries goes to stderr instead, so the protocol stays clean.
 
-- `{"kind": "inspect", "model": path, "max_parameters": n}` -> the model's description
-  (`pruning.describe`);
-- `{"kind": "job", "model": path, "data": dataset, "eval_data": dataset | null,
-  "config": stored job config, "batch_size": n, "device": d, "max_parameters": n,
-  "out_dir": path}` -> null,
-  the files written into out_dir; a dataset is `{"path", "format", "label_column", "name"}`;
-- `{"kind": "prune", ...}`: a `job` for `deadweight prune`; a dataset's `format` may be
-  null (guessed from the file), and the result is the printed table;
-- any request may say `"stack_on_crash": false` (default true: faulthandler prints the
-  Python stack of a native crash on stderr);
-- `{"kind": "describe"}` -> this process's environment names, directory and limits, so
-  that the sandbox itself can be checked.
+- `InspectRequest` -> the model's description (`pruning.describe`);
+- `JobRequest` -> None, the files written into its `out_dir`; `PruneRequest` -> the table
+  `deadweight prune` prints (a dataset's `format` may be None: guessed from the file);
+- `DescribeRequest` -> this process's environment names, directory and limits, so that the
+  sandbox itself can be checked;
+- any request may say `stack_on_crash=False` (default True: faulthandler prints the Python
+  stack of a native crash on stderr).
 
-Failures: a typed refusal sends `{"error": reason}` (plus `"disk_full": true` when no space
-was left, `"too_large": true` when a file passed the sandbox's file size limit); any other
-exception sends `{"incident": id, "detail": "Type: message"}` and prints the traceback under
-that ID on stderr (the worker's log), so no internal text, path or address reaches a user.
-A native crash prints its Python stack (faulthandler) there too.
+Failures: a typed refusal sends a `RefusalMessage` (a `DiskFullMessage` when no space was
+left, a `FileTooLargeMessage` when a file passed the sandbox's file size limit); any other
+exception sends an `IncidentMessage` (an ID and "Type: message") and prints the traceback
+under that ID on stderr (the worker's log), so no internal text, path or address reaches a
+user. A native crash prints its Python stack (faulthandler) there too.
 """
 
 from __future__ import annotations
 
 import errno
 import faulthandler
-import json
 import os
 import resource
 import secrets
@@ -38,12 +31,29 @@ import time
 import traceback
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, assert_never
 
-from jobs.datasets import DatasetFormat, InvalidDataset, open_dataset
+from jobs.datasets import DatasetFileError, DatasetFormat, open_dataset
 from jobs.disk_space import is_disk_full
 from pruning.config_json import config_from_json
 from pruning.errors import PruningError
+from worker.protocol import (
+    DatasetSpec,
+    DescribeRequest,
+    DiskFullMessage,
+    EngineMessage,
+    EngineRequest,
+    FileTooLargeMessage,
+    IncidentMessage,
+    InspectRequest,
+    JobRequest,
+    ProgressMessage,
+    PruneRequest,
+    RefusalMessage,
+    ResultMessage,
+    decode_request,
+    encode,
+)
 
 PROGRESS_EVERY_S = 0.2
 # Test-only hook: the engine crashes (SIGSEGV) on reaching this stage ("start": at once).
@@ -55,21 +65,21 @@ _OUT_OF_MEMORY = (
 
 
 class _Channel:
-    """The protocol's end: one JSON object per line, progress throttled."""
+    """The protocol's end: one message per line, progress throttled."""
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self._last = ("", 0.0)
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.out.write(json.dumps(message) + "\n")
+    def send(self, message: EngineMessage) -> None:
+        self.out.write(encode(message) + "\n")
         self.out.flush()
 
     def progress(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
         if stage != self._last[0] or now - self._last[1] >= PROGRESS_EVERY_S or fraction >= 1:
             new_stage = stage != self._last[0]
-            self.send({"progress": [stage, fraction]})
+            self.send(ProgressMessage(stage=stage, fraction=fraction))
             self._last = (stage, now)
             if new_stage:
                 _crash_if_asked(stage)
@@ -82,34 +92,33 @@ def _crash_if_asked(stage: str) -> None:
         ctypes.string_at(0)  # reads address 0: a real SIGSEGV, as a native fault raises
 
 
-def _run_job(request: dict[str, Any], channel: _Channel) -> Any:
+def _run_job(request: JobRequest | PruneRequest, channel: _Channel) -> Any:
     from pruning.sweep import DataInput, run
 
     with ExitStack() as stack:
 
-        def data_input(spec: dict[str, Any]) -> DataInput:
-            fmt = spec.get("format")
+        def data_input(spec: DatasetSpec) -> DataInput:
             ds = stack.enter_context(
                 open_dataset(
-                    Path(spec["path"]),
-                    DatasetFormat(fmt) if fmt else None,
-                    label_column=spec.get("label_column"),
-                    name=spec.get("name"),
+                    Path(spec.path),
+                    DatasetFormat(spec.format) if spec.format else None,
+                    label_column=spec.label_column,
+                    name=spec.name,
                 )
             )
             return DataInput(source=ds, samples=ds.info.samples, has_labels=ds.info.has_labels)
 
         return run(
-            Path(request["model"]),
-            data_input(request["data"]),
-            data_input(request["eval_data"]) if request.get("eval_data") else None,
+            Path(request.model),
+            data_input(request.data),
+            data_input(request.eval_data) if request.eval_data else None,
             config_from_json(
-                request["config"],
-                int(request["batch_size"]),
-                str(request["device"]),
-                request.get("max_parameters"),
+                request.config,
+                request.batch_size,
+                request.device,
+                request.max_parameters,
             ),
-            Path(request["out_dir"]),
+            Path(request.out_dir),
             progress=channel.progress,
         )
 
@@ -122,22 +131,23 @@ def _describe() -> dict[str, Any]:
     return {"env": sorted(os.environ), "cwd": os.getcwd(), "limits": limits}
 
 
-def _handle(request: dict[str, Any], channel: _Channel) -> Any:
-    kind = request.get("kind")
-    if kind == "inspect":
-        from pruning.describe import describe_model
+def _handle(request: EngineRequest, channel: _Channel) -> Any:
+    match request:
+        case InspectRequest():
+            from pruning.describe import describe_model
 
-        return describe_model(Path(request["model"]), request.get("max_parameters"))
-    if kind == "job":
-        _run_job(request, channel)
-        return None
-    if kind == "prune":
-        from pruning.report import files as report
+            return describe_model(Path(request.model), request.max_parameters)
+        case JobRequest():
+            _run_job(request, channel)
+            return None
+        case PruneRequest():
+            from pruning import report
 
-        return report.format_table(_run_job(request, channel))
-    if kind == "describe":
-        return _describe()
-    raise ValueError(f"unknown request kind {kind!r}")
+            return report.format_table(_run_job(request, channel))
+        case DescribeRequest():
+            return _describe()
+        case _:
+            assert_never(request)
 
 
 def main() -> int:
@@ -146,32 +156,32 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     try:
-        request = json.loads(sys.stdin.read())
-        if request.get("stack_on_crash", True):
+        request = decode_request(sys.stdin.read())
+        if request.stack_on_crash:
             # A native crash prints the Python stack to stderr (the worker's log) first.
             faulthandler.enable()
         _crash_if_asked("start")
         result = _handle(request, channel)
-    except (PruningError, InvalidDataset) as exc:
-        channel.send({"error": str(exc)})
+    except (PruningError, DatasetFileError) as exc:
+        channel.send(RefusalMessage(reason=str(exc)))
         return 2
     except MemoryError:
-        channel.send({"error": _OUT_OF_MEMORY})
+        channel.send(RefusalMessage(reason=_OUT_OF_MEMORY))
         return 2
     except OSError as exc:
         if is_disk_full(exc):
-            channel.send({"error": "no space left on the device", "disk_full": True})
+            channel.send(DiskFullMessage(reason="no space left on the device"))
         elif exc.errno == errno.EFBIG:  # RLIMIT_FSIZE: the worker's output cap
-            channel.send({"error": "a file grew past the output limit", "too_large": True})
+            channel.send(FileTooLargeMessage(reason="a file grew past the output limit"))
         else:
             return _internal_error(exc, channel)
         return 2
     except Exception as exc:
         if isinstance(exc, RuntimeError) and "allocate" in str(exc):  # torch's allocator
-            channel.send({"error": _OUT_OF_MEMORY})
+            channel.send(RefusalMessage(reason=_OUT_OF_MEMORY))
             return 2
         return _internal_error(exc, channel)
-    channel.send({"result": result})
+    channel.send(ResultMessage(value=result))
     return 0
 
 
@@ -180,7 +190,7 @@ def _internal_error(exc: BaseException, channel: _Channel) -> int:
     incident = secrets.token_hex(6)
     print(f"incident {incident}: the engine failed", file=sys.stderr)
     traceback.print_exception(exc, file=sys.stderr)
-    channel.send({"incident": incident, "detail": f"{type(exc).__name__}: {exc}"})
+    channel.send(IncidentMessage(incident=incident, detail=f"{type(exc).__name__}: {exc}"))
     return 2
 
 

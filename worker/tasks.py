@@ -1,12 +1,24 @@
-"""Task bodies: thin, like web views — take the ID, call the real logic, record the outcome."""
+"""The worker's Celery tasks, thin like web views: take the ID, call the real logic.
+
+    deadweight.run_job        (queue `deadweight`)          -> worker.execute.execute_job
+    deadweight.inspect_model  (queue `deadweight.inspect`)  -> worker.inspection.execute_inspection
+
+The names live in `jobs.queue`, from which the API sends them without importing the worker;
+the app that registers them is `worker.celery_app` (its `include` imports this module when
+a worker starts). `acks_late`: a message is acknowledged only once its job has ended.
+"""
 
 from __future__ import annotations
 
 import functools
 
 from jobs.blobs import BlobStore
+from jobs.queue import INSPECT_MODEL_TASK, RUN_JOB_TASK
 from jobs.settings import get_settings
 from jobs.store import JobStore
+from worker.celery_app import app
+from worker.execute import execute_job
+from worker.inspection import execute_inspection
 
 
 @functools.lru_cache(maxsize=1)
@@ -19,15 +31,15 @@ def _stores() -> tuple[JobStore, BlobStore]:
     return store, BlobStore(settings.resolved_data_dir())
 
 
+@app.task(name=RUN_JOB_TASK, acks_late=True)  # type: ignore[untyped-decorator]
 def run_job(job_id: str) -> None:
-    from worker.execute import execute_job
-
+    """Run the fairest queued job (the named one first among equals) to its end state."""
     store, blobs = _stores()
     execute_job(job_id, store, blobs, get_settings())
 
 
+@app.task(name=INSPECT_MODEL_TASK, acks_late=True)  # type: ignore[untyped-decorator]
 def inspect_model(model_id: str) -> None:
-    from worker.execute import execute_inspection
-
+    """Inspect the fairest pending model (the named one first among equals)."""
     store, blobs = _stores()
     execute_inspection(model_id, store, blobs, get_settings())

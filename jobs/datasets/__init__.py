@@ -23,11 +23,11 @@ One module per concept: `base` (the error, formats, `DatasetInfo`, `Dataset`), `
 
 from jobs.datasets.base import (
     VALIDATE_BATCH_BYTES,
-    Batch,
+    ArrayBatch,
     Dataset,
+    DatasetFileError,
     DatasetFormat,
     DatasetInfo,
-    InvalidDataset,
     XBatch,
     YBatch,
 )
@@ -41,11 +41,11 @@ __all__ = [
     "HEAD_BYTES",
     "MAX_SAFETENSORS_HEADER",
     "VALIDATE_BATCH_BYTES",
-    "Batch",
+    "ArrayBatch",
     "Dataset",
+    "DatasetFileError",
     "DatasetFormat",
     "DatasetInfo",
-    "InvalidDataset",
     "XBatch",
     "YBatch",
     "check_fits_model",

@@ -17,11 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 from jobs.datasets.base import (
-    Batch,
+    ArrayBatch,
     Dataset,
+    DatasetFileError,
     DatasetFormat,
     DatasetInfo,
-    InvalidDataset,
     XBatch,
     YBatch,
 )
@@ -87,25 +87,27 @@ def describe_arrays(
 ) -> DatasetInfo:
     """The structural checks shared by .npz and .safetensors."""
     if x.kind not in ("b", "i", "u", "f", "bf16"):
-        raise InvalidDataset(f"{name}: x has dtype {x.dtype_name}; save numeric features")
+        raise DatasetFileError(f"{name}: x has dtype {x.dtype_name}; save numeric features")
     for spec in (x, y):
         if spec is not None and len(spec.shape) > MAX_DIMENSIONS:
-            raise InvalidDataset(
+            raise DatasetFileError(
                 f"{name}: {spec.key} has {len(spec.shape)} dimensions; "
                 f"at most {MAX_DIMENSIONS} are accepted"
             )
     if len(x.shape) < 2:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: x has shape {list(x.shape)} but must be (N, ...) with one row per sample: "
             "use x.reshape(-1, 1) if each sample is one number"
         )
     n = x.shape[0]
     if n == 0:
-        raise InvalidDataset(f"{name} is empty: x has no samples")
+        raise DatasetFileError(f"{name} is empty: x has no samples")
     if math.prod(x.row_shape) == 0:
-        raise InvalidDataset(f"{name}: x has shape {list(x.shape)}: samples must not be empty")
+        raise DatasetFileError(f"{name}: x has shape {list(x.shape)}: samples must not be empty")
     if max_samples is not None and n > max_samples:
-        raise InvalidDataset(f"{name} has {n} samples; the limit is {max_samples}: upload a subset")
+        raise DatasetFileError(
+            f"{name} has {n} samples; the limit is {max_samples}: upload a subset"
+        )
     check_features(name, math.prod(x.row_shape), max_features)
     y_kind, y_shape = (None, None) if y is None else _describe_labels(name, y, n)
     return DatasetInfo(
@@ -122,9 +124,9 @@ def describe_arrays(
 
 def _describe_labels(name: str, y: ArraySpec, n: int) -> tuple[str, list[int]]:
     if y.kind not in ("b", "i", "u", "f", "bf16"):
-        raise InvalidDataset(f"{name}: y has dtype {y.dtype_name}; save numeric labels")
+        raise DatasetFileError(f"{name}: y has dtype {y.dtype_name}; save numeric labels")
     if not y.shape or y.shape[0] != n:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: x has {n} samples but y has shape {list(y.shape)}: save one label per sample"
         )
     y_kind = "value" if y.kind in ("f", "bf16") else "class"
@@ -132,7 +134,7 @@ def _describe_labels(name: str, y: ArraySpec, n: int) -> tuple[str, list[int]]:
         return y_kind, []
     if len(y.shape) == 2 and y_kind == "value":
         return y_kind, [y.shape[1]]
-    raise InvalidDataset(
+    raise DatasetFileError(
         f"{name}: y has shape {list(y.shape)}: give class labels as (N,) integers, "
         "or regression targets as (N,) or (N, k) floats"
     )
@@ -141,7 +143,7 @@ def _describe_labels(name: str, y: ArraySpec, n: int) -> tuple[str, list[int]]:
 def check_bytes(name: str, x: ArraySpec, y: ArraySpec | None, max_bytes: int | None) -> None:
     total = x.nbytes + (0 if y is None else y.nbytes)
     if max_bytes is not None and total > max_bytes:
-        raise InvalidDataset(f"{name} holds {total} bytes of arrays; the limit is {max_bytes}")
+        raise DatasetFileError(f"{name} holds {total} bytes of arrays; the limit is {max_bytes}")
 
 
 def read_exact(stream: IO[bytes], n: int) -> bytes:
@@ -149,8 +151,8 @@ def read_exact(stream: IO[bytes], n: int) -> bytes:
     return read_array(stream, n, np.dtype(np.uint8)).tobytes()
 
 
-def truncated() -> InvalidDataset:
-    return InvalidDataset("the file ends before its data does (truncated?): upload it again")
+def truncated() -> DatasetFileError:
+    return DatasetFileError("the file ends before its data does (truncated?): upload it again")
 
 
 def read_array(stream: IO[bytes], count: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
@@ -170,7 +172,7 @@ def read_array(stream: IO[bytes], count: int, dtype: np.dtype[Any]) -> npt.NDArr
 def check_features(name: str, features: int, max_features: int | None) -> None:
     """Refuse samples wider than the server takes, before any per-value (or per-column) work."""
     if max_features is not None and features > max_features:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name} has {features} values per sample; this server takes at most "
             f"{max_features} (DEADWEIGHT_MAX_FEATURES)"
         )
@@ -193,7 +195,7 @@ class ArrayDataset(Dataset):
         self._open_readers = open_readers  # fresh readers for each pass over the data
         self._on_close = on_close
 
-    def _read(self, batch_size: int) -> Iterator[Batch]:
+    def _read(self, batch_size: int) -> Iterator[ArrayBatch]:
         n = self.info.samples
         with self._open_readers() as (read_x, read_y):
             for start in range(0, n, batch_size):

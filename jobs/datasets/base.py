@@ -1,5 +1,6 @@
 """What every dataset format shares: the error, the format names, the description of a
-file, and the `Dataset` base class that checks every value it streams."""
+file, the `ArrayBatch` it streams (NumPy; the engine's tensors are `pruning.data.Batch`), and
+the `Dataset` base class that checks every value it streams."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 XBatch = npt.NDArray[np.float32]
 YBatch = npt.NDArray[np.int64] | npt.NDArray[np.float32]
-Batch = tuple[XBatch, YBatch | None]
+ArrayBatch = tuple[XBatch, YBatch | None]
 
 # `validate()` reads batches of about this many bytes, whatever the width of a sample: a
 # count of rows would let a file of wide samples fill memory. One sample is the least.
@@ -24,8 +25,10 @@ VALIDATE_BATCH_BYTES: Final = 8 * 1024 * 1024
 _MAX_BYTES_PER_VALUE: Final = 8 + 4  # float64 as read (at most), float32 as handed out
 
 
-class InvalidDataset(ValueError):
-    """The dataset file cannot be used; the message says what to fix."""
+class DatasetFileError(ValueError):
+    """A dataset file cannot be used: unreadable, malformed, non-finite, too large, or unfit
+    for the model's input. The message says what to fix; the API answers it with a 422
+    `invalid_dataset`."""
 
 
 class DatasetFormat(StrEnum):
@@ -66,11 +69,11 @@ class Dataset(ABC):
         self.name = name
         self._closed = False
 
-    def batches(self, batch_size: int) -> Iterator[Batch]:
+    def batches(self, batch_size: int) -> Iterator[ArrayBatch]:
         """Stream (x, y) in file order: x float32 (b, *x_shape); y int64/float32 or None.
 
         Raises:
-            InvalidDataset: (while iterating) at the first non-finite value or bad label.
+            DatasetFileError: (while iterating) at the first non-finite value or bad label.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -107,23 +110,23 @@ class Dataset(ABC):
         self.close()
 
     @abstractmethod
-    def _read(self, batch_size: int) -> Iterator[Batch]: ...
+    def _read(self, batch_size: int) -> Iterator[ArrayBatch]: ...
 
-    def _checked(self, batch_size: int) -> Iterator[Batch]:
+    def _checked(self, batch_size: int) -> Iterator[ArrayBatch]:
         start = 0
         for x, y in self._read(batch_size):
             _check_values(self.name, x, y, start)
             start += len(x)
             yield x, y
         if start != self.info.samples:
-            raise InvalidDataset(f"{self.name} changed while it was read: upload it again")
+            raise DatasetFileError(f"{self.name} changed while it was read: upload it again")
 
 
 def _check_values(name: str, x: XBatch, y: YBatch | None, start: int) -> None:
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if bad.any():
         i = start + int(np.argmax(bad))
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: sample {i} (counting from 0) has a feature that is NaN, infinite or "
             "beyond float32 range: remove or impute it"
         )
@@ -132,7 +135,7 @@ def _check_values(name: str, x: XBatch, y: YBatch | None, start: int) -> None:
     if y.dtype == np.int64:
         if (y < 0).any():
             i = start + int(np.argmax(y < 0))
-            raise InvalidDataset(
+            raise DatasetFileError(
                 f"{name}: label of sample {i} is {int(y[i - start])}: class labels must be "
                 "integers >= 0 (save float targets for regression)"
             )
@@ -140,4 +143,6 @@ def _check_values(name: str, x: XBatch, y: YBatch | None, start: int) -> None:
     bad = ~np.isfinite(y.reshape(len(y), -1)).all(axis=1)
     if bad.any():
         i = start + int(np.argmax(bad))
-        raise InvalidDataset(f"{name}: the target of sample {i} is NaN or infinite: fix or drop it")
+        raise DatasetFileError(
+            f"{name}: the target of sample {i} is NaN or infinite: fix or drop it"
+        )

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from jobs.datasets.arrays import check_features
-from jobs.datasets.base import Batch, Dataset, DatasetFormat, DatasetInfo, InvalidDataset
+from jobs.datasets.base import ArrayBatch, Dataset, DatasetFileError, DatasetFormat, DatasetInfo
 
 # About 100 000 numeric columns; wider data belongs in .npz or .safetensors.
 MAX_LINE_CHARS: Final = 1024 * 1024
@@ -43,7 +43,7 @@ class _CsvDataset(Dataset):
         self._path = path
         self._layout = layout
 
-    def _read(self, batch_size: int) -> Iterator[Batch]:
+    def _read(self, batch_size: int) -> Iterator[ArrayBatch]:
         layout = self._layout
         # One table per pass, filled in place; the batches handed out are copies of it.
         rows_per_table = min(batch_size, self.info.samples)
@@ -62,7 +62,7 @@ class _CsvDataset(Dataset):
         if filled:
             yield self._batch(table[:filled])
 
-    def _batch(self, table: npt.NDArray[np.float64]) -> Batch:
+    def _batch(self, table: npt.NDArray[np.float64]) -> ArrayBatch:
         features, label = self._layout.features, self._layout.label
         x = np.ascontiguousarray(table[:, features], dtype=np.float32)  # a copy (fancy index)
         if label is None:
@@ -103,7 +103,7 @@ class _BoundedLines:
         self.line += 1
         self.row_chars += len(text)
         if self.row_chars > MAX_LINE_CHARS:
-            raise InvalidDataset(
+            raise DatasetFileError(
                 f"{self._name} line {self.line} is longer than {MAX_LINE_CHARS} characters "
                 "(line end included): save wide data as .npz or .safetensors"
             )
@@ -117,9 +117,9 @@ def _csv_text(path: Path, name: str) -> Iterator[tuple[_CsvReader, _BoundedLines
             lines = _BoundedLines(f, name)
             yield csv.reader(lines), lines
     except UnicodeDecodeError:
-        raise InvalidDataset(f"{name} is not UTF-8 text: save the CSV as UTF-8") from None
+        raise DatasetFileError(f"{name} is not UTF-8 text: save the CSV as UTF-8") from None
     except csv.Error as exc:
-        raise InvalidDataset(f"{name} is not well-formed CSV: {exc}") from None
+        raise DatasetFileError(f"{name} is not well-formed CSV: {exc}") from None
 
 
 def _next_row(reader: _CsvReader, lines: _BoundedLines) -> list[str] | None:
@@ -142,7 +142,7 @@ def _csv_rows(
         while (cells := _next_row(reader, lines)) is not None:
             line = reader.line_num
             if len(cells) != len(layout.columns):
-                raise InvalidDataset(
+                raise DatasetFileError(
                     f"{name} line {line} has {len(cells)} cells "
                     f"but the header has {len(layout.columns)}"
                 )
@@ -164,7 +164,7 @@ def _parse_cell(name: str, line: int, cell: str, column: str) -> float:
         return float(cell)
     except ValueError:
         shown = repr(cell[:40]) if cell.strip() else "an empty cell"
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name} line {line}, column '{column}': {shown} is not a number "
             "(every column must be numeric; encode categories and class names as numbers)"
         ) from None
@@ -176,16 +176,18 @@ def _csv_layout(
     with _csv_text(path, name) as (reader, lines):
         header = _next_row(reader, lines)
     if header is None:
-        raise InvalidDataset(f"{name} is empty: a CSV needs a header row, then one row per sample")
+        raise DatasetFileError(
+            f"{name} is empty: a CSV needs a header row, then one row per sample"
+        )
     # Before any per-column work: a header of a million names is refused at once.
     check_features(name, len(header) - (label_column is not None), max_features)
     columns = [c.strip() for c in header]
     if all(_is_number(c) for c in columns):
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: the first row must be a header with column names, not numbers"
         )
     if "" in columns:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: column {columns.index('') + 1} has no name (pandas: save with index=False)"
         )
     counts = Counter(columns)  # linear: a quadratic check once held the API for minutes
@@ -193,16 +195,18 @@ def _csv_layout(
         duplicates = sorted(c for c, n in counts.items() if n > 1)
         shown = ", ".join(repr(c[:40]) for c in duplicates[:10])
         more = f" and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
-        raise InvalidDataset(f"{name}: column names must be unique; repeated: [{shown}]{more}")
+        raise DatasetFileError(f"{name}: column names must be unique; repeated: [{shown}]{more}")
     label = None
     if label_column is not None:
         if label_column.strip() not in counts:
             shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
-            raise InvalidDataset(f"{name} has no column '{label_column}'; its columns are: {shown}")
+            raise DatasetFileError(
+                f"{name} has no column '{label_column}'; its columns are: {shown}"
+            )
         label = columns.index(label_column.strip())
     features = [i for i in range(len(columns)) if i != label]
     if not features:
-        raise InvalidDataset(f"{name} has no feature columns besides the label column")
+        raise DatasetFileError(f"{name} has no feature columns besides the label column")
     return _CsvLayout(columns, features, label)
 
 
@@ -229,12 +233,14 @@ def open_csv(
         for line, cells in rows:
             samples += 1
             if max_samples is not None and samples > max_samples:
-                raise InvalidDataset(f"{name} has more than {max_samples} samples: upload a subset")
+                raise DatasetFileError(
+                    f"{name} has more than {max_samples} samples: upload a subset"
+                )
             if layout.label is not None and integral:
                 v = _parse_cell(name, line, cells[layout.label], layout.columns[layout.label])
                 integral = v.is_integer() and 0 <= v < 2**31
     if samples == 0:
-        raise InvalidDataset(f"{name} has a header but no data rows")
+        raise DatasetFileError(f"{name} has a header but no data rows")
     info = DatasetInfo(
         format=DatasetFormat.CSV,
         samples=samples,

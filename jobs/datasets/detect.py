@@ -7,7 +7,7 @@ import codecs
 import struct
 from typing import Final
 
-from jobs.datasets.base import DatasetFormat, InvalidDataset
+from jobs.datasets.base import DatasetFileError, DatasetFormat
 
 ACCEPTED: Final = (
     ".npz (np.savez with arrays x and optional y), .safetensors (tensors x and optional y) "
@@ -20,7 +20,7 @@ def detect_format(filename: str, head: bytes) -> DatasetFormat:
     """Tell the format from the first bytes of a file (and, for CSV, its name).
 
     Raises:
-        InvalidDataset: for anything but a zip (.npz), a safetensors file or CSV text.
+        DatasetFileError: for anything but a zip (.npz), a safetensors file or CSV text.
     """
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return DatasetFormat.NPZ
@@ -28,7 +28,7 @@ def detect_format(filename: str, head: bytes) -> DatasetFormat:
         return DatasetFormat.SAFETENSORS
     if filename.lower().endswith(".csv") and _is_text(head):
         return DatasetFormat.CSV
-    raise InvalidDataset(
+    raise DatasetFileError(
         f"{filename} is not a dataset format this service reads: upload {ACCEPTED}"
     )
 

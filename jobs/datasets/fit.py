@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from jobs.datasets.base import DatasetInfo, InvalidDataset
+from jobs.datasets.base import DatasetFileError, DatasetInfo
 
 
 def check_fits_model(info: DatasetInfo, model_input_shape: list[int | None]) -> None:
@@ -16,7 +16,7 @@ def check_fits_model(info: DatasetInfo, model_input_shape: list[int | None]) -> 
             None marks a dynamic dimension.
 
     Raises:
-        InvalidDataset: naming both shapes.
+        DatasetFileError: naming both shapes.
     """
     expected = model_input_shape[1:]
     fits = len(model_input_shape) >= 1 and len(expected) == len(info.x_shape)
@@ -28,4 +28,4 @@ def check_fits_model(info: DatasetInfo, model_input_shape: list[int | None]) -> 
     sized = [e for e in expected if e is not None]
     if len(sized) == len(expected) and math.prod(sized) == math.prod(info.x_shape):
         message += f": reshape x to (N, {', '.join(map(str, sized))}) before saving"
-    raise InvalidDataset(message)
+    raise DatasetFileError(message)

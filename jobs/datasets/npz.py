@@ -28,7 +28,7 @@ from jobs.datasets.arrays import (
     read_array,
     read_exact,
 )
-from jobs.datasets.base import Dataset, DatasetFormat, InvalidDataset
+from jobs.datasets.base import Dataset, DatasetFileError, DatasetFormat
 
 _NPY_MAX_HEADER: Final = 10_000
 # np.savez writes one entry per array: x, y and a few more are all a dataset holds. Checked
@@ -43,7 +43,7 @@ MAX_FORTRAN_BYTES: Final = 256 * 1024 * 1024
 def _zip_errors(name: str) -> Iterator[None]:
     try:
         yield
-    except InvalidDataset:
+    except DatasetFileError:
         raise
     except (
         zipfile.BadZipFile,
@@ -53,7 +53,7 @@ def _zip_errors(name: str) -> Iterator[None]:
         RuntimeError,
         NotImplementedError,
     ) as exc:
-        raise InvalidDataset(f"{name} is not a readable .npz (zip) file: {exc}") from None
+        raise DatasetFileError(f"{name} is not a readable .npz (zip) file: {exc}") from None
 
 
 def open_npz(
@@ -67,7 +67,7 @@ def open_npz(
         try:
             check_zip_directory(path, NPZ_MAX_ENTRIES, NPZ_MAX_DIRECTORY_BYTES)
         except BadZipDirectory as exc:
-            raise InvalidDataset(
+            raise DatasetFileError(
                 f"{name} is not a readable .npz: {exc} (np.savez writes one per array)"
             ) from None
         zf = zipfile.ZipFile(path)
@@ -75,7 +75,7 @@ def open_npz(
         with _zip_errors(name):
             x_member = _npz_member(zf, "x")
             if x_member is None:
-                raise InvalidDataset(
+                raise DatasetFileError(
                     f"{name} has no array 'x': save features as x (and labels as y) with np.savez"
                 )
             y_member = _npz_member(zf, "y")
@@ -125,12 +125,12 @@ def _npy_header(
             else:
                 raise ValueError(f"unsupported .npy version {version}")
         except (ValueError, TypeError, SyntaxError) as exc:
-            raise InvalidDataset(
+            raise DatasetFileError(
                 f"{name}: array '{key}' has an unreadable .npy header: {exc}"
             ) from None
         start = stream.tell()
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: array '{key}' holds Python objects or records ({dtype}); "
             "save a plain numeric array (pickled data is never loaded)"
         )
@@ -138,13 +138,13 @@ def _npy_header(
     read = np.dtype(np.uint8) if kind == "b" else dtype
     spec = ArraySpec(key, tuple(shape), read, kind, str(dtype), bool(fortran))
     if kind != "?" and member.file_size != start + spec.nbytes:
-        raise InvalidDataset(f"{name}: array '{key}' is truncated or corrupt: save it again")
+        raise DatasetFileError(f"{name}: array '{key}' is truncated or corrupt: save it again")
     return spec, start
 
 
 def _check_fortran(name: str, spec: ArraySpec | None) -> None:
     if spec is not None and spec.fortran and spec.nbytes > MAX_FORTRAN_BYTES:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: array '{spec.key}' is stored in Fortran (column-major) order and holds "
             f"{spec.nbytes} bytes; such arrays are read whole, so at most {MAX_FORTRAN_BYTES} "
             f"bytes: save np.ascontiguousarray({spec.key}) instead"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jobs.datasets.base import Dataset, DatasetFormat, InvalidDataset
+from jobs.datasets.base import Dataset, DatasetFileError, DatasetFormat
 from jobs.datasets.csv_format import open_csv
 from jobs.datasets.detect import HEAD_BYTES, detect_format
 from jobs.datasets.npz import open_npz
@@ -37,14 +37,14 @@ def open_dataset(
             per-value or per-column work.
 
     Raises:
-        InvalidDataset: what is wrong and how to fix it.
+        DatasetFileError: what is wrong and how to fix it.
     """
     name = name or path.name
     if fmt is None:
         with path.open("rb") as f:
             fmt = detect_format(name, f.read(HEAD_BYTES))
     if label_column is not None and fmt is not DatasetFormat.CSV:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"label_column is for CSV files only: {name} is {fmt}, whose labels are the array y"
         )
     if fmt is DatasetFormat.NPZ:

@@ -28,7 +28,7 @@ from jobs.datasets.arrays import (
     read_array,
     truncated,
 )
-from jobs.datasets.base import Dataset, DatasetFormat, InvalidDataset
+from jobs.datasets.base import Dataset, DatasetFileError, DatasetFormat
 
 # A dataset's header describes x, y and a little metadata: a few hundred bytes. The cap
 # bounds what JSON parsing may allocate (a 100 MB header once cost the API 960 MB).
@@ -62,15 +62,15 @@ def open_safetensors(
         size = path.stat().st_size
         prefix = fh.read(8)
         if len(prefix) < 8:
-            raise InvalidDataset(f"{name} is too short to be a safetensors file")
+            raise DatasetFileError(f"{name} is too short to be a safetensors file")
         (header_len,) = struct.unpack("<Q", prefix)
         if header_len > MAX_SAFETENSORS_HEADER:
-            raise InvalidDataset(
+            raise DatasetFileError(
                 f"{name}: the safetensors header claims {header_len} bytes; at most "
                 f"{MAX_SAFETENSORS_HEADER} are accepted (save only tensors x and y)"
             )
         if 8 + header_len > size:
-            raise InvalidDataset(f"{name}: the safetensors header runs past the end of the file")
+            raise DatasetFileError(f"{name}: the safetensors header runs past the end of the file")
         header = _parse_st_header(name, fh.read(header_len))
         base, payload = 8 + header_len, size - 8 - header_len
         x, x_begin = _st_tensor(name, header, "x", payload)
@@ -95,19 +95,19 @@ def _parse_st_header(name: str, raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidDataset(f"{name}: the safetensors header is not valid JSON: {exc}") from None
+        raise DatasetFileError(f"{name}: the safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
-        raise InvalidDataset(f"{name}: the safetensors header must be a JSON object")
+        raise DatasetFileError(f"{name}: the safetensors header must be a JSON object")
     if "x" not in header:
         found = sorted(k for k in header if k != "__metadata__")
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name} has no tensor 'x' (found {found[:10]}): save features as x "
             "(and labels as y) with safetensors.numpy.save_file"
         )
     unknown = sorted(k for k in header if k not in _KEYS)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:10])
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name} holds tensors other than x and y ({shown}): save only x (and y)"
         )
     _check_metadata(name, header.get("__metadata__", {}))
@@ -117,9 +117,9 @@ def _parse_st_header(name: str, raw: bytes) -> dict[str, Any]:
 def _check_metadata(name: str, metadata: object) -> None:
     # The format's metadata is a flat string-to-string map; nothing here reads it.
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise InvalidDataset(f"{name}: __metadata__ must map names to strings")
+        raise DatasetFileError(f"{name}: __metadata__ must map names to strings")
     if sum(len(k) + len(v) for k, v in metadata.items()) > MAX_METADATA_CHARS:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{name}: __metadata__ holds more than {MAX_METADATA_CHARS} characters: "
             "save the dataset without it"
         )
@@ -129,21 +129,21 @@ def _st_tensor(name: str, header: dict[str, Any], key: str, payload: int) -> tup
     entry = header[key]
     where = f"{name}: tensor '{key}'"
     if not isinstance(entry, dict):
-        raise InvalidDataset(f"{where} is not described by a JSON object")
+        raise DatasetFileError(f"{where} is not described by a JSON object")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in _ST_DTYPES:
-        raise InvalidDataset(f"{where} has dtype {dtype!r}; supported: {', '.join(_ST_DTYPES)}")
+        raise DatasetFileError(f"{where} has dtype {dtype!r}; supported: {', '.join(_ST_DTYPES)}")
     if not isinstance(shape, list) or not all(_is_size(d) for d in shape):
-        raise InvalidDataset(f"{where} has an invalid shape {shape!r}")
+        raise DatasetFileError(f"{where} has an invalid shape {shape!r}")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_size(o) for o in offsets)):
-        raise InvalidDataset(f"{where} has invalid data_offsets {offsets!r}")
+        raise DatasetFileError(f"{where} has invalid data_offsets {offsets!r}")
     read, kind, shown = _ST_DTYPES[dtype]
     spec = ArraySpec(key, tuple(shape), np.dtype(read), kind, shown)
     begin, end = offsets
     if not begin <= end <= payload:
-        raise InvalidDataset(f"{where}: data_offsets {offsets} lie outside the file's data")
+        raise DatasetFileError(f"{where}: data_offsets {offsets} lie outside the file's data")
     if end - begin != spec.nbytes:
-        raise InvalidDataset(
+        raise DatasetFileError(
             f"{where}: shape {shape} x {dtype} needs {spec.nbytes} bytes, not {end - begin}"
         )
     return spec, begin

@@ -5,12 +5,17 @@ channels (weight rows of a Linear or Conv), *channel params* carry one entry per
 the way (BatchNorm, depthwise convs, LayerNorm), *consumers* read them (weight columns of
 the next Linear or Conv), and *arg fixes* are op arguments that encode the width (view
 sizes, conv `groups`). Every tensor is described by `ParamSlice`s, so surgery is the same
-for every op: remove the positions of the dropped channels along one dimension.
+for every op: remove the positions of the dropped channels along one dimension. A `Plan`
+says which channels of each group stay.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# What a criterion decides and surgery applies: group name -> indices of the channels kept,
+# ascending. Plain data, so a plan can be saved, shown and replayed.
+Plan = dict[str, list[int]]
 
 
 @dataclass(frozen=True)

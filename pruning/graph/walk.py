@@ -1,171 +1,31 @@
 """Finding channel groups in an exported graph, without the model's Python classes.
 
-The analysis walks the unlifted module (`ExportedProgram.module()`) in graph order and
-tracks, for every tensor, which dimension carries channels of which group (a `ChannelMap`:
-segments of groups along one dimension, with offsets for concatenations and blocks for
-flattened feature maps). Producers (Linear, Conv) start groups; the handlers in
-`pruning.graph.channel_ops` carry maps through the ops they understand, couple groups that must
-be cut alike (residual add, channel attention), record consumers and the parameters and
-arguments to slice. Whatever touches a group's channels in a way no handler understands
-freezes that group, with a reason; the model's outputs are never cut.
+`analyse` walks the unlifted module (`ExportedProgram.module()`) once, in graph order, and
+hands each node to the handler of its op: the families in `layers`, `passthrough`,
+`reshape`, `coupling` and `concat`, combined here into one table. They keep a channel map
+for every tensor (`tracking`), start, couple and feed groups, and freeze what they cannot
+follow. An op without a handler that touches tracked channels freezes their groups, with a
+reason; the model's outputs are never cut.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx
 
-from pruning.graph.groups import ChannelGroup, GraphAnalysis, InputSpec
+from pruning.graph.concat import HANDLERS as CONCAT
+from pruning.graph.coupling import HANDLERS as COUPLING
+from pruning.graph.groups import GraphAnalysis, InputSpec
+from pruning.graph.layers import HANDLERS as LAYERS
+from pruning.graph.passthrough import HANDLERS as PASSTHROUGH
+from pruning.graph.registry import combine, positional
+from pruning.graph.reshape import HANDLERS as RESHAPE
+from pruning.graph.tracking import Analysis
 
-
-@dataclass(frozen=True)
-class Seg:
-    """A run of channels along the tracked dimension: `width` channels of `group`
-    (None: channels no group owns, such as the image's), starting at position `start`,
-    each channel `block` positions long."""
-
-    group: int | None
-    start: int
-    width: int
-    block: int = 1
-
-
-@dataclass(frozen=True)
-class ChannelMap:
-    dim: int
-    segs: tuple[Seg, ...]
-
-    @property
-    def groups(self) -> list[int]:
-        return [s.group for s in self.segs if s.group is not None]
-
-    def moved(self, dim: int) -> ChannelMap:
-        return ChannelMap(dim, self.segs)
-
-
-class Analysis:
-    """Mutable state of one analysis: channel maps per node and groups (with union-find)."""
-
-    def __init__(self, gm: fx.GraphModule) -> None:
-        self.gm = gm
-        self.maps: dict[str, ChannelMap | None] = {}
-        self.parts: dict[str, list[ChannelMap | None]] = {}  # per output of a split
-        self.groups: list[ChannelGroup] = []
-        self._parent: list[int] = []
-
-    # -- groups ---------------------------------------------------------------------------
-    def new_group(self, name: str, width: int, kind: str) -> int:
-        self.groups.append(ChannelGroup(name=name, width=width, kind=kind, members=[name]))
-        self._parent.append(len(self._parent))
-        return len(self.groups) - 1
-
-    def root(self, gid: int) -> int:
-        while self._parent[gid] != gid:
-            self._parent[gid] = self._parent[self._parent[gid]]
-            gid = self._parent[gid]
-        return gid
-
-    def group(self, gid: int) -> ChannelGroup:
-        return self.groups[self.root(gid)]
-
-    def union(self, a: int, b: int, where: str) -> None:
-        """Couple two groups: they will be cut alike (their channels meet elementwise)."""
-        ra, rb = self.root(a), self.root(b)
-        if ra == rb:
-            return
-        ga, gb = self.groups[ra], self.groups[rb]
-        if ga.width != gb.width:
-            self.freeze([ra, rb], f"{where} combines groups of different widths")
-            return
-        first, second = (ra, rb) if ra < rb else (rb, ra)
-        g1, g2 = self.groups[first], self.groups[second]
-        self._parent[second] = first
-        g1.producers += g2.producers
-        g1.channel_params += g2.channel_params
-        g1.consumers += g2.consumers
-        g1.arg_fixes += g2.arg_fixes
-        g1.members += g2.members
-        g1.kind = g1.kind if g1.kind == g2.kind else "coupled"
-        if g1.frozen_reason is None:
-            g1.frozen_reason = g2.frozen_reason
-        self.constrain(first, g2.parts, where)
-
-    def constrain(self, gid: int, parts: int, where: str) -> None:
-        """Require equal kept counts in each of `parts` equal runs of the group's channels.
-
-        Two partitions into equal contiguous runs are both respected by the partition into
-        lcm(a, b) runs when that divides the width; otherwise the group cannot be cut.
-        """
-        g = self.group(gid)
-        combined = math.lcm(g.parts, parts)
-        if g.width % combined:
-            self.freeze([gid], f"{where} needs {parts} equal parts of {g.width} channels")
-            return
-        g.parts = combined
-
-    def freeze(self, gids: list[int], reason: str) -> None:
-        for gid in gids:
-            g = self.group(gid)
-            if g.frozen_reason is None:
-                g.frozen_reason = reason
-
-    def freeze_map(self, node: fx.Node | Any, reason: str) -> None:
-        m = self.map_of(node)
-        if m is not None:
-            self.freeze(m.groups, reason)
-
-    # -- values ---------------------------------------------------------------------------
-    def map_of(self, arg: Any) -> ChannelMap | None:
-        return self.maps.get(arg.name) if isinstance(arg, fx.Node) else None
-
-    def set_map(self, node: fx.Node, m: ChannelMap | None) -> None:
-        if m is not None and not m.groups:
-            m = None  # nothing prunable travels here
-        self.maps[node.name] = m
-
-    @staticmethod
-    def shape(node: Any) -> tuple[Any, ...] | None:
-        val = node.meta.get("val") if isinstance(node, fx.Node) else None
-        return tuple(val.shape) if isinstance(val, torch.Tensor) else None
-
-    @staticmethod
-    def ndim(node: Any) -> int | None:
-        val = node.meta.get("val") if isinstance(node, fx.Node) else None
-        return val.dim() if isinstance(val, torch.Tensor) else None
-
-    def attr(self, arg: Any) -> str | None:
-        """The attribute path when `arg` is a stored parameter or buffer."""
-        if isinstance(arg, fx.Node) and arg.op == "get_attr":
-            return str(arg.target)
-        return None
-
-    def result(self) -> list[ChannelGroup]:
-        roots: list[ChannelGroup] = []
-        for gid, g in enumerate(self.groups):
-            if self.root(gid) != gid:
-                continue
-            if g.frozen_reason is None and not g.consumers:
-                g.frozen_reason = "no layer consumes these channels"
-            roots.append(g)
-        return roots
-
-
-def owner_of(gm: torch.nn.Module, path: str) -> tuple[torch.nn.Module, str]:
-    """The module holding an attribute path (`layer1.conv.weight`) and the attribute name."""
-    module_path, _, attr = path.rpartition(".")
-    return (gm.get_submodule(module_path) if module_path else gm), attr
-
-
-def get_tensor(gm: torch.nn.Module, path: str) -> torch.Tensor:
-    """A parameter or buffer by attribute path."""
-    owner, attr = owner_of(gm, path)
-    value = getattr(owner, attr)
-    assert isinstance(value, torch.Tensor)
-    return value
+# Every op the analysis understands, by target; each family is one module.
+HANDLERS = combine(LAYERS, PASSTHROUGH, RESHAPE, COUPLING, CONCAT)
 
 
 def analyse(gm: fx.GraphModule) -> GraphAnalysis:
@@ -177,12 +37,38 @@ def analyse(gm: fx.GraphModule) -> GraphAnalysis:
     Returns:
         Every group in graph order, prunable or frozen (with a reason), and the inputs.
     """
-    from pruning.graph.channel_ops import visit  # handlers import this module's types
-
     state = Analysis(gm)
     for node in gm.graph.nodes:
         visit(state, node)
     return GraphAnalysis(groups=state.result(), inputs=_inputs(gm))
+
+
+def visit(state: Analysis, node: fx.Node) -> None:
+    """Carry the channel maps through one node."""
+    if node.op == "output":
+        _freeze_all(state, positional(node, 0), "its channels are a model output")
+        return
+    if node.op != "call_function":
+        return
+    handler = HANDLERS.get(node.target)
+    if handler is not None:
+        handler(state, node)
+        return
+    # Unknown op: whatever tracked channels it touches can no longer be followed.
+    touched = [a for a in node.all_input_nodes if state.map_of(a) is not None]
+    for arg in touched:
+        state.freeze_map(
+            arg, f"operation {node.target} ({node.name}) is not supported on these channels"
+        )
+    state.set_map(node, None)
+
+
+def _freeze_all(state: Analysis, value: Any, reason: str) -> None:
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _freeze_all(state, v, reason)
+    elif isinstance(value, fx.Node):
+        state.freeze_map(value, reason)
 
 
 def _inputs(gm: fx.GraphModule) -> list[InputSpec]:

@@ -16,7 +16,8 @@ allowlist, or dropped:
   parameter/buffer names become attribute paths -> identifier grammar, no dunders;
 - `verifiers` -> allowlist; custom objects, subgraphs, operator arguments, tokens -> refused.
 
-The result is a new dict holding only what was checked.
+The result is a new dict holding only what was checked. The signature and the module call
+graph are checked in `pruning.reader.program_signature`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,17 @@ from __future__ import annotations
 from typing import Any
 
 from pruning.errors import UnsafeModel
+from pruning.reader.names import check_ident
+from pruning.reader.node_arguments import check_argument
 from pruning.reader.op_allowlist import is_allowed_target
 from pruning.reader.program_fields import (
-    check_argument,
-    check_fqn,
-    check_ident,
-    check_spec_string,
     check_sym,
-    check_tensor_arg,
     check_tensor_meta,
     expect_dict,
     expect_int,
     expect_list,
 )
+from pruning.reader.program_signature import check_call_graph, check_signature
 from pruning.reader.sym_expr import SYMBOL
 
 SUPPORTED_SCHEMA_MAJOR = 8
@@ -126,94 +125,6 @@ def _check_graph(graph: Any) -> dict[str, Any]:
     }
 
 
-def _check_signature(sig: Any) -> dict[str, Any]:
-    s = expect_dict(
-        sig, "signature", {"input_specs", "output_specs"}, {"input_specs", "output_specs"}
-    )
-    expect_list(s["input_specs"], "signature")
-    paths = [path for spec in s["input_specs"] if (path := _check_input_spec(spec))]
-    _check_distinct_paths(paths)
-    expect_list(s["output_specs"], "signature")
-    for spec in s["output_specs"]:
-        out = expect_dict(spec, "output spec", {"user_output"})
-        if "user_output" not in out:
-            raise UnsafeModel(
-                f"output spec kind {sorted(out)} is refused: export the model in eval "
-                "mode without buffer mutations"
-            )
-        check_argument(
-            expect_dict(out["user_output"], "output spec", {"arg"}, {"arg"})["arg"], "output spec"
-        )
-    return s
-
-
-def _check_distinct_paths(paths: list[str]) -> None:
-    """Each stored tensor has its own attribute path, and no path runs through another
-    tensor (`fc` and `fc.weight`): torch would assign one over the other."""
-    seen = set(paths)
-    if len(seen) != len(paths):
-        raise UnsafeModel("signature: two inputs name the same parameter, buffer or constant")
-    for path in paths:
-        parts = path.split(".")
-        for i in range(1, len(parts)):
-            prefix = ".".join(parts[:i])
-            if prefix in seen:
-                raise UnsafeModel(f"signature: {path!r} lies inside the tensor {prefix!r}")
-
-
-def _check_input_spec(spec: Any) -> str | None:
-    """Checks one input spec; returns the attribute path of a stored tensor, if it is one."""
-    where = "input spec"
-    s = expect_dict(spec, where, {"user_input", "parameter", "buffer", "tensor_constant"})
-    if len(s) != 1:
-        raise UnsafeModel(f"{where}: custom objects, tokens and constant inputs are refused")
-    ((kind, value),) = s.items()
-    if kind == "user_input":
-        arg = expect_dict(value, where, {"arg"}, {"arg"})["arg"]
-        if not isinstance(arg, dict) or set(arg) != {"as_tensor"}:
-            raise UnsafeModel("model inputs must be tensors")
-        check_argument(arg, where)
-        return None
-    name_key = {
-        "parameter": "parameter_name",
-        "buffer": "buffer_name",
-        "tensor_constant": "tensor_constant_name",
-    }[kind]
-    v = expect_dict(value, where, {"arg", name_key, "persistent"}, {"arg", name_key})
-    check_tensor_arg(v["arg"], where)
-    return check_fqn(v[name_key], where)
-
-
-def _check_call_graph(entries: Any) -> list[dict[str, Any]]:
-    expect_list(entries, "module_call_graph")
-    out = []
-    for entry in entries:
-        e = expect_dict(entry, "module_call_graph", {"fqn", "signature"}, {"fqn"})
-        if e["fqn"] != "":
-            check_fqn(e["fqn"], "module_call_graph")
-        sig = e.get("signature")
-        if sig is not None:
-            s = expect_dict(
-                sig,
-                "module_call_graph",
-                {"inputs", "outputs", "in_spec", "out_spec", "forward_arg_names"},
-                {"in_spec", "out_spec"},
-            )
-            for key in ("inputs", "outputs", "forward_arg_names"):
-                expect_list(s.get(key) or [], "module_call_graph")
-            for key in ("inputs", "outputs"):
-                for arg in s.get(key) or []:
-                    check_argument(arg, "module_call_graph")
-            check_spec_string(s["in_spec"], "module_call_graph in_spec")
-            check_spec_string(s["out_spec"], "module_call_graph out_spec")
-            for name in s.get("forward_arg_names") or []:
-                check_ident(name, "forward_arg_names")
-        out.append(e)
-    if not out or out[0]["fqn"] != "" or out[0].get("signature") is None:
-        raise UnsafeModel("module_call_graph: the root module's signature comes first")
-    return out
-
-
 def check_program(program: Any) -> dict[str, Any]:
     """Validate a program's JSON and return a copy holding only checked fields.
 
@@ -275,8 +186,8 @@ def check_program(program: Any) -> dict[str, Any]:
     return {
         "graph_module": {
             "graph": _check_graph(gm["graph"]),
-            "signature": _check_signature(gm["signature"]),
-            "module_call_graph": _check_call_graph(gm["module_call_graph"]),
+            "signature": check_signature(gm["signature"]),
+            "module_call_graph": check_call_graph(gm["module_call_graph"]),
             "metadata": {},  # dropped: "custom" is parsed and kept on the module
             "treespec_namedtuple_fields": {},
         },

@@ -1,8 +1,8 @@
-"""The files a job publishes: the sweep table and statistics (JSON, CSV), and the plain-text
-table the CLI prints. The plots (PNG) are drawn in `pruning.report.plots`.
+"""The files a job publishes: the sweep table and the statistics, as JSON and CSV.
 
-Every file is written under a temporary name and renamed into place: a reader never sees
-half a file.
+Every file is written under a temporary name and renamed into place (`write_atomic`): a
+reader never sees half a file. The file names are the job's vocabulary (`jobs.job_config`);
+the plots (PNG) are drawn in `pruning.report.stats_plot` and `pruning.report.tradeoff_plot`.
 """
 
 from __future__ import annotations
@@ -15,37 +15,11 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from jobs.job_config import RESULTS_CSV, RESULTS_JSON, STATS_CSV, STATS_JSON
-from pruning.choice import higher_is_better
+from pruning.report.labels import layer_widths, threshold_label
 from pruning.results import LayerStats, Results
-
-MAX_TABLE_LAYERS: Final = 8  # more layers than this: one "kept" column instead of one per layer
-
-# --- labels and small helpers ----------------------------------------------------------------
-
-
-def threshold_label(threshold: dict[str, float]) -> str:
-    """The short form users type on the CLI: `0.1:0.4`, `std<0.4` or `f0.3`."""
-    if "fraction" in threshold:
-        return f"f{threshold['fraction']:g}"
-    if set(threshold) == {"mean", "std"}:
-        return f"{threshold['mean']:g}:{threshold['std']:g}"
-    if set(threshold) == {"std"}:
-        return f"std<{threshold['std']:g}"
-    return ",".join(f"{k}={v:g}" for k, v in threshold.items())
-
-
-def layer_widths(results: Results) -> dict[str, int]:
-    """Each layer's original width, recovered from a candidate's kept counts and fractions."""
-    widths: dict[str, int] = {}
-    for candidate in results.candidates:
-        for layer, kept in candidate.kept.items():
-            fraction = candidate.kept_fraction.get(layer, 0.0)
-            if layer not in widths and fraction > 0:
-                widths[layer] = round(kept / fraction)
-    return widths
 
 
 def _json_safe(value: Any) -> Any:
@@ -97,9 +71,6 @@ def _csv_cell(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return ""
     return value
-
-
-# --- tables: JSON and CSV --------------------------------------------------------------------
 
 
 def write_results(results: Results, out_dir: Path) -> list[Path]:
@@ -176,88 +147,3 @@ def write_stats(layers: list[LayerStats], out_dir: Path) -> list[Path]:
         _write_json(out_dir / STATS_JSON, {"layers": [s.as_dict() for s in layers]}),
         _write_csv(out_dir / STATS_CSV, header, rows),
     ]
-
-
-# --- the CLI's table -------------------------------------------------------------------------
-
-
-def _abbreviate(name: str, width: int = 10) -> str:
-    return name if len(name) <= width else f"{name[: width - 6]}~{name[-5:]}"
-
-
-def format_table(results: Results) -> str:
-    """The sweep as fixed-width text: one row per candidate under the baseline, `*` marking
-    the Pareto front and `<- recommended` the choice, then a legend."""
-    up = higher_is_better(results.metric_name)
-    value = "{:.4f}".format if up else "{:.4g}".format
-    drop = "{:+.4f}".format if up else "{:+.4g}".format
-    widths = layer_widths(results)
-    per_layer = len(results.layers) <= MAX_TABLE_LAYERS
-    kept_header = [_abbreviate(n) for n in results.layers] if per_layer else ["kept"]
-    recovered = any(c.metric_before_recovery is not None for c in results.candidates)
-    before = ["before recovery"] if recovered else []
-    header = ["#", "threshold", results.metric_name, "drop", *before, "params", "reduction"]
-    header += kept_header
-    b = results.baseline
-    base_kept = [str(widths.get(n, "?")) for n in results.layers] if per_layer else ["100%"]
-    blank = [""] if recovered else []
-    rows = [["-", "baseline", value(b.metric), "", *blank, f"{b.parameters:,}", "", *base_kept, ""]]
-    for c in results.candidates:
-        if per_layer:
-            kept = [str(c.kept.get(n, "?")) for n in results.layers]
-        else:
-            total = sum(widths.values())
-            kept = [f"{sum(c.kept.values()) / total:.0%}" if total else "?"]
-        marks = ("*" if c.index in results.pareto else " ") + (
-            " <- recommended" if c.index == results.recommended else ""
-        )
-        if c.same_as is not None:
-            marks += f" (= #{c.same_as})"
-        was = (
-            []
-            if not recovered
-            else ["" if c.metric_before_recovery is None else value(c.metric_before_recovery)]
-        )
-        label = threshold_label(c.threshold)
-        if results.allocation == "auto":  # the search tried both: say which this probe used
-            label += f" {c.allocation}"
-        rows.append(
-            [
-                *(str(c.index), label, value(c.metric)),
-                *(drop(c.metric_drop), *was, f"{c.parameters:,}", f"{c.size_reduction:.1%}"),
-                *kept,
-                marks,
-            ]
-        )
-    lines = _align([[*header, ""], *rows], left={1, len(header)})
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines + _legend(results, per_layer)) + "\n"
-
-
-def _align(rows: list[list[str]], left: set[int]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.ljust(w) if i in left else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-
-
-def _legend(results: Results, per_layer: bool) -> list[str]:
-    kept = (
-        "neurons kept per layer" if per_layer else "neurons kept overall (per layer: results.csv)"
-    )
-    lines = ["", f"kept: {kept}; * on the Pareto front ({results.metric_name} vs. parameters)"]
-    change = "drop" if higher_is_better(results.metric_name) else "increase"
-    budget = f"{results.metric_name} {change} is at most {results.max_metric_drop:g}"
-    chosen = next((c for c in results.candidates if c.index == results.recommended), None)
-    if chosen is None:
-        lines.append(f"recommended: none, no candidate's {budget}")
-    else:
-        lines.append(
-            f"recommended: #{chosen.index} ({threshold_label(chosen.threshold)}), "
-            f"the smallest candidate whose {budget}"
-        )
-    return lines

@@ -9,15 +9,10 @@ from starlette.concurrency import run_in_threadpool
 from jobs.validation import validate_upload
 from service.deps import BlobsDep, OwnedDataset, SettingsDep, StoreDep, TenantDep, UploadSlotsDep
 from service.errors import error_responses
+from service.multipart import multipart_openapi
 from service.schemas import DatasetPublic
-from service.uploads import (
-    Upload,
-    UploadTarget,
-    delete_upload,
-    multipart_openapi,
-    receive_upload,
-    release_upload,
-)
+from service.upload_cleanup import delete_upload, release_upload
+from service.uploads import Upload, UploadTarget, receive_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -51,7 +46,7 @@ async def register_dataset(upload: Upload, target: UploadTarget) -> DatasetPubli
             )
         )
     except BaseException:
-        # InvalidDataset (422) included: the refused file must not stay behind.
+        # DatasetFileError (422) included: the refused file must not stay behind.
         await run_in_threadpool(release_upload, store, blobs, upload)
         raise
     return DatasetPublic.from_record(record)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from jobs.blobs import BlobStore
-from jobs.job_config import RESULTS_JSON
+from jobs.job_config import RESULTS_JSON, STATS_JSON
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus
 from service.deps import BlobsDep, OwnedJob, QueueDep, SettingsDep, StoreDep, TenantDep
@@ -20,20 +20,14 @@ from service.errors import (
     error_responses,
 )
 from service.file_responses import JobFileResponse
+from service.job_schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic
 from service.limits import freeing_space
-from service.schemas import (
-    ArtifactPublic,
-    JobCreate,
-    JobPublic,
-    JobsPublic,
-)
 from service.submission import add_checked_job
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-STATS_FILE = "stats.json"
 _JSON_FILE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}}, "description": "the published JSON file"}
 }
@@ -152,7 +146,7 @@ def get_results(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
 )
 def get_stats(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
     """Per-neuron activation statistics of every prunable layer."""
-    return _published_json(job, blobs, STATS_FILE)
+    return _published_json(job, blobs, STATS_JSON)
 
 
 @router.get(

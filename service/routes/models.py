@@ -20,16 +20,10 @@ from service.deps import (
 )
 from service.errors import Unprocessable, broker_unavailable, error_responses
 from service.limits import check_pending_inspections
+from service.multipart import multipart_openapi
 from service.schemas import ModelPublic
-from service.uploads import (
-    Upload,
-    UploadTarget,
-    delete_upload,
-    forget_blob,
-    multipart_openapi,
-    receive_upload,
-    release_upload,
-)
+from service.upload_cleanup import delete_upload, forget_blob, release_upload
+from service.uploads import Upload, UploadTarget, receive_upload
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pruning.errors import UnsafeModel
-from pruning.reader.archive import ArchiveLimits, read_program
+from pruning.reader import ArchiveLimits, read_program
 from pruning.reader.op_allowlist import is_allowed_target
 from pruning.reader.sym_expr import check_expr
 from tests.hostile import Canary

@@ -12,8 +12,8 @@ from torch import nn
 
 from pruning.config import Compensation
 from pruning.data import ArrayData, Feeder
-from pruning.graph.walk import analyse
-from pruning.reader.archive import read_program
+from pruning.graph import analyse
+from pruning.reader import read_program
 from pruning.stats import RunningStats, collect
 from pruning.surgery import apply_plan
 from tests.tiny_models import export_to

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from pruning.errors import UnsafeModel
-from pruning.reader.archive import read_program
+from pruning.reader import read_program
 from service.cli import main as deadweight
 from tests.hostile import (
     Hostile,
@@ -161,7 +161,7 @@ def test_example_inputs_are_never_unpickled(canary: Path, files: Path, tmp_path:
 
 
 def test_archive_size_and_entry_caps(tmp_path: Path) -> None:
-    from pruning.reader.archive import ArchiveLimits
+    from pruning.reader import ArchiveLimits
     from tests.hostile import valid_model
 
     path = tmp_path / "m.pt2"

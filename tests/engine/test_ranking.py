@@ -11,9 +11,9 @@ from torch import nn
 
 from pruning.config import Compensation
 from pruning.data import ArrayData, Feeder
-from pruning.graph.walk import analyse
+from pruning.graph import analyse
 from pruning.ranking import _parameters_per_channel, reconstruction_rankings
-from pruning.reader.archive import read_program
+from pruning.reader import read_program
 from pruning.stats import collect
 from pruning.surgery import apply_plan
 from tests.tiny_models import export_to

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pruning.data import ArrayData, Feeder
-from pruning.graph.walk import analyse
-from pruning.reader.archive import read_program
+from pruning.graph import analyse
+from pruning.reader import read_program
 from pruning.stats import RunningStats, collect
 from tests.tiny_models import MLP, export_to, randomize_bn
 

@@ -11,8 +11,8 @@ from torch import nn
 
 from pruning.config import Compensation
 from pruning.data import ArrayData, Feeder
-from pruning.graph.walk import GraphAnalysis, analyse
-from pruning.reader.archive import read_program
+from pruning.graph import GraphAnalysis, analyse
+from pruning.reader import read_program
 from pruning.stats import collect
 from pruning.surgery import apply_plan, export
 from tests.tiny_models import MLP, export_to, randomize_bn
@@ -46,19 +46,6 @@ def _zeroing(model: MLP, group: str, removed: list[int]) -> nn.Module:
 
     module.register_forward_hook(hook)
     return model
-
-
-def test_groups_of_an_mlp(tmp_path: Path) -> None:
-    _, analysis, _ = _load(tmp_path, MLP())
-    assert [g.name for g in analysis.prunable] == ["fc1", "fc2"]
-    assert [p.path for p in analysis.group("fc1").channel_params] == [
-        "bn.weight",
-        "bn.bias",
-        "bn.running_mean",
-        "bn.running_var",
-    ]
-    assert analysis.group("out").frozen_reason == "its channels are a model output"
-    assert analysis.inputs[0].shape == [None, 6]
 
 
 @pytest.mark.parametrize("act", ACTS)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.blobs import ArtifactInfo, BlobStore, BlobTooLarge
+from jobs.blob_writer import BlobTooLarge
+from jobs.blobs import ArtifactInfo, BlobStore
 
 JOB_ID = "0123456789abcdef" * 2
 

@@ -1,10 +1,10 @@
-"""Fuzzing the dataset readers: a mutated file gives a dataset or an `InvalidDataset`.
+"""Fuzzing the dataset readers: a mutated file gives a dataset or an `DatasetFileError`.
 
 Each example starts from a valid `.npz` (stored and compressed), `.safetensors` or `.csv`
 file and applies a few mutations: bytes flipped, inserted, deleted, the file truncated,
 numbers in the `.npy` header, the safetensors JSON header or a CSV row redrawn (edges of
 int64 included). Opening the file and streaming it (the upload check, then the engine's
-batches) must end in success or `InvalidDataset`; any other exception, or a hang
+batches) must end in success or `DatasetFileError`; any other exception, or a hang
 (pytest-timeout), fails the test.
 
 `DEADWEIGHT_FUZZ_EXAMPLES` sets the number of examples per format (default 150).
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save
 
-from jobs.datasets import InvalidDataset, detect_format, open_dataset
+from jobs.datasets import DatasetFileError, detect_format, open_dataset
 
 EXAMPLES = int(os.environ.get("DEADWEIGHT_FUZZ_EXAMPLES", "150"))
 # Small caps, so that a file that lies about its size is refused rather than read.
@@ -113,7 +113,7 @@ def _check(path: Path, name: str) -> None:
             dataset.validate()
             for _ in dataset.batches(5):  # the engine's fixed-size batches
                 pass
-    except InvalidDataset:
+    except DatasetFileError:
         pass
 
 

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 from jobs.states import JobStatus
 from tests.hostile import hostile_datasets, hostile_models
 from tests.service.api_helpers import blob_files, new_dataset, upload
-from worker.execute import execute_inspection, execute_job
+from worker.execute import execute_job
+from worker.inspection import execute_inspection
 
 # The job run reads the model with the same sandboxed reader as the inspection, which sees
 # every item; a sample of each kind of refusal keeps the suite's time in bounds.

@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 
 from jobs.settings import GIB, Settings
 from tests.service.api_helpers import ClientFactory, blob_files, new_dataset, npz_bytes, upload
-from worker.execute import execute_inspection, execute_job
+from worker.execute import execute_job
+from worker.inspection import execute_inspection
 
 
 def test_datasets_over_the_sample_or_feature_limits_are_422(make_client: ClientFactory) -> None:

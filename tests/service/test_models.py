@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from jobs.states import ModelStatus
-from service.uploads import clean_filename
+from service.multipart import clean_filename
 from tests.hostile import zip_bytes
 from tests.service.api_helpers import (
     CLOSED_BROKER,
@@ -201,7 +201,7 @@ def test_a_convnet_reports_its_groups_coupled_grouped_and_frozen(
     """The worker's real inspection of a ResNeXt/ShuffleNet-style program, read over HTTP."""
     from tests.tiny_models import export_to
     from tests.zoo import build
-    from worker.execute import execute_inspection
+    from worker.inspection import execute_inspection
 
     state = client.app.state
     shapes = {}

@@ -18,7 +18,7 @@ from service.main import create_app
 from service.origin import refusal
 from tests.service.api_helpers import npz_bytes
 from tests.service.conftest import make_settings
-from tests.service.test_connections import Server, running
+from tests.service.live_server import Server, running
 
 PORT = 8000
 

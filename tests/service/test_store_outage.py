@@ -22,7 +22,7 @@ from sqlalchemy import exc as sa_exc
 from service.main import create_app
 from tests.pg_instance import PgInstance, pg_instance_fixture  # noqa: F401
 from tests.service.conftest import make_settings
-from tests.service.test_connections import running
+from tests.service.live_server import running
 
 JOB = {"model_id": "m" * 8, "dataset_id": "d" * 8}
 

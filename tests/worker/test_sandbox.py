@@ -7,6 +7,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from torch import nn
 
 from jobs.settings import GIB
 from tests.tiny_models import export_to
+from worker.lease import LeaseLost
+from worker.protocol import DatasetSpec, DescribeRequest, InspectRequest, JobRequest
 from worker.sandbox import (
     EngineCrashed,
     EngineInternalError,
@@ -34,7 +37,7 @@ def test_the_child_has_its_limits_its_directory_and_no_service_settings(
     monkeypatch.setenv("DEADWEIGHT_DATABASE_URL", "postgresql+psycopg://u:password@db/x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-child")
     work = tmp_path / "work"
-    seen = run_sandboxed({"kind": "describe"}, work, Limits(3 * GIB, 120))
+    seen = run_sandboxed(DescribeRequest(), work, Limits(3 * GIB, 120))
     assert not [k for k in seen["env"] if k.startswith("DEADWEIGHT_") or k.startswith("AWS_")]
     assert Path(seen["cwd"]) == work.resolve()
     limits = seen["limits"]
@@ -69,19 +72,19 @@ class Outer(nn.Module):
         return self.out((h.unsqueeze(2) * h.unsqueeze(1)).mean(2))
 
 
-def _job(tmp_path: Path, model: Path, samples: int, batch_size: int) -> dict[str, object]:
+def _job(tmp_path: Path, model: Path, samples: int, batch_size: int) -> JobRequest:
     data = tmp_path / "data.npz"
     rng = np.random.default_rng(0)
     x = rng.normal(size=(samples, 5)).astype(np.float32)
     np.savez(data, x=x, y=rng.integers(0, 3, size=samples))
     out = tmp_path / "out"
     out.mkdir()
-    spec = {"path": str(data), "format": "npz", "label_column": None, "name": "data.npz"}
-    return {
-        "kind": "job", "model": str(model), "data": spec, "eval_data": None,
-        "config": {"criterion": "variance", "thresholds": [{"fraction": 0.5}]},
-        "batch_size": batch_size, "device": "cpu", "out_dir": str(out),
-    }  # fmt: skip
+    spec = DatasetSpec(path=str(data), format="npz", label_column=None, name="data.npz")
+    return JobRequest(
+        model=str(model), data=spec, eval_data=None,
+        config={"criterion": "variance", "thresholds": [{"fraction": 0.5}]},
+        batch_size=batch_size, device="cpu", out_dir=str(out),
+    )  # fmt: skip
 
 
 @pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="no address-space limit with CUDA")
@@ -103,7 +106,7 @@ def test_a_refused_model_fails_with_the_readers_reason(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"not a zip")
     with pytest.raises(SandboxFailure, match="not a zip"):
-        run_sandboxed({"kind": "inspect", "model": str(junk)}, tmp_path / "w", Limits(0, 60))
+        run_sandboxed(InspectRequest(model=str(junk)), tmp_path / "w", Limits(0, 60))
 
 
 def test_a_native_crash_is_a_crash_not_a_limit(
@@ -111,15 +114,17 @@ def test_a_native_crash_is_a_crash_not_a_limit(
 ) -> None:
     monkeypatch.setenv("DW_TEST_ENGINE_CRASH", "start")  # a real SIGSEGV, first thing
     with pytest.raises(EngineCrashed) as caught:
-        run_sandboxed({"kind": "inspect", "model": "x"}, tmp_path / "w", Limits(0, 60))
+        run_sandboxed(InspectRequest(model="x"), tmp_path / "w", Limits(0, 60))
     message = str(caught.value)
     assert message.startswith("the engine crashed (SIGSEGV) while inspecting the model")
     assert "memory" not in message and "incident" in message
 
 
 def test_an_unexpected_exception_becomes_an_incident(tmp_path: Path) -> None:
+    # A request the engine does not know: its refusal to decode it is unexpected there.
+    unknown = replace(DescribeRequest(), kind="no such kind")  # type: ignore[arg-type]
     with pytest.raises(EngineInternalError) as caught:
-        run_sandboxed({"kind": "no such kind"}, tmp_path / "w", Limits(0, 60))
+        run_sandboxed(unknown, tmp_path / "w", Limits(0, 60))
     assert "no such kind" not in str(caught.value)  # only in the log
     assert "no such kind" in caught.value.detail and caught.value.incident in str(caught.value)
 
@@ -129,7 +134,7 @@ def test_the_wall_clock_limit_kills_the_child(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(EngineTimedOut):  # importing torch alone takes longer
         run_sandboxed(
-            {"kind": "inspect", "model": str(model)},
+            InspectRequest(model=str(model)),
             tmp_path / "w",
             Limits(0, 60, wall_seconds=0.5),
         )
@@ -156,3 +161,35 @@ def test_the_cli_reports_a_native_crash_in_one_line(tmp_path: Path) -> None:
         "deadweight: error: the engine crashed (SIGSEGV) while computing statistics"
     )
     assert result.stdout == ""
+
+
+def _engine_children() -> list[int]:
+    """This process's children that run the engine (zombies included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"worker.engine_process" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_watch_that_raises_kills_the_child_and_its_error_propagates(tmp_path: Path) -> None:
+    model = export_to(Outer(), tmp_path / "outer.pt2", d_in=5)
+    request = _job(tmp_path, model, samples=4000, batch_size=4)  # minutes of CPU
+    calls: list[float] = []
+
+    def watch() -> None:
+        calls.append(time.monotonic())
+        if len(calls) > 8:  # about two seconds in: the engine is at work
+            raise LeaseLost("job")
+
+    with pytest.raises(LeaseLost):
+        run_sandboxed(request, tmp_path / "work", Limits(0, 600), watches=[watch])
+    assert calls[-1] - calls[0] < 10
+    assert _engine_children() == []  # killed and reaped

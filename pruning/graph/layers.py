@@ -1,0 +1,221 @@
+"""Layers: Linear and Conv start groups and read them; norms and depthwise convs follow them.
+
+A Linear or Conv *produces* a group (its weight rows, its bias) and *consumes* the groups of
+its input (weight columns). A grouped convolution cuts per conv group (`ChannelGroup.parts`).
+Layers with one entry per channel follow the group they meet: a depthwise conv (filters,
+bias, the `groups` argument), BatchNorm (weight, bias, running statistics), a LayerNorm over
+the channels (weight, bias, `normalized_shape`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx
+
+from pruning.graph.groups import ArgFix, Consumer, ParamSlice, Span, Tap
+from pruning.graph.registry import HandlerTable, argument, norm_dim, opaque, positional
+from pruning.graph.tracking import Analysis, ChannelMap, Seg
+
+aten = torch.ops.aten
+HANDLERS = HandlerTable()
+
+
+# -- producers and consumers --------------------------------------------------------------
+def _consume(
+    state: Analysis,
+    node: fx.Node,
+    kind: str,
+    channel_dim: int,
+    weight: str,
+    bias: str | None,
+    groups: int = 1,
+) -> None:
+    """Record `node` as a consumer of every group in its input's channel map."""
+    src = positional(node, 0)
+    m = state.map_of(src)
+    if m is None:
+        return
+    ndim = state.ndim(src) or 0
+    if m.dim != norm_dim(channel_dim, ndim):
+        state.freeze(m.groups, f"{node.name} reads these channels along another dimension")
+        return
+    for seg in m.segs:
+        if seg.group is None:
+            continue
+        span = Span(m.dim, seg.start, seg.block)
+        state.group(seg.group).consumers.append(
+            Consumer(
+                node=node.name,
+                kind=kind,
+                weight=ParamSlice(weight, Span(1, seg.start, seg.block)),
+                bias=bias,
+                tap=Tap(src.name, span),
+                groups=groups,
+            )
+        )
+
+
+def _produce(
+    state: Analysis, node: fx.Node, kind: str, weight: str, bias: str | None, width: int, dim: int
+) -> int:
+    """Start a group named after the layer: its weight rows and bias are the channels."""
+    gid = state.new_group(weight.removesuffix(".weight"), width, kind)
+    group = state.groups[gid]
+    group.producers.append(ParamSlice(weight, Span(0)))
+    if bias is not None:
+        group.producers.append(ParamSlice(bias, Span(0)))
+    state.set_map(node, ChannelMap(dim, (Seg(gid, 0, width),)))
+    return gid
+
+
+def _weights(state: Analysis, node: fx.Node) -> tuple[str, str | None] | None:
+    """The layer's weight and bias paths; None unless both are stored tensors."""
+    weight = state.attr(argument(node, 1, "weight"))
+    bias_arg = argument(node, 2, "bias")
+    bias = state.attr(bias_arg)
+    if weight is None or (bias_arg is not None and bias is None):
+        return None
+    return weight, bias
+
+
+@HANDLERS.handles(aten.linear.default)
+def _linear(state: Analysis, node: fx.Node) -> None:
+    params = _weights(state, node)
+    if params is None:
+        opaque(state, node, "a Linear whose weight is not a stored parameter")
+        return
+    weight, bias = params
+    _consume(state, node, "linear", -1, weight, bias)
+    width = int(state.gm.get_parameter(weight).shape[0])
+    _produce(state, node, "linear", weight, bias, width, (state.ndim(node) or 2) - 1)
+
+
+_CONV_GROUPS_ARG: dict[Any, int] = {
+    aten.conv1d.default: 6,
+    aten.conv2d.default: 6,
+    aten.conv3d.default: 6,
+    aten.convolution.default: 8,
+}
+
+
+@HANDLERS.handles(*_CONV_GROUPS_ARG)
+def _conv(state: Analysis, node: fx.Node) -> None:
+    params = _weights(state, node)
+    groups_at = _CONV_GROUPS_ARG[node.target]
+    groups = argument(node, groups_at, "groups", 1)
+    transposed = node.target is aten.convolution.default and bool(argument(node, 6, "transposed"))
+    if params is None or transposed or not isinstance(groups, int):
+        opaque(state, node, "a convolution with non-parameter weights or transposed")
+        return
+    weight, bias = params
+    w = state.gm.get_parameter(weight)  # (out, in / groups, *kernel)
+    out_ch, in_per_group = int(w.shape[0]), int(w.shape[1])
+    if groups == 1:
+        _consume(state, node, "conv", 1, weight, bias)
+        _produce(state, node, "conv", weight, bias, out_ch, 1)
+    elif in_per_group == 1 and out_ch == groups:
+        _depthwise(state, node, weight, bias, groups_at)
+    else:
+        _grouped(state, node, weight, bias, groups, out_ch)
+
+
+def _grouped(
+    state: Analysis, node: fx.Node, weight: str, bias: str | None, groups: int, out_ch: int
+) -> None:
+    """A grouped convolution (ResNeXt, RegNet): input and output are cut per conv group.
+
+    `groups` stays as it is; each conv group keeps as many channels as the others, on both
+    sides (`ChannelGroup.parts`), so the weight stays rectangular. The conv's input must be
+    one layer's channels in their own order, so that its runs line up with the conv groups.
+    """
+    src = positional(node, 0)
+    m = state.map_of(src)
+    if m is not None:
+        seg = m.segs[0]
+        whole = (
+            m.dim == 1
+            and len(m.segs) == 1
+            and seg.group is not None
+            and seg.start == 0
+            and seg.block == 1
+            and state.group(seg.group).width == seg.width
+        )
+        if not whole:
+            state.freeze(
+                m.groups, f"{node.name}: grouped convolution over several layers' channels"
+            )
+        else:
+            assert seg.group is not None
+            _consume(state, node, "conv", 1, weight, bias, groups=groups)
+            state.constrain(seg.group, groups, node.name)
+    gid = _produce(state, node, "conv", weight, bias, out_ch, 1)
+    state.constrain(gid, groups, node.name)
+
+
+def _depthwise(
+    state: Analysis, node: fx.Node, weight: str, bias: str | None, groups_at: int
+) -> None:
+    """A depthwise conv follows its input: one filter per channel, `groups` = channels."""
+    m = state.map_of(positional(node, 0))
+    if m is None or m.dim != 1:
+        state.freeze_map(positional(node, 0), f"{node.name} is depthwise over another dimension")
+        width = int(state.gm.get_parameter(weight).shape[0])
+        gid = _produce(state, node, "conv", weight, bias, width, 1)
+        state.freeze([gid], f"{node.name}: depthwise convolution of an input that cannot be cut")
+        return
+    for seg in m.segs:
+        if seg.group is None:
+            continue
+        group = state.group(seg.group)
+        group.channel_params.append(ParamSlice(weight, Span(0, seg.start)))
+        if bias is not None:
+            group.channel_params.append(ParamSlice(bias, Span(0, seg.start)))
+        group.arg_fixes.append(ArgFix(node.name, groups_at, None))
+    state.set_map(node, m)
+
+
+# -- normalisation: one entry per channel, sliced with the group --------------------------
+@HANDLERS.handles(aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default)
+def _batch_norm(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    if m is None:
+        state.set_map(node, None)
+        return
+    names = ("weight", "bias", "running_mean", "running_var")
+    args = [argument(node, i + 1, n) for i, n in enumerate(names)]
+    paths = [state.attr(a) for a in args if a is not None]
+    if m.dim != 1 or any(s.block != 1 for s in m.segs):
+        state.freeze(m.groups, f"BatchNorm {node.name} normalises another dimension")
+    elif any(p is None for p in paths) or args[2] is None:
+        state.freeze(m.groups, f"BatchNorm {node.name} has statistics that are not stored buffers")
+    else:
+        for seg in m.segs:
+            if seg.group is not None:
+                state.group(seg.group).channel_params.extend(
+                    ParamSlice(p, Span(0, seg.start)) for p in paths if p is not None
+                )
+    state.set_map(node, m)
+
+
+@HANDLERS.handles(aten.layer_norm.default)
+def _layer_norm(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    shape = list(positional(node, 1))
+    if m is None or m.dim < ndim - len(shape):
+        state.set_map(node, m)  # normalises other dims: channels pass through
+        return
+    given = [a for a in (argument(node, 2, "weight"), argument(node, 3, "bias")) if a is not None]
+    params = [state.attr(a) for a in given]
+    if len(shape) != 1 or any(s.block != 1 for s in m.segs) or None in params:
+        state.freeze(m.groups, f"LayerNorm {node.name} normalises over more than the channels")
+        state.set_map(node, m)
+        return
+    for seg in m.segs:
+        if seg.group is not None:
+            g = state.group(seg.group)
+            g.channel_params.extend(ParamSlice(p, Span(0, seg.start)) for p in params if p)
+            g.arg_fixes.append(ArgFix(node.name, 1, 0))
+    state.set_map(node, m)

@@ -1,0 +1,127 @@
+"""Pass-through: ops that leave every channel where it is (activations, dropout, pooling,
+reductions over other dims), and shape bookkeeping that reads sizes, not values.
+
+Their output carries the input's channel map unchanged, or with the channel dim renumbered
+when a reduction drops dims before it. Pooling or reducing *over* the channels mixes them,
+so it freezes their groups.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import fx
+
+from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
+from pruning.graph.tracking import Analysis
+
+aten = torch.ops.aten
+HANDLERS = HandlerTable()
+
+_ELEMENTWISE = [
+    aten.relu.default,
+    aten.relu_.default,
+    aten.leaky_relu.default,
+    aten.leaky_relu_.default,
+    aten.gelu.default,
+    aten.silu.default,
+    aten.silu_.default,
+    aten.tanh.default,
+    aten.sigmoid.default,
+    aten.elu.default,
+    aten.elu_.default,
+    aten.hardswish.default,
+    aten.hardswish_.default,
+    aten.relu6.default,
+    aten.hardtanh.default,
+    aten.hardtanh_.default,
+    aten.hardsigmoid.default,
+    aten.hardsigmoid_.default,
+    aten.mish.default,
+    aten.softplus.default,
+    aten.selu.default,
+    aten.celu.default,
+    aten.clone.default,
+    aten.contiguous.default,
+    aten.alias.default,
+    aten.detach.default,
+    aten.dropout.default,
+    aten.feature_dropout.default,
+    aten.alpha_dropout.default,
+    aten._to_copy.default,
+    aten.to.dtype,
+    aten.to.device,
+    aten.to.dtype_layout,
+    aten.neg.default,
+    aten.abs.default,
+    aten.exp.default,
+    aten.sqrt.default,
+    aten.rsqrt.default,
+    aten.clamp.default,
+    aten.clamp_min.default,
+    aten.clamp_max.default,
+    aten.mul.Scalar,
+    aten.add.Scalar,
+    aten.sub.Scalar,
+    aten.div.Scalar,
+    aten.pow.Tensor_Scalar,
+]
+
+
+@HANDLERS.handles(*_ELEMENTWISE)
+def _same(state: Analysis, node: fx.Node) -> None:
+    state.set_map(node, state.map_of(positional(node, 0)))
+
+
+_POOLS = [
+    aten.max_pool1d.default,
+    aten.max_pool2d.default,
+    aten.max_pool3d.default,
+    aten.avg_pool1d.default,
+    aten.avg_pool2d.default,
+    aten.avg_pool3d.default,
+    aten.adaptive_avg_pool1d.default,
+    aten.adaptive_avg_pool2d.default,
+    aten.adaptive_avg_pool3d.default,
+    aten._adaptive_avg_pool2d.default,
+    aten.adaptive_max_pool1d.default,
+    aten.adaptive_max_pool2d.default,
+    aten.max_pool2d_with_indices.default,
+]
+
+
+@HANDLERS.handles(*_POOLS)
+def _pool(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    # Pooling works on the trailing spatial dims; the channel dim (1 of N, C, ...) stays.
+    if m is not None and m.dim != 1:
+        state.freeze(m.groups, f"{node.name} pools over these channels")
+        m = None
+    state.set_map(node, m)
+
+
+@HANDLERS.handles(aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default)
+def _reduce(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    dims = argument(node, 1, "dim")
+    keep = bool(argument(node, 2, "keepdim", False))
+    if m is None:
+        state.set_map(node, None)
+        return
+    dims = list(range(ndim)) if dims is None else [norm_dim(int(d), ndim) for d in dims]
+    if m.dim in dims:
+        state.freeze(m.groups, f"{node.name} reduces over these channels")
+        state.set_map(node, None)
+        return
+    state.set_map(node, m if keep else m.moved(m.dim - sum(d < m.dim for d in dims)))
+
+
+@HANDLERS.handles(
+    aten.sym_size.int,
+    aten.sym_numel.default,
+    aten.sym_stride.int,
+    aten._assert_tensor_metadata.default,
+)
+def _sizes_only(state: Analysis, node: fx.Node) -> None:
+    """Shape bookkeeping reads sizes, not values: it carries no channels and freezes nothing."""
+    state.set_map(node, None)

@@ -1,0 +1,160 @@
+"""Reshapes: ops that move the channel dim (permute, transpose, unsqueeze), merge it with the
+dims after it (flatten, view), or cut another dim down (slice, select).
+
+Merging turns each channel into a block of features (a feature map flattened for a Linear:
+`Seg.block`); a view whose sizes spell out the channel count gets an `ArgFix` so that it
+shrinks with the cut. A view that splits the channel dim (attention heads, channel
+shuffle) or a slice that picks some channels cannot be followed and freezes the groups.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import fx
+
+from pruning.graph.groups import ArgFix
+from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
+from pruning.graph.tracking import Analysis, ChannelMap, Seg
+
+aten = torch.ops.aten
+HANDLERS = HandlerTable()
+
+
+# -- the channel dim moves ------------------------------------------------------------------
+@HANDLERS.handles(aten.permute.default)
+def _permute(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    order = [norm_dim(int(d), ndim) for d in positional(node, 1)]
+    state.set_map(node, None if m is None else m.moved(order.index(m.dim)))
+
+
+@HANDLERS.handles(aten.transpose.int, aten.t.default)
+def _transpose(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    d0, d1 = (
+        (0, 1)
+        if node.target is aten.t.default
+        else (
+            norm_dim(int(positional(node, 1)), ndim),
+            norm_dim(int(positional(node, 2)), ndim),
+        )
+    )
+    if m is None:
+        state.set_map(node, None)
+    else:
+        state.set_map(node, m.moved(d1 if m.dim == d0 else d0 if m.dim == d1 else m.dim))
+
+
+@HANDLERS.handles(aten.unsqueeze.default)
+def _unsqueeze(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    d = norm_dim(int(positional(node, 1)), state.ndim(node) or 0)
+    state.set_map(node, None if m is None else m.moved(m.dim + (1 if d <= m.dim else 0)))
+
+
+# -- the channel dim merges with the dims after it -----------------------------------------
+@HANDLERS.handles(aten.flatten.using_ints)
+def _flatten(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    shape = state.shape(positional(node, 0))
+    if m is None or shape is None:
+        state.set_map(node, None)
+        return
+    ndim = len(shape)
+    start = norm_dim(int(argument(node, 1, "start_dim", 0)), ndim)
+    end = norm_dim(int(argument(node, 2, "end_dim", -1)), ndim)
+    state.set_map(node, _merge_dims(state, node, m, shape, start, end))
+
+
+def _merge_dims(
+    state: Analysis, node: fx.Node, m: ChannelMap, shape: tuple[Any, ...], start: int, end: int
+) -> ChannelMap | None:
+    """The map after dims start..end are merged into one: channels become blocks."""
+    if m.dim < start:
+        return m
+    if m.dim > end:
+        return m.moved(m.dim - (end - start))
+    if m.dim != start:
+        state.freeze(m.groups, f"{node.name} interleaves these channels with other features")
+        return None
+    trailing = shape[start + 1 : end + 1]
+    if not all(isinstance(s, int) for s in trailing):
+        state.freeze(m.groups, f"{node.name} flattens a dimension of dynamic size")
+        return None
+    block = math.prod(trailing)
+    segs = tuple(Seg(s.group, s.start * block, s.width, s.block * block) for s in m.segs)
+    return ChannelMap(start, segs)
+
+
+@HANDLERS.handles(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
+def _view(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    src, out = state.shape(positional(node, 0)), state.shape(node)
+    if m is None or src is None or out is None:
+        state.set_map(node, None)
+        return
+    new = _view_map(m, src, out)
+    if new is None:
+        state.freeze(
+            m.groups,
+            f"{node.name} splits these channels across dimensions "
+            "(attention heads, channel shuffle)",
+        )
+        state.set_map(node, None)
+        return
+    sizes = positional(node, 1)
+    # A literal size along the channel dim shrinks with the cut (-1 and symbols need nothing).
+    if isinstance(sizes, (list, tuple)) and isinstance(sizes[new.dim], int) and sizes[new.dim] > 0:
+        for seg in new.segs:
+            if seg.group is not None:
+                state.group(seg.group).arg_fixes.append(ArgFix(node.name, 1, new.dim, seg.block))
+    state.set_map(node, new)
+
+
+def _view_map(m: ChannelMap, src: tuple[Any, ...], out: tuple[Any, ...]) -> ChannelMap | None:
+    """Find where the channel dim lands in a view: kept whole, or merged with trailing dims."""
+    prefix = _signature(src[: m.dim])
+    for j in range(len(out)):
+        if _signature(out[:j]) != prefix:
+            continue
+        for k in range(m.dim, len(src)):
+            merged = src[m.dim : k + 1]
+            if not all(isinstance(s, int) for s in merged):
+                break
+            if out[j] == math.prod(merged):
+                block = math.prod(merged[1:])
+                segs = tuple(
+                    Seg(s.group, s.start * block, s.width, s.block * block) for s in m.segs
+                )
+                return ChannelMap(j, segs)
+    return None
+
+
+def _signature(dims: tuple[Any, ...]) -> tuple[tuple[str, ...], int]:
+    """A prefix of a shape, comparable across views: symbolic dims by name, ints multiplied."""
+    syms = tuple(sorted(str(d) for d in dims if not isinstance(d, int)))
+    return syms, math.prod(d for d in dims if isinstance(d, int))
+
+
+# -- another dim is cut down ---------------------------------------------------------------
+@HANDLERS.handles(
+    aten.slice.Tensor, aten.select.int, aten.narrow.default, aten.index_select.default
+)
+def _slice(state: Analysis, node: fx.Node) -> None:
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    dim = norm_dim(int(argument(node, 1, "dim", 0)), ndim)
+    if m is None:
+        state.set_map(node, None)
+    elif dim == m.dim:
+        state.freeze(m.groups, f"{node.name} selects some of these channels")
+        state.set_map(node, None)
+    elif node.target is aten.select.int:
+        state.set_map(node, m.moved(m.dim - (1 if dim < m.dim else 0)))
+    else:
+        state.set_map(node, m)  # another dimension is cut down: the channels stay

@@ -1,0 +1,151 @@
+"""What the walk knows about each tensor: channel maps, and groups coupled by union-find.
+
+A `ChannelMap` says which dimension of a tensor carries channels and which runs of it
+(`Seg`s) belong to which group: offsets place a group inside a concatenation, blocks
+stand for a channel flattened into several features. `Analysis` holds the map of every
+node seen so far and the groups, which handlers couple (`union`), constrain to equal
+parts (grouped convolutions) or freeze with a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx
+
+from pruning.graph.groups import ChannelGroup
+
+
+@dataclass(frozen=True)
+class Seg:
+    """A run of channels along the tracked dimension: `width` channels of `group`
+    (None: channels no group owns, such as the image's), starting at position `start`,
+    each channel `block` positions long."""
+
+    group: int | None
+    start: int
+    width: int
+    block: int = 1
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    dim: int
+    segs: tuple[Seg, ...]
+
+    @property
+    def groups(self) -> list[int]:
+        return [s.group for s in self.segs if s.group is not None]
+
+    def moved(self, dim: int) -> ChannelMap:
+        return ChannelMap(dim, self.segs)
+
+
+class Analysis:
+    """Mutable state of one analysis: channel maps per node and groups (with union-find)."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.maps: dict[str, ChannelMap | None] = {}
+        self.parts: dict[str, list[ChannelMap | None]] = {}  # per output of a split
+        self.groups: list[ChannelGroup] = []
+        self._parent: list[int] = []
+
+    # -- groups ---------------------------------------------------------------------------
+    def new_group(self, name: str, width: int, kind: str) -> int:
+        self.groups.append(ChannelGroup(name=name, width=width, kind=kind, members=[name]))
+        self._parent.append(len(self._parent))
+        return len(self.groups) - 1
+
+    def root(self, gid: int) -> int:
+        while self._parent[gid] != gid:
+            self._parent[gid] = self._parent[self._parent[gid]]
+            gid = self._parent[gid]
+        return gid
+
+    def group(self, gid: int) -> ChannelGroup:
+        return self.groups[self.root(gid)]
+
+    def union(self, a: int, b: int, where: str) -> None:
+        """Couple two groups: they will be cut alike (their channels meet elementwise)."""
+        ra, rb = self.root(a), self.root(b)
+        if ra == rb:
+            return
+        ga, gb = self.groups[ra], self.groups[rb]
+        if ga.width != gb.width:
+            self.freeze([ra, rb], f"{where} combines groups of different widths")
+            return
+        first, second = (ra, rb) if ra < rb else (rb, ra)
+        g1, g2 = self.groups[first], self.groups[second]
+        self._parent[second] = first
+        g1.producers += g2.producers
+        g1.channel_params += g2.channel_params
+        g1.consumers += g2.consumers
+        g1.arg_fixes += g2.arg_fixes
+        g1.members += g2.members
+        g1.kind = g1.kind if g1.kind == g2.kind else "coupled"
+        if g1.frozen_reason is None:
+            g1.frozen_reason = g2.frozen_reason
+        self.constrain(first, g2.parts, where)
+
+    def constrain(self, gid: int, parts: int, where: str) -> None:
+        """Require equal kept counts in each of `parts` equal runs of the group's channels.
+
+        Two partitions into equal contiguous runs are both respected by the partition into
+        lcm(a, b) runs when that divides the width; otherwise the group cannot be cut.
+        """
+        g = self.group(gid)
+        combined = math.lcm(g.parts, parts)
+        if g.width % combined:
+            self.freeze([gid], f"{where} needs {parts} equal parts of {g.width} channels")
+            return
+        g.parts = combined
+
+    def freeze(self, gids: list[int], reason: str) -> None:
+        for gid in gids:
+            g = self.group(gid)
+            if g.frozen_reason is None:
+                g.frozen_reason = reason
+
+    def freeze_map(self, node: fx.Node | Any, reason: str) -> None:
+        m = self.map_of(node)
+        if m is not None:
+            self.freeze(m.groups, reason)
+
+    # -- values ---------------------------------------------------------------------------
+    def map_of(self, arg: Any) -> ChannelMap | None:
+        return self.maps.get(arg.name) if isinstance(arg, fx.Node) else None
+
+    def set_map(self, node: fx.Node, m: ChannelMap | None) -> None:
+        if m is not None and not m.groups:
+            m = None  # nothing prunable travels here
+        self.maps[node.name] = m
+
+    @staticmethod
+    def shape(node: Any) -> tuple[Any, ...] | None:
+        val = node.meta.get("val") if isinstance(node, fx.Node) else None
+        return tuple(val.shape) if isinstance(val, torch.Tensor) else None
+
+    @staticmethod
+    def ndim(node: Any) -> int | None:
+        val = node.meta.get("val") if isinstance(node, fx.Node) else None
+        return val.dim() if isinstance(val, torch.Tensor) else None
+
+    def attr(self, arg: Any) -> str | None:
+        """The attribute path when `arg` is a stored parameter or buffer."""
+        if isinstance(arg, fx.Node) and arg.op == "get_attr":
+            return str(arg.target)
+        return None
+
+    def result(self) -> list[ChannelGroup]:
+        roots: list[ChannelGroup] = []
+        for gid, g in enumerate(self.groups):
+            if self.root(gid) != gid:
+                continue
+            if g.frozen_reason is None and not g.consumers:
+                g.frozen_reason = "no layer consumes these channels"
+            roots.append(g)
+        return roots

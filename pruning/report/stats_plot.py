@@ -1,0 +1,172 @@
+"""The statistics plot (`stats.png`): each layer's neurons, |mean| against std, coloured by
+their fraction of zero activations, with the sweep's absolute thresholds drawn over them.
+
+A seed threshold is a box (|mean| < t_mean and std < t_std), a variance one a line (std < t);
+fraction thresholds rank neurons across all layers and have no line, so the title names them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Rectangle
+
+from pruning.report.figures import save_png
+from pruning.report.labels import threshold_label
+from pruning.results import LayerStats
+
+MAX_PANELS: Final = 32  # a figure with more layers than this draws the first ones and says so
+
+
+def plot_stats(
+    layers: list[LayerStats], thresholds: list[dict[str, float]], criterion: str, path: Path
+) -> Path:
+    """Draw each layer's neurons, |mean| against std, with the absolute thresholds.
+
+    `seed` thresholds are the rectangle |mean| < t_mean and std < t_std; `variance` ones the
+    line std = t. Fraction thresholds rank neurons across all layers, so they have no line:
+    the title lists them instead.
+
+    Returns:
+        `path`, a PNG.
+    """
+    shown = layers[:MAX_PANELS]
+    cols = min(4, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig = Figure(figsize=(3.6 * cols + 1.2, 3.0 * rows + 1.0), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    colours = [f"C{i % 10}" for i in range(len(thresholds))]
+    drawable = [_drawable(t, criterion) for t in thresholds]
+    points = None
+    for ax, stats in zip(axes, shown, strict=False):
+        points = _stats_panel(ax, stats, thresholds, drawable, colours)
+    for ax in axes[len(shown) :]:
+        ax.set_axis_off()
+    if not shown:
+        axes[0].text(0.5, 0.5, "no prunable layers", ha="center", va="center")
+    if points is not None:
+        fig.colorbar(points, ax=list(axes), label="fraction of zero activations", shrink=0.8)
+    _threshold_legend(fig, thresholds, drawable, colours)
+    fig.suptitle(_stats_title(layers, thresholds, drawable, criterion))
+    return save_png(fig, path)
+
+
+def _threshold_legend(
+    fig: Figure, thresholds: list[dict[str, float]], drawable: list[bool], colours: list[str]
+) -> None:
+    handles = [
+        _threshold_handle(t, c) for t, c, d in zip(thresholds, colours, drawable, strict=True) if d
+    ]
+    if handles:
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(6, len(handles)),
+            title="thresholds: neurons inside the box (seed) or below the line (variance) go",
+        )
+
+
+def _threshold_handle(threshold: dict[str, float], colour: str) -> Artist:
+    label = threshold_label(threshold)
+    if "mean" in threshold:
+        return Patch(facecolor=to_rgba(colour, 0.08), edgecolor=colour, linewidth=1.6, label=label)
+    return Line2D([], [], color=colour, linewidth=1.6, linestyle="--", label=label)
+
+
+def _drawable(threshold: dict[str, float], criterion: str) -> bool:
+    return "fraction" not in threshold and criterion in ("seed", "variance") and "std" in threshold
+
+
+def _stats_title(
+    layers: list[LayerStats], thresholds: list[dict[str, float]], drawable: list[bool], crit: str
+) -> str:
+    title = f"Neuron activations per layer (criterion {crit})"
+    hidden = [threshold_label(t) for t, d in zip(thresholds, drawable, strict=True) if not d]
+    if hidden:
+        why = (
+            "fractions pick neurons by rank across all layers"
+            if crit in ("seed", "variance")
+            else f"criterion {crit} does not threshold |mean| or std"
+        )
+        title += f"\nnot drawn: {', '.join(hidden)} ({why})"
+    if len(layers) > MAX_PANELS:
+        title += f"\nfirst {MAX_PANELS} of {len(layers)} layers shown (all in stats.csv)"
+    return title
+
+
+def _stats_panel(
+    ax: Axes,
+    stats: LayerStats,
+    thresholds: list[dict[str, float]],
+    drawable: list[bool],
+    colours: list[str],
+) -> Any:
+    x = np.abs(np.asarray(stats.mean, dtype=np.float64))
+    y = np.asarray(stats.std, dtype=np.float64)
+    size = 14 if stats.neurons <= 256 else 5
+    points = ax.scatter(
+        x,
+        y,
+        c=stats.zero_fraction,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        s=size,
+        alpha=0.8,
+        linewidths=0,
+        clip_on=False,  # neurons at exactly 0 sit on the axes: draw them whole
+        zorder=3,
+    )
+    drawn = [t for t, d in zip(thresholds, drawable, strict=True) if d]
+    _scale(ax.set_xscale, np.concatenate([x, [t["mean"] for t in drawn if "mean" in t]]))
+    _scale(ax.set_yscale, np.concatenate([y, [t["std"] for t in drawn]]))
+    _draw_thresholds(ax, thresholds, drawable, colours)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    constant = int(np.count_nonzero(y == 0))  # dead ReLUs sit at the origin, easy to miss
+    dead = f", {constant} constant" if constant else ""
+    ax.set_title(f"{stats.name} ({stats.neurons} neurons{dead})", fontsize=10)
+    ax.set_xlabel("|mean| of activation")
+    ax.set_ylabel("std of activation")
+    ax.grid(True, alpha=0.3)
+    return points
+
+
+def _draw_thresholds(
+    ax: Axes, thresholds: list[dict[str, float]], drawable: list[bool], colours: list[str]
+) -> None:
+    for t, d, colour in zip(thresholds, drawable, colours, strict=True):
+        if not d:
+            continue
+        if "mean" in t:  # seed: removed when |mean| < t_mean and std < t_std
+            ax.add_patch(
+                Rectangle(
+                    (0, 0),
+                    t["mean"],
+                    t["std"],
+                    facecolor=to_rgba(colour, 0.08),
+                    edgecolor=colour,
+                    linewidth=1.6,
+                )
+            )
+        else:  # variance: removed when std < t
+            ax.axhline(t["std"], color=colour, linewidth=1.6, linestyle="--")
+
+
+def _scale(set_scale: Callable[..., Any], values: np.ndarray) -> None:
+    """Linear, unless the values span more than two decades: then symlog, so that the zeros
+    of dead neurons stay on the plot next to values orders of magnitude larger."""
+    positive = values[values > 0]
+    if positive.size and positive.max() > 100 * positive.min():
+        # Linear below a round power of ten (and never more than six decades of log scale).
+        smallest = max(float(positive.min()), float(positive.max()) * 1e-6)
+        set_scale("symlog", linthresh=10.0 ** math.floor(math.log10(smallest)), linscale=1.0)
