@@ -1,7 +1,12 @@
-"""Engines for the job store, and the Alembic upgrade run at every start.
+"""The job store's database: its engine, the sessions its parts share, and the Alembic
+upgrade run at every start.
 
 SQLite is shared by several processes (the API and its embedded worker), PostgreSQL by
 several machines; the settings below are what makes each safe for that.
+
+`STORE_OUTAGE` names the errors that mean "the database could not be reached or answered
+with a transient failure" (a restart, a dropped connection, SQLite busy or full): a worker
+retries those, it never abandons its attempt over them.
 """
 
 from __future__ import annotations
@@ -19,8 +24,19 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Delete,
+    Engine,
+    Update,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -32,6 +48,51 @@ _ALEMBIC_LOCK = threading.Lock()
 
 # A writer waits this long for another process's write to finish before giving up.
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Transient store failures: the server is restarting or unreachable, a connection dropped,
+# SQLite is locked or its disk full. Constraint violations and bugs are not among them.
+STORE_OUTAGE: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+
+
+class Database:
+    """One connection pool and the transaction helpers every part of the job store uses."""
+
+    def __init__(self, database_url: str) -> None:
+        """Connect (SQLite file or PostgreSQL URL); does not create tables."""
+        self._engine = create_store_engine(normalize_url(database_url))
+        # Records are copied out before the session closes, so nothing needs reloading.
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (idempotent, safe at every start)."""
+        upgrade_to_head(self._engine)
+
+    def ping(self) -> None:
+        """Raise if the database cannot be reached (used by /readyz)."""
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close the pooled connections (at shutdown, or in tests between databases)."""
+        self._engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One short transaction: committed on success, rolled back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def change(self, session: Session, statement: Update | Delete) -> bool:
+        """Run a conditional UPDATE or DELETE; True when it matched a row."""
+        result = session.execute(statement.execution_options(synchronize_session=False))
+        # Always a CursorResult for DML; the isinstance narrows the type for rowcount.
+        assert isinstance(result, CursorResult)
+        return result.rowcount > 0
+
+    def delete(self, statement: Delete) -> bool:
+        """A conditional DELETE in a transaction of its own; True when it matched a row."""
+        with self.session() as session:
+            return self.change(session, statement)
 
 
 def normalize_url(url: str) -> URL:

@@ -7,29 +7,34 @@ from datetime import timedelta
 
 from sqlalchemy import ColumnElement, delete, exists, or_, select
 
+from jobs.database import Database
 from jobs.states import ACTIVE_STATUSES, TERMINAL_STATUSES
-from jobs.store_base import StoreBase
 from jobs.tables import DatasetRow, JobRow, ModelRow, utcnow
 
 
-class Deletion(StoreBase):
+class Deletion:
+    """Deletions that must check what still uses a row, and what retention expires."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
     def expired_jobs(self, retention_days: int) -> list[str]:
         """Finished (succeeded, failed, cancelled) jobs that ended longer ago than that."""
         cutoff = utcnow() - timedelta(days=retention_days)
         terminal = [s.value for s in TERMINAL_STATUSES]
         query = select(JobRow.id).where(JobRow.status.in_(terminal), JobRow.finished_at < cutoff)
-        with self._session() as session:
+        with self._db.session() as session:
             return list(session.scalars(query).all())
 
     def delete_job_any_tenant(self, job_id: str) -> bool:
         """Delete a finished job (never an active one)."""
         terminal = [s.value for s in TERMINAL_STATUSES]
         statement = delete(JobRow).where(JobRow.id == job_id, JobRow.status.in_(terminal))
-        return self._delete(statement)
+        return self._db.delete(statement)
 
     def expire_unused_uploads(self, retention_days: int) -> list[str]:
         """Delete models and datasets older than that which no job refers to any more;
-        returns their blobs' hashes (the caller releases each: `release_blob`)."""
+        returns their blobs' hashes (the caller releases each: `BlobReferences.release_blob`)."""
         cutoff = utcnow() - timedelta(days=retention_days)
         gone: list[str] = []
         for row_type in (ModelRow, DatasetRow):
@@ -41,7 +46,7 @@ class Deletion(StoreBase):
             query = select(row_type.tenant, row_type.id, row_type.sha256).where(
                 row_type.created_at < cutoff, ~exists().where(used)
             )
-            with self._session() as session:
+            with self._db.session() as session:
                 candidates = session.execute(query).all()
             for tenant, upload_id, sha256 in candidates:
                 # Deleted first and checked after, as any deletion of an upload: a job
@@ -55,17 +60,17 @@ class Deletion(StoreBase):
         deleted, False when in use (nothing changes), None when there is no such record.
 
         The row goes first and the jobs are checked after, in one transaction, so a job
-        submitted at the same moment (`add_job(verify_uploads=True)`) either sees the row
+        submitted at the same moment (`JobTable.add(verify_uploads=True)`) either sees the row
         gone or makes this deletion see it in use: never a job on a deleted upload.
         """
         try:
-            with self._session() as session:
+            with self._db.session() as session:
                 deleted = False
                 for row_type in (ModelRow, DatasetRow):
                     statement = delete(row_type).where(
                         row_type.id == upload_id, row_type.tenant == tenant
                     )
-                    deleted = self._change(session, statement) or deleted
+                    deleted = self._db.change(session, statement) or deleted
                 if not deleted:
                     return None
                 if session.scalar(select(_used_by_active_job(tenant, upload_id))):
@@ -76,7 +81,7 @@ class Deletion(StoreBase):
 
     def uploads_in_use_by_jobs(self, tenant: str, upload_id: str) -> bool:
         """True while a queued or running job refers to this model or dataset."""
-        with self._session() as session:
+        with self._db.session() as session:
             return bool(session.scalar(select(_used_by_active_job(tenant, upload_id))))
 
 

@@ -32,13 +32,13 @@ def sweep_leftovers(store: JobStore, blobs: BlobStore, settings: Settings) -> Sw
     """Remove leftovers older than anything a live process could still be working on."""
     age = settings.leftover_seconds()
     temporary = sweep_tmp(blobs, age)
-    holds = store.stale_holds(age)
+    holds = store.blob_refs.stale_holds(age)
     for hold_id in holds:
-        store.release_hold(hold_id, blobs.delete)
+        store.blob_refs.release_hold(hold_id, blobs.delete)
     orphans = 0
-    for sha256 in store.unreferenced(_blobs_older_than(blobs, age)):
+    for sha256 in store.blob_refs.unreferenced(_blobs_older_than(blobs, age)):
         # Checked and unlinked under the blob's lock: an upload arriving now keeps it.
-        if store.release_blob(sha256, blobs.delete):
+        if store.blob_refs.release_blob(sha256, blobs.delete):
             orphans += 1
     return Swept(temporary=temporary, holds=len(holds), blobs=orphans)
 

@@ -3,14 +3,14 @@
 Every worker runs one, in a thread of its main process (`worker.celery_app`), every
 `lease_seconds / 2` seconds (at least once a second, at most every 30 s). A pass:
 
-1. ends expired leases (`JobStore.reap_expired`): a job whose attempt had already
+1. ends expired leases (`JobStore.reaping.reap_expired`): a job whose attempt had already
    published its complete result set ends `succeeded` (it died between the rename and the
    write); otherwise the job goes back to the queue while attempts remain (a fresh message
    is sent), else it fails, saying the worker was lost and how often, and its folders are
    removed; a job whose cancellation was asked for ends `cancelled`;
 2. re-sends queued jobs whose message was lost (a broker restarted without persistence):
    when the broker's queue is empty but jobs have been queued for longer than two leases,
-   they are sent again. A duplicate message is harmless: `start_job` is conditional.
+   they are sent again. A duplicate message is harmless: `JobLifecycle.start` is conditional.
    Model inspections still pending after two leases are sent again likewise;
 3. removes finished jobs, and uploads no job refers to, older than `retention_days`;
 4. sweeps hidden attempt folders (`.<id>.attempt-<n>[.work]`) that no running attempt
@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from jobs.blobs import BlobStore
 from jobs.leftovers import sweep_leftovers
-from jobs.lifecycle import is_complete
+from jobs.manifest import is_complete
 from jobs.queue import INSPECT_QUEUE_NAME, Queue
 from jobs.settings import Settings
 from jobs.states import JobStatus
@@ -92,7 +92,7 @@ def reap_once(
         _end_expired_leases(store, queue, blobs, settings, out)
 
     if queue.waiting() == 0:
-        for job_id in store.stale_queued(2 * settings.lease_seconds):
+        for job_id in store.reaping.stale_queued(2 * settings.lease_seconds):
             log.warning("job %s was queued but its message is gone: sending it again", job_id)
             queue.enqueue_job(job_id)
             out.resent += 1
@@ -100,18 +100,18 @@ def reap_once(
         # An inspection has no lease: a model still pending with an empty queue and no
         # live claim lost its message (a duplicate would be harmless anyway).
         claims = settings.inspection_claim_seconds()
-        for model_id in store.stale_pending_models(2 * settings.lease_seconds, claims):
+        for model_id in store.models.stale_pending(2 * settings.lease_seconds, claims):
             log.warning("model %s is still pending: sending its inspection again", model_id)
             queue.enqueue_inspection(model_id)
             out.resent += 1
 
-    for job_id in store.expired_jobs(settings.retention_days):
-        if store.delete_job_any_tenant(job_id):
+    for job_id in store.deletion.expired_jobs(settings.retention_days):
+        if store.deletion.delete_job_any_tenant(job_id):
             blobs.remove_job_dir(job_id)
             out.expired_jobs += 1
-    for sha256 in store.expire_unused_uploads(settings.retention_days):
+    for sha256 in store.deletion.expire_unused_uploads(settings.retention_days):
         # Checked and unlinked under the blob's lock: an upload of the same bytes keeps it.
-        store.release_blob(sha256, blobs.delete)
+        store.blob_refs.release_blob(sha256, blobs.delete)
         out.expired_uploads += 1
     out.swept = sweep_attempt_folders(store, blobs)
     if sweep_files:
@@ -127,7 +127,7 @@ def _end_expired_leases(
     def published(job_id: str) -> bool:
         return is_complete(blobs.job_dir(job_id))
 
-    reaped = store.reap_expired(settings.max_attempts, published=published)
+    reaped = store.reaping.reap_expired(settings.max_attempts, published=published)
     for job_id in reaped.requeued:
         queue.enqueue_job(job_id)
     for job_id in reaped.succeeded:
@@ -156,7 +156,7 @@ def sweep_attempt_folders(store: JobStore, blobs: BlobStore) -> int:
             found.append((match.group(1), int(match.group(2)), entry.name))
     if not found:
         return 0
-    jobs = store.attempts_of(job_id for job_id, _, _ in found)
+    jobs = store.reaping.attempts_of(job_id for job_id, _, _ in found)
     removed = 0
     for job_id, attempt, name in found:
         status, attempts = jobs.get(job_id, ("", 0))

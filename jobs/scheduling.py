@@ -23,17 +23,24 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from jobs.database import Database
 from jobs.lifecycle import JobLifecycle
 from jobs.records import JobRecord, ModelRecord
 from jobs.states import JobStatus, ModelStatus
 from jobs.tables import JobRow, ModelRow, utcnow
 
 
-class Scheduling(JobLifecycle):
+class Scheduling:
+    """Fair claims: the job a worker starts, the model it inspects, whatever it was sent."""
+
+    def __init__(self, database: Database, lifecycle: JobLifecycle) -> None:
+        self._db = database
+        self._lifecycle = lifecycle
+
     def start_fair_job(
         self, hint_id: str, owner: str = "worker", lease_seconds: int = 60
     ) -> JobRecord | None:
-        """Start (see `start_job`) the fairest queued job; None when nothing is queued.
+        """Start (see `JobLifecycle.start`) the fairest queued job; None when nothing is queued.
 
         `owner` must name this attempt's worker alone (host and process): a job it already
         holds is returned as it is (the retry of a claim whose reply was lost).
@@ -45,7 +52,7 @@ class Scheduling(JobLifecycle):
             job_id = self._fairest_queued_job(hint_id)
             if job_id is None:
                 return None
-            started = self.start_job(job_id, owner=owner, lease_seconds=lease_seconds)
+            started = self._lifecycle.start(job_id, owner=owner, lease_seconds=lease_seconds)
             if started is not None:
                 return started
             # Another worker started that one first: choose again.
@@ -59,7 +66,7 @@ class Scheduling(JobLifecycle):
         while True:
             now = utcnow()
             unclaimed = _unclaimed(now - timedelta(seconds=time_limit_s))
-            with self._session() as session:
+            with self._db.session() as session:
                 model_id = _fairest_pending_model(session, hint_id, unclaimed, now, time_limit_s)
                 if model_id is None:
                     return None
@@ -68,7 +75,7 @@ class Scheduling(JobLifecycle):
                     .where(ModelRow.id == model_id, unclaimed)
                     .values(inspection_started_at=now)
                 )
-                if self._change(session, statement):
+                if self._db.change(session, statement):
                     row = session.get(ModelRow, model_id)
                     return None if row is None else row.to_record()
 
@@ -76,7 +83,7 @@ class Scheduling(JobLifecycle):
         query = select(JobRow).where(
             JobRow.status == JobStatus.RUNNING.value, JobRow.lease_owner == owner[:255]
         )
-        with self._session() as session:
+        with self._db.session() as session:
             row = session.scalars(query.limit(1)).one_or_none()
             return None if row is None else row.to_record()
 
@@ -97,7 +104,7 @@ class Scheduling(JobLifecycle):
             .order_by(*_fair_order(tenants.c.busy, tenants.c.served, JobRow.id == hint_id, JobRow))
             .limit(1)
         )
-        with self._session() as session:
+        with self._db.session() as session:
             return session.scalar(query)
 
 

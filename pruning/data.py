@@ -99,3 +99,8 @@ class DataInput:
     source: BatchSource
     samples: int
     has_labels: bool
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray | None = None) -> DataInput:
+        """Arrays in memory: `x` (N, ...) and optional labels or targets `y` (N, ...)."""
+        return cls(ArrayData(x, y), len(x), y is not None)

@@ -60,21 +60,21 @@ DatasetId = Annotated[str, Path(description="a dataset ID from POST /v1/datasets
 
 
 def owned_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobRecord:
-    job = store.get_job(tenant, job_id)
+    job = store.jobs.get(tenant, job_id)
     if job is None:
         raise NotFound(f"job {job_id!r} not found")
     return job
 
 
 def owned_model(model_id: ModelId, tenant: TenantDep, store: StoreDep) -> ModelRecord:
-    model = store.get_model(tenant, model_id)
+    model = store.models.get(tenant, model_id)
     if model is None:
         raise NotFound(f"model {model_id!r} not found")
     return model
 
 
 def owned_dataset(dataset_id: DatasetId, tenant: TenantDep, store: StoreDep) -> DatasetRecord:
-    dataset = store.get_dataset(tenant, dataset_id)
+    dataset = store.datasets.get(tenant, dataset_id)
     if dataset is None:
         raise NotFound(f"dataset {dataset_id!r} not found")
     return dataset

@@ -60,7 +60,7 @@ class UploadSlots:
 
 def check_pending_inspections(store: JobStore, settings: Settings, tenant: str) -> None:
     """429 when the tenant already has as many models waiting for inspection as allowed."""
-    if store.pending_inspections(tenant) >= settings.tenant_pending_inspections:
+    if store.usage.pending_inspections(tenant) >= settings.tenant_pending_inspections:
         raise TooManyRequests(
             f"this tenant already has {settings.tenant_pending_inspections} models waiting "
             "for their inspection; upload more once they are ready (the operator sets "
@@ -71,7 +71,7 @@ def check_pending_inspections(store: JobStore, settings: Settings, tenant: str) 
 
 def check_jobs_in_flight(store: JobStore, settings: Settings, tenant: str) -> None:
     """429 when the tenant already has as many queued or running jobs as allowed."""
-    if store.jobs_in_flight(tenant) >= settings.tenant_jobs_in_flight:
+    if store.usage.jobs_in_flight(tenant) >= settings.tenant_jobs_in_flight:
         raise TooManyRequests(
             f"this tenant already has {settings.tenant_jobs_in_flight} jobs queued or "
             "running; submit more when some have ended, or cancel some (the operator sets "
@@ -96,7 +96,7 @@ def check_quota(
     quota = settings.tenant_storage_bytes
     if not quota:
         return
-    used = tenant_stored_bytes(store, blobs, tenant)
+    used = tenant_stored_bytes(store.usage, blobs, tenant)
     if used + incoming > quota:
         raise InsufficientStorage(
             f"this tenant stores {used} bytes of its quota of {quota}"

@@ -10,10 +10,11 @@ from __future__ import annotations
 from jobs.blobs import BlobStore
 from jobs.datasets import DatasetFileError, DatasetFormat, DatasetInfo, check_fits_model
 from jobs.job_config import JobConfig, Metric, resolve_metric
+from jobs.job_table import UploadGone
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.settings import Settings
 from jobs.states import ModelStatus
-from jobs.store import JobStore, UploadGone
+from jobs.store import JobStore
 from service.errors import NotFound, Unprocessable
 from service.job_schemas import JobCreate
 from service.limits import check_jobs_in_flight, check_storage
@@ -30,7 +31,7 @@ def add_checked_job(
     # What the job will publish is unknown yet: refuse only a tenant already at its quota.
     check_storage(store, blobs, settings, tenant, 0)
     try:
-        return store.add_job(
+        return store.jobs.add(
             tenant,
             model.id,
             dataset.id,
@@ -45,15 +46,15 @@ def add_checked_job(
 def _lookup(
     store: JobStore, tenant: str, body: JobCreate
 ) -> tuple[ModelRecord, DatasetRecord, DatasetRecord | None]:
-    model = store.get_model(tenant, body.model_id)
+    model = store.models.get(tenant, body.model_id)
     if model is None:
         raise NotFound(f"model {body.model_id!r} not found")
-    dataset = store.get_dataset(tenant, body.dataset_id)
+    dataset = store.datasets.get(tenant, body.dataset_id)
     if dataset is None:
         raise NotFound(f"dataset {body.dataset_id!r} not found")
     eval_dataset = None
     if body.eval_dataset_id is not None:
-        eval_dataset = store.get_dataset(tenant, body.eval_dataset_id)
+        eval_dataset = store.datasets.get(tenant, body.eval_dataset_id)
         if eval_dataset is None:
             raise NotFound(f"evaluation dataset {body.eval_dataset_id!r} not found")
     return model, dataset, eval_dataset

@@ -16,12 +16,12 @@ from service.uploads import Upload
 
 def release_upload(store: JobStore, blobs: BlobStore, upload: Upload) -> None:
     """Drop a refused or failed upload's hold; its blob goes unless something refers to it."""
-    store.release_hold(upload.hold_id, blobs.delete)
+    store.blob_refs.release_hold(upload.hold_id, blobs.delete)
 
 
 def forget_blob(store: JobStore, blobs: BlobStore, sha256: str) -> None:
     """After deleting a record: remove its blob unless another record or upload needs it."""
-    store.release_blob(sha256, blobs.delete)
+    store.blob_refs.release_blob(sha256, blobs.delete)
 
 
 def delete_upload(
@@ -35,7 +35,7 @@ def delete_upload(
     """
 
     def delete() -> bool | None:
-        deleted = store.delete_upload_unless_used(tenant, upload_id)
+        deleted = store.deletion.delete_upload_unless_used(tenant, upload_id)
         if deleted:
             forget_blob(store, blobs, sha256)
         return deleted

@@ -6,8 +6,8 @@ is written (and hashed) by a `BlobWriter`, so one copy ever exists and the size 
 the transfer early. Storage is checked before the first byte (by Content-Length), every 16 MiB
 while it arrives (free disk), and once it is complete (the tenant's quota).
 
-A received upload holds its blob (`JobStore.hold_upload`) from before the file is moved into
-place until its record replaces the hold or `release_upload` drops it
+A received upload holds its blob (`JobStore.blob_refs.hold_upload`) from before the file is
+moved into place until its record replaces the hold or `release_upload` drops it
 (`service.upload_cleanup`): another tenant's refusal or deletion of the same bytes can then
 never remove the file under it.
 """
@@ -96,12 +96,12 @@ async def receive_upload(
             check_quota, target.store, blobs, settings, target.tenant, writer.size
         )
         hold_id = await run_in_threadpool(
-            target.store.hold_upload, target.tenant, writer.sha256, writer.size
+            target.store.blob_refs.hold_upload, target.tenant, writer.sha256, writer.size
         )
         try:
             sha256, size = await run_in_threadpool(_commit, writer)
         except BaseException:
-            await run_in_threadpool(target.store.release_hold, hold_id, blobs.delete)
+            await run_in_threadpool(target.store.blob_refs.release_hold, hold_id, blobs.delete)
             raise
     return Upload(sha256, size, form.filename, form.fields, hold_id)
 

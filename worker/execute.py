@@ -34,7 +34,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from jobs.blobs import BlobStore
 from jobs.disk_space import is_disk_full
-from jobs.lifecycle import is_complete
+from jobs.manifest import is_complete
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
 from jobs.states import JobStatus
@@ -76,7 +76,9 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
     # The fairest queued job, which is `job_id` unless another tenant waits with fewer
     # jobs running (`jobs.scheduling`); every queued job has a message of its own.
     job = retry(
-        lambda: store.start_fair_job(job_id, owner=owner, lease_seconds=settings.lease_seconds),
+        lambda: store.scheduling.start_fair_job(
+            job_id, owner=owner, lease_seconds=settings.lease_seconds
+        ),
         "start the job",
         patience,
     )
@@ -85,7 +87,7 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
         return
     if job.id != job_id:
         log.info("message for job %s: starting job %s, whose tenant waits longer", job_id, job.id)
-    heartbeat = Heartbeat(store, job.id, job.attempts, settings.lease_seconds)
+    heartbeat = Heartbeat(store.lifecycle, job.id, job.attempts, settings.lease_seconds)
     heartbeat.start()
     try:
         outcome = _run_attempt(job, store, blobs, settings, heartbeat)
@@ -117,7 +119,7 @@ def _run_attempt(
     workdir = final.with_name(f".{job_id}.attempt-{attempt}.work")
     patience = store_patience(settings)
     left = retry(
-        lambda: quota_left(store, blobs, job.tenant, settings.tenant_storage_bytes),
+        lambda: quota_left(store.usage, blobs, job.tenant, settings.tenant_storage_bytes),
         "read the tenant's storage",
         patience,
     )
@@ -133,8 +135,12 @@ def _run_attempt(
             Limits.for_job(
                 settings.job_memory_bytes, settings.job_time_limit, settings.job_output_bytes
             ),
-            on_progress=throttled_progress(store, job_id, attempt),
-            watches=(heartbeat.check, throttled_cancel(store, job_id, attempt), guard.throttled()),
+            on_progress=throttled_progress(store.lifecycle, job_id, attempt),
+            watches=(
+                heartbeat.check,
+                throttled_cancel(store.lifecycle, job_id, attempt),
+                guard.throttled(),
+            ),
         )
         shutil.rmtree(workdir, ignore_errors=True)  # gone before success is visible
         return publish(store, job_id, attempt, settings, staging, final, guard)
@@ -183,13 +189,13 @@ def _job_request(
     Raises:
         InputsDeleted: the job's model or dataset is gone.
     """
-    model = retry(lambda: store.get_model_any_tenant(job.model_id), "read", patience)
-    data = retry(lambda: store.get_dataset_any_tenant(job.dataset_id), "read", patience)
+    model = retry(lambda: store.models.get_any_tenant(job.model_id), "read", patience)
+    data = retry(lambda: store.datasets.get_any_tenant(job.dataset_id), "read", patience)
     if model is None or data is None:
         raise InputsDeleted("the job's model or dataset was deleted before it ran")
     eval_id = job.eval_dataset_id
     eval_data = (
-        retry(lambda: store.get_dataset_any_tenant(eval_id), "read", patience) if eval_id else None
+        retry(lambda: store.datasets.get_any_tenant(eval_id), "read", patience) if eval_id else None
     )
     names = {str(blobs.path(model.sha256)): model.filename}
 

@@ -33,7 +33,9 @@ def execute_inspection(
     patience = store_patience(settings)
     claims = settings.inspection_claim_seconds()
     record = retry(
-        lambda: store.claim_fair_inspection(model_id, claims), "claim an inspection", patience
+        lambda: store.scheduling.claim_fair_inspection(model_id, claims),
+        "claim an inspection",
+        patience,
     )
     if record is None:
         return  # nothing pending: inspected by another delivery, or deleted
@@ -66,7 +68,7 @@ def execute_inspection(
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     retry(
-        lambda: store.set_model_inspected(model_id, status, info, error),
+        lambda: store.models.set_inspected(model_id, status, info, error),
         "record the inspection",
         patience,
     )

@@ -22,8 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from jobs.lifecycle import STORE_OUTAGE
-from jobs.store import JobStore
+from jobs.database import STORE_OUTAGE
+from jobs.lifecycle import JobLifecycle
 
 log = logging.getLogger("deadweight.worker")
 
@@ -47,9 +47,9 @@ class JobCancelled(Exception):
 class Heartbeat(threading.Thread):
     """Renews a job's lease every third of its length, independent of the engine's work."""
 
-    def __init__(self, store: JobStore, job_id: str, attempt: int, lease_seconds: int):
+    def __init__(self, lifecycle: JobLifecycle, job_id: str, attempt: int, lease_seconds: int):
         super().__init__(name=f"lease-{job_id}", daemon=True)
-        self._store, self._job_id, self._attempt = store, job_id, attempt
+        self._lifecycle, self._job_id, self._attempt = lifecycle, job_id, attempt
         self._lease_seconds = lease_seconds
         self._halt = threading.Event()
         self.lost = False
@@ -59,7 +59,7 @@ class Heartbeat(threading.Thread):
         wait = every
         while not self._halt.wait(wait):
             try:
-                held = self._store.renew_lease(self._job_id, self._attempt, self._lease_seconds)
+                held = self._lifecycle.renew_lease(self._job_id, self._attempt, self._lease_seconds)
             except STORE_OUTAGE as exc:
                 if wait == every:
                     log.warning("job %s: cannot renew its lease (%s); retrying", self._job_id, exc)
@@ -85,7 +85,9 @@ class Heartbeat(threading.Thread):
         self.join(timeout=10)
 
 
-def throttled_progress(store: JobStore, job_id: str, attempt: int) -> Callable[[str, float], None]:
+def throttled_progress(
+    lifecycle: JobLifecycle, job_id: str, attempt: int
+) -> Callable[[str, float], None]:
     """Progress goes to the store on a stage change or at most twice a second; while the
     store is unreachable it is skipped (the next report carries it)."""
     last_stage: str | None = None
@@ -96,7 +98,7 @@ def throttled_progress(store: JobStore, job_id: str, attempt: int) -> Callable[[
         now = time.monotonic()
         if stage != last_stage or now - last_at >= PROGRESS_EVERY_S or fraction >= 1.0:
             try:
-                store.set_progress(job_id, stage, round(fraction, 4), attempt=attempt)
+                lifecycle.set_progress(job_id, stage, round(fraction, 4), attempt=attempt)
             except STORE_OUTAGE:
                 return
             last_stage, last_at = stage, now
@@ -104,7 +106,7 @@ def throttled_progress(store: JobStore, job_id: str, attempt: int) -> Callable[[
     return report
 
 
-def throttled_cancel(store: JobStore, job_id: str, attempt: int) -> Callable[[], None]:
+def throttled_cancel(lifecycle: JobLifecycle, job_id: str, attempt: int) -> Callable[[], None]:
     """A check to call often (four times a second); the store is asked at most once a
     second. While it is unreachable the last answer stands: an outage is never a reason to
     stop.
@@ -120,7 +122,7 @@ def throttled_cancel(store: JobStore, job_id: str, attempt: int) -> Callable[[],
         if now - asked_at >= CANCEL_POLL_EVERY_S:
             asked_at = now
             with contextlib.suppress(*STORE_OUTAGE):
-                stop = store.is_cancel_requested(job_id, attempt)
+                stop = lifecycle.is_cancel_requested(job_id, attempt)
         if stop:
             raise JobCancelled(job_id)
 

@@ -1,11 +1,11 @@
 """Publishing a job's result set and recording its end state.
 
 A job's files are written into a hidden folder of its own (`jobs/.<id>.attempt-<n>/`); a
-manifest is written last (`jobs.lifecycle.write_manifest`), and the folder is renamed to
+manifest is written last (`jobs.manifest.write_manifest`), and the folder is renamed to
 `jobs/<id>/` when the run has succeeded, so a client never sees half a result set. The end
 state is recorded after the rename, conditional on the attempt, so a worker whose lease was
 taken over changes nothing; a published folder is recognised as the job's outcome after a
-crash between the two (`jobs.lifecycle.is_complete`).
+crash between the two (`jobs.manifest.is_complete`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import signal
 from pathlib import Path
 
 from jobs.blobs import BlobStore
-from jobs.lifecycle import is_complete, write_manifest
+from jobs.manifest import is_complete, write_manifest
 from jobs.settings import Settings
 from jobs.states import TERMINAL_STATUSES, JobStatus
 from jobs.store import JobStore
@@ -54,7 +54,9 @@ def publish(
     """
     patience = store_patience(settings)
     if not retry(
-        lambda: store.renew_lease(job_id, attempt, settings.lease_seconds), "renew", patience
+        lambda: store.lifecycle.renew_lease(job_id, attempt, settings.lease_seconds),
+        "renew",
+        patience,
     ):
         raise LeaseLost(job_id)
     size = write_manifest(staging)
@@ -82,13 +84,13 @@ def record_outcome(
     its files only where they can still be the job's outcome."""
     status, error = outcome
     done = retry(
-        lambda: store.finish_job(job_id, status, error, attempt=attempt), "finish", patience
+        lambda: store.lifecycle.finish(job_id, status, error, attempt=attempt), "finish", patience
     )
     if done or status is not JobStatus.SUCCEEDED:
         return
     # Not recorded: cancelled, deleted, or taken over meanwhile. A later attempt (or the
     # reaper) records success from the published folder, or has already done so.
-    record = retry(lambda: store.get_job_any_tenant(job_id), "read the job", patience)
+    record = retry(lambda: store.jobs.get_any_tenant(job_id), "read the job", patience)
     if record is None or (
         record.status in TERMINAL_STATUSES and record.status is not JobStatus.SUCCEEDED
     ):

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from jobs.lifecycle import STORE_OUTAGE
+from jobs.database import STORE_OUTAGE
 from jobs.settings import Settings
 
 log = logging.getLogger("deadweight.worker")

@@ -32,7 +32,7 @@ async def register_dataset(upload: Upload, target: UploadTarget) -> DatasetPubli
             tenant=target.tenant,
         )
         record = await run_in_threadpool(
-            lambda: store.add_dataset(
+            lambda: store.datasets.add(
                 target.tenant,
                 upload.sha256,
                 upload.size,

@@ -55,10 +55,10 @@ def submit_job(
     except Exception as exc:
         # A queued row no message will ever start would sit `queued` forever; one that a
         # worker already started (on another tenant's message) is under way: keep it.
-        if store.withdraw_job(tenant, job.id):
+        if store.jobs.withdraw(tenant, job.id):
             raise broker_unavailable(exc) from exc
         log.warning("job %s: its message failed (%s) but a worker had started it", job.id, exc)
-        job = store.get_job(tenant, job.id) or job
+        job = store.jobs.get(tenant, job.id) or job
     return JobPublic.from_record(job)
 
 
@@ -72,7 +72,7 @@ def list_jobs(
     offset: int = Query(0, ge=0, le=2**31, description="jobs to skip, newest first"),
 ) -> JobsPublic:
     """The caller's jobs, newest first, one page at a time."""
-    page, total = store.list_jobs(tenant, limit, offset)
+    page, total = store.jobs.list(tenant, limit, offset)
     return JobsPublic(data=[JobPublic.from_record(j) for j in page], count=total)
 
 
@@ -85,7 +85,7 @@ def get_job(job: OwnedJob) -> JobPublic:
 @router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404))
 def cancel_job(job: OwnedJob, tenant: TenantDep, store: StoreDep) -> JobPublic:
     """Cancel a queued or running job; a finished job is returned unchanged."""
-    updated = store.request_cancel(tenant, job.id)
+    updated = store.lifecycle.request_cancel(tenant, job.id)
     if updated is None:  # deleted in between
         raise NotFound(f"job {job.id!r} not found")
     return JobPublic.from_record(updated)
@@ -102,7 +102,7 @@ def delete_job(job: OwnedJob, tenant: TenantDep, store: StoreDep, blobs: BlobsDe
         )
 
     def delete() -> None:
-        store.delete_job(tenant, job.id)
+        store.jobs.delete(tenant, job.id)
         blobs.remove_job_dir(job.id)
 
     freeing_space(blobs, delete)

@@ -49,7 +49,7 @@ async def register_model(upload: Upload, target: UploadTarget, queue: Queue) -> 
             tenant=target.tenant,
         )
         record = await run_in_threadpool(
-            store.add_model,
+            store.models.add,
             target.tenant,
             upload.sha256,
             upload.size,
@@ -73,7 +73,7 @@ async def register_model(upload: Upload, target: UploadTarget, queue: Queue) -> 
 
 
 def _withdraw_model(target: UploadTarget, model_id: str, sha256: str) -> bool:
-    if not target.store.withdraw_model(target.tenant, model_id):
+    if not target.store.models.withdraw(target.tenant, model_id):
         return False
     forget_blob(target.store, target.blobs, sha256)
     return True

@@ -98,10 +98,10 @@ def test_an_empty_config_is_the_first_releases_default_job() -> None:
 
 
 def test_a_stored_row_reads_back_as_its_job_config(store: JobStore) -> None:
-    job = store.add_job("acme", "m" * 32, "d" * 32, None, FULL.to_json())
-    record = store.get_job("acme", job.id)
+    job = store.jobs.add("acme", "m" * 32, "d" * 32, None, FULL.to_json())
+    record = store.jobs.get("acme", job.id)
     assert record is not None and record.job_config() == FULL
-    legacy = store.add_job("acme", "m" * 32, "d" * 32, None, {"criterion": "seed"})
+    legacy = store.jobs.add("acme", "m" * 32, "d" * 32, None, {"criterion": "seed"})
     assert legacy.config == {"criterion": "seed"}, "the row keeps what was stored"
     assert legacy.job_config() == JobConfig(Criterion.SEED, compensate=Compensation.NONE)
 

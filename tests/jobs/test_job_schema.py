@@ -34,9 +34,9 @@ def test_migrate_twice_is_idempotent(database_url: str) -> None:
     store = JobStore(database_url)
     try:
         store.migrate()
-        job = store.add_job("acme", "m" * 32, "d" * 32, None, {})
+        job = store.jobs.add("acme", "m" * 32, "d" * 32, None, {})
         store.migrate()
-        assert store.get_job("acme", job.id) == job, "a second migrate keeps the data"
+        assert store.jobs.get("acme", job.id) == job, "a second migrate keeps the data"
         assert _version(database_url) == "0003"
     finally:
         store.dispose()
@@ -114,9 +114,9 @@ def test_two_stores_share_one_sqlite_file(sqlite_url: str) -> None:
     api, worker = JobStore(sqlite_url), JobStore(sqlite_url)
     try:
         api.migrate()
-        job = api.add_job("acme", "m" * 32, "d" * 32, None, {})
-        assert worker.start_job(job.id) is not None
-        seen = api.get_job("acme", job.id)
+        job = api.jobs.add("acme", "m" * 32, "d" * 32, None, {})
+        assert worker.lifecycle.start(job.id) is not None
+        seen = api.jobs.get("acme", job.id)
         assert seen is not None and seen.status == "running"
     finally:
         api.dispose()

@@ -19,11 +19,11 @@ SHA_B = "b" * 64
 
 
 def _job(store: JobStore, tenant: str = "acme", model_id: str = "m" * 32) -> JobRecord:
-    return store.add_job(tenant, model_id, "d" * 32, None, {"criterion": "seed"})
+    return store.jobs.add(tenant, model_id, "d" * 32, None, {"criterion": "seed"})
 
 
 def _running(store: JobStore, tenant: str = "acme") -> JobRecord:
-    started = store.start_job(_job(store, tenant).id)
+    started = store.lifecycle.start(_job(store, tenant).id)
     assert started is not None
     return started
 
@@ -32,84 +32,84 @@ def _running(store: JobStore, tenant: str = "acme") -> JobRecord:
 
 
 def test_model_round_trip(store: JobStore) -> None:
-    model = store.add_model("acme", SHA_A, 3 * 2**30, "net.pt2")
+    model = store.models.add("acme", SHA_A, 3 * 2**30, "net.pt2")
     assert re.fullmatch(r"[0-9a-f]{32}", model.id)
     assert model.status is ModelStatus.PENDING
     assert model.created_at.tzinfo is not None
     assert model.created_at.utcoffset() == UTC.utcoffset(None)
 
     info = {"parameters": 10, "layers": [{"name": "fc1", "width": 4}]}
-    store.set_model_inspected(model.id, ModelStatus.READY, info, None)
-    again = store.get_model("acme", model.id)
+    store.models.set_inspected(model.id, ModelStatus.READY, info, None)
+    again = store.models.get("acme", model.id)
     assert again is not None
     assert again.status is ModelStatus.READY
     assert again.info == info
     # Above 2**31: the size column must be 64-bit on every backend.
     assert again.bytes == 3 * 2**30
     assert again.created_at == model.created_at
-    assert store.get_model_any_tenant(model.id) == again
+    assert store.models.get_any_tenant(model.id) == again
 
 
 def test_dataset_round_trip(store: JobStore) -> None:
-    dataset = store.add_dataset("acme", SHA_B, 1234, "d.csv", "csv", 50, [3, 8, 8], True, "label")
-    again = store.get_dataset("acme", dataset.id)
+    dataset = store.datasets.add("acme", SHA_B, 1234, "d.csv", "csv", 50, [3, 8, 8], True, "label")
+    again = store.datasets.get("acme", dataset.id)
     assert again == dataset
     assert again is not None
     assert again.x_shape == [3, 8, 8]
     assert again.label_column == "label"
-    assert store.get_dataset_any_tenant(dataset.id) == dataset
+    assert store.datasets.get_any_tenant(dataset.id) == dataset
 
 
 def test_tenants_cannot_see_each_others_rows(store: JobStore) -> None:
-    model = store.add_model("acme", SHA_A, 1, "m.pt2")
-    dataset = store.add_dataset("acme", SHA_B, 1, "d.npz", "npz", 1, [2], False, None)
+    model = store.models.add("acme", SHA_A, 1, "m.pt2")
+    dataset = store.datasets.add("acme", SHA_B, 1, "d.npz", "npz", 1, [2], False, None)
     job = _job(store)
 
-    assert store.get_model("evil", model.id) is None
-    assert store.get_dataset("evil", dataset.id) is None
-    assert store.get_job("evil", job.id) is None
-    assert store.request_cancel("evil", job.id) is None
-    assert store.delete_model("evil", model.id) is False
-    assert store.delete_dataset("evil", dataset.id) is False
-    assert store.delete_job("evil", job.id) is False
-    assert store.list_jobs("evil", 10, 0) == ([], 0)
+    assert store.models.get("evil", model.id) is None
+    assert store.datasets.get("evil", dataset.id) is None
+    assert store.jobs.get("evil", job.id) is None
+    assert store.lifecycle.request_cancel("evil", job.id) is None
+    assert store.models.delete("evil", model.id) is False
+    assert store.datasets.delete("evil", dataset.id) is False
+    assert store.jobs.delete("evil", job.id) is False
+    assert store.jobs.list("evil", 10, 0) == ([], 0)
 
     # Nothing above touched the owner's rows.
-    assert store.get_model("acme", model.id) is not None
-    assert store.get_dataset("acme", dataset.id) is not None
-    current = store.get_job("acme", job.id)
+    assert store.models.get("acme", model.id) is not None
+    assert store.datasets.get("acme", dataset.id) is not None
+    current = store.jobs.get("acme", job.id)
     assert current is not None
     assert current.status is JobStatus.QUEUED
 
 
 def test_delete_uploads_and_blob_in_use(store: JobStore) -> None:
-    first = store.add_model("acme", SHA_A, 1, "m.pt2")
-    second = store.add_model("other", SHA_A, 1, "m.pt2")
-    assert store.blob_in_use(SHA_A)
-    assert store.delete_model("acme", first.id)
-    assert store.delete_model("acme", first.id) is False
-    assert store.blob_in_use(SHA_A), "another tenant's row still needs the blob"
-    assert store.delete_model("other", second.id)
-    assert not store.blob_in_use(SHA_A)
+    first = store.models.add("acme", SHA_A, 1, "m.pt2")
+    second = store.models.add("other", SHA_A, 1, "m.pt2")
+    assert store.blob_refs.blob_in_use(SHA_A)
+    assert store.models.delete("acme", first.id)
+    assert store.models.delete("acme", first.id) is False
+    assert store.blob_refs.blob_in_use(SHA_A), "another tenant's row still needs the blob"
+    assert store.models.delete("other", second.id)
+    assert not store.blob_refs.blob_in_use(SHA_A)
 
-    dataset = store.add_dataset("acme", SHA_B, 1, "d.npz", "npz", 1, [2], False, None)
-    assert store.blob_in_use(SHA_B)
-    assert store.delete_dataset("acme", dataset.id)
-    assert not store.blob_in_use(SHA_B)
+    dataset = store.datasets.add("acme", SHA_B, 1, "d.npz", "npz", 1, [2], False, None)
+    assert store.blob_refs.blob_in_use(SHA_B)
+    assert store.datasets.delete("acme", dataset.id)
+    assert not store.blob_refs.blob_in_use(SHA_B)
 
 
 def test_uploads_in_use_by_jobs(store: JobStore) -> None:
     model_id, data_id, eval_id = "1" * 32, "2" * 32, "3" * 32
-    job = store.add_job("acme", model_id, data_id, eval_id, {})
+    job = store.jobs.add("acme", model_id, data_id, eval_id, {})
     for upload in (model_id, data_id, eval_id):
-        assert store.uploads_in_use_by_jobs("acme", upload)
-    assert not store.uploads_in_use_by_jobs("acme", "4" * 32)
-    assert not store.uploads_in_use_by_jobs("other", model_id)
+        assert store.deletion.uploads_in_use_by_jobs("acme", upload)
+    assert not store.deletion.uploads_in_use_by_jobs("acme", "4" * 32)
+    assert not store.deletion.uploads_in_use_by_jobs("other", model_id)
 
-    assert store.start_job(job.id) is not None
-    assert store.uploads_in_use_by_jobs("acme", eval_id), "a running job still reads it"
-    assert store.finish_job(job.id, JobStatus.SUCCEEDED)
-    assert not store.uploads_in_use_by_jobs("acme", eval_id), "a finished job does not"
+    assert store.lifecycle.start(job.id) is not None
+    assert store.deletion.uploads_in_use_by_jobs("acme", eval_id), "a running job still reads it"
+    assert store.lifecycle.finish(job.id, JobStatus.SUCCEEDED)
+    assert not store.deletion.uploads_in_use_by_jobs("acme", eval_id), "a finished job does not"
 
 
 # -- job transitions ---------------------------------------------------------------
@@ -122,20 +122,20 @@ def test_new_job_is_queued(store: JobStore) -> None:
     assert (job.stage, job.fraction, job.attempts) == ("queued", 0.0, 0)
     assert job.started_at is None and job.finished_at is None
     assert job.config == {"criterion": "seed"}
-    assert store.get_job("acme", job.id) == job
+    assert store.jobs.get("acme", job.id) == job
 
 
 def test_start_job_runs_a_job_once(store: JobStore) -> None:
     job = _job(store)
-    started = store.start_job(job.id)
+    started = store.lifecycle.start(job.id)
     assert started is not None
     assert started.status is JobStatus.RUNNING
     assert started.attempts == 1
     assert started.stage == Stage.LOADING
     assert started.started_at is not None and started.started_at.tzinfo is not None
     # A duplicate delivery of the same message finds the job taken.
-    assert store.start_job(job.id) is None
-    assert store.start_job("f" * 32) is None
+    assert store.lifecycle.start(job.id) is None
+    assert store.lifecycle.start("f" * 32) is None
 
 
 def test_concurrent_starts_have_one_winner(database_url: str) -> None:
@@ -144,9 +144,9 @@ def test_concurrent_starts_have_one_winner(database_url: str) -> None:
         stores[0].migrate()
         job = _job(stores[0])
         with ThreadPoolExecutor(len(stores)) as pool:
-            results = list(pool.map(lambda s: s.start_job(job.id), stores))
+            results = list(pool.map(lambda s: s.lifecycle.start(job.id), stores))
         assert sum(r is not None for r in results) == 1
-        final = stores[0].get_job("acme", job.id)
+        final = stores[0].jobs.get("acme", job.id)
         assert final is not None and final.attempts == 1
     finally:
         for s in stores:
@@ -155,13 +155,13 @@ def test_concurrent_starts_have_one_winner(database_url: str) -> None:
 
 def test_finish_job_only_from_running(store: JobStore) -> None:
     queued = _job(store)
-    assert store.finish_job(queued.id, JobStatus.FAILED, "boom") is False
+    assert store.lifecycle.finish(queued.id, JobStatus.FAILED, "boom") is False
 
     job = _running(store)
-    assert store.finish_job(job.id, JobStatus.FAILED, "the model has no prunable layer")
+    assert store.lifecycle.finish(job.id, JobStatus.FAILED, "the model has no prunable layer")
     # A late worker or a duplicate delivery cannot overwrite the outcome.
-    assert store.finish_job(job.id, JobStatus.SUCCEEDED) is False
-    final = store.get_job("acme", job.id)
+    assert store.lifecycle.finish(job.id, JobStatus.SUCCEEDED) is False
+    final = store.jobs.get("acme", job.id)
     assert final is not None
     assert final.status is JobStatus.FAILED
     assert final.error == "the model has no prunable layer"
@@ -171,8 +171,8 @@ def test_finish_job_only_from_running(store: JobStore) -> None:
 
 def test_finish_success_reports_done(store: JobStore) -> None:
     job = _running(store)
-    assert store.finish_job(job.id, JobStatus.SUCCEEDED)
-    final = store.get_job("acme", job.id)
+    assert store.lifecycle.finish(job.id, JobStatus.SUCCEEDED)
+    final = store.jobs.get("acme", job.id)
     assert final is not None
     assert (final.status, final.stage, final.fraction) == (JobStatus.SUCCEEDED, "done", 1.0)
     assert final.error is None
@@ -181,70 +181,70 @@ def test_finish_success_reports_done(store: JobStore) -> None:
 def test_finish_job_needs_a_terminal_status(store: JobStore) -> None:
     job = _running(store)
     with pytest.raises(ValueError, match="terminal"):
-        store.finish_job(job.id, JobStatus.QUEUED)
+        store.lifecycle.finish(job.id, JobStatus.QUEUED)
 
 
 def test_progress_only_while_running(store: JobStore) -> None:
     job = _job(store)
-    store.set_progress(job.id, "statistics", 0.5)
-    queued = store.get_job("acme", job.id)
+    store.lifecycle.set_progress(job.id, "statistics", 0.5)
+    queued = store.jobs.get("acme", job.id)
     assert queued is not None and (queued.stage, queued.fraction) == ("queued", 0.0)
 
-    assert store.start_job(job.id) is not None
-    store.set_progress(job.id, "statistics", 0.4)
-    running = store.get_job("acme", job.id)
+    assert store.lifecycle.start(job.id) is not None
+    store.lifecycle.set_progress(job.id, "statistics", 0.4)
+    running = store.jobs.get("acme", job.id)
     assert running is not None and (running.stage, running.fraction) == ("statistics", 0.4)
-    store.set_progress(job.id, "candidates", 7.0)
-    clamped = store.get_job("acme", job.id)
+    store.lifecycle.set_progress(job.id, "candidates", 7.0)
+    clamped = store.jobs.get("acme", job.id)
     assert clamped is not None and clamped.fraction == 1.0
     with pytest.raises(ValueError, match="finite"):
-        store.set_progress(job.id, "candidates", float("nan"))
+        store.lifecycle.set_progress(job.id, "candidates", float("nan"))
 
-    assert store.finish_job(job.id, JobStatus.CANCELLED)
-    store.set_progress(job.id, "candidates", 0.1)
-    ended = store.get_job("acme", job.id)
+    assert store.lifecycle.finish(job.id, JobStatus.CANCELLED)
+    store.lifecycle.set_progress(job.id, "candidates", 0.1)
+    ended = store.jobs.get("acme", job.id)
     assert ended is not None and ended.fraction == 1.0
 
 
 def test_cancel_queued_job_ends_it_at_once(store: JobStore) -> None:
     job = _job(store)
-    cancelled = store.request_cancel("acme", job.id)
+    cancelled = store.lifecycle.request_cancel("acme", job.id)
     assert cancelled is not None
     assert cancelled.status is JobStatus.CANCELLED
     assert cancelled.finished_at is not None
     assert not cancelled.cancel_requested
     # The message still in the broker must not start it.
-    assert store.start_job(job.id) is None
-    assert store.is_cancel_requested(job.id)
+    assert store.lifecycle.start(job.id) is None
+    assert store.lifecycle.is_cancel_requested(job.id)
 
 
 def test_cancel_running_job_sets_the_flag(store: JobStore) -> None:
     job = _running(store)
-    assert not store.is_cancel_requested(job.id)
-    flagged = store.request_cancel("acme", job.id)
+    assert not store.lifecycle.is_cancel_requested(job.id)
+    flagged = store.lifecycle.request_cancel("acme", job.id)
     assert flagged is not None
     assert flagged.status is JobStatus.RUNNING
     assert flagged.cancel_requested
-    assert store.is_cancel_requested(job.id)
+    assert store.lifecycle.is_cancel_requested(job.id)
     # The worker notices and ends the job itself.
-    assert store.finish_job(job.id, JobStatus.CANCELLED)
-    final = store.get_job("acme", job.id)
+    assert store.lifecycle.finish(job.id, JobStatus.CANCELLED)
+    final = store.jobs.get("acme", job.id)
     assert final is not None and final.status is JobStatus.CANCELLED
 
 
 def test_cancel_finished_job_changes_nothing(store: JobStore) -> None:
     job = _running(store)
-    assert store.finish_job(job.id, JobStatus.SUCCEEDED)
-    before = store.get_job("acme", job.id)
-    assert store.request_cancel("acme", job.id) == before
+    assert store.lifecycle.finish(job.id, JobStatus.SUCCEEDED)
+    before = store.jobs.get("acme", job.id)
+    assert store.lifecycle.request_cancel("acme", job.id) == before
 
 
 def test_worker_stops_when_its_job_is_gone(store: JobStore) -> None:
     job = _running(store)
-    assert store.delete_job("acme", job.id), "any job can be deleted; the service decides"
-    assert store.is_cancel_requested(job.id)
-    assert store.finish_job(job.id, JobStatus.SUCCEEDED) is False
-    assert store.get_job_any_tenant(job.id) is None
+    assert store.jobs.delete("acme", job.id), "any job can be deleted; the service decides"
+    assert store.lifecycle.is_cancel_requested(job.id)
+    assert store.lifecycle.finish(job.id, JobStatus.SUCCEEDED) is False
+    assert store.jobs.get_any_tenant(job.id) is None
 
 
 # -- listing -----------------------------------------------------------------------
@@ -255,36 +255,36 @@ def test_list_jobs_newest_first_with_count(store: JobStore) -> None:
     _job(store, tenant="other")
     newest_first = list(reversed(created))
 
-    page, total = store.list_jobs("acme", 3, 0)
+    page, total = store.jobs.list("acme", 3, 0)
     assert total == 7
     assert [j.id for j in page] == newest_first[:3]
-    page, total = store.list_jobs("acme", 3, 3)
+    page, total = store.jobs.list("acme", 3, 3)
     assert [j.id for j in page] == newest_first[3:6]
-    page, total = store.list_jobs("acme", 3, 6)
+    page, total = store.jobs.list("acme", 3, 6)
     assert [j.id for j in page] == newest_first[6:]
-    page, total = store.list_jobs("acme", 3, 9)
+    page, total = store.jobs.list("acme", 3, 9)
     assert (page, total) == ([], 7)
     with pytest.raises(ValueError):
-        store.list_jobs("acme", -1, 0)
+        store.jobs.list("acme", -1, 0)
 
 
 # -- processes ---------------------------------------------------------------------
 
 
 def _start_in_child(store: JobStore, job_id: str) -> None:
-    os._exit(0 if store.start_job(job_id) is not None else 1)
+    os._exit(0 if store.lifecycle.start(job_id) is not None else 1)
 
 
 def test_store_keeps_working_across_a_fork(store: JobStore) -> None:
     # A Celery worker forks a child per job after its parent has used the store: the
     # child must open connections of its own instead of sharing the parent's socket.
     job = _job(store)
-    assert store.get_job("acme", job.id) is not None  # the pool now holds a connection
+    assert store.jobs.get("acme", job.id) is not None  # the pool now holds a connection
     child = multiprocessing.get_context("fork").Process(
         target=_start_in_child, args=(store, job.id)
     )
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 0
-    after = store.get_job("acme", job.id)
+    after = store.jobs.get("acme", job.id)
     assert after is not None and after.status is JobStatus.RUNNING

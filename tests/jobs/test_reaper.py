@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from jobs.blobs import BlobStore
-from jobs.lifecycle import is_complete, write_manifest
+from jobs.manifest import is_complete, write_manifest
 from jobs.queue import Queue, make_celery
 from jobs.reaper import Reaper, reap_once
 from jobs.settings import Settings
@@ -35,28 +35,28 @@ def _messages(tmp_path: Path) -> str:
 
 def test_a_pass_requeues_resends_and_expires(tmp_path: Path) -> None:
     store, queue, blobs, settings = _world(tmp_path)
-    lost = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
-    store.start_job(lost, lease_seconds=-1)
+    lost = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
+    store.lifecycle.start(lost, lease_seconds=-1)
 
-    old_model = store.add_model("acme", "a" * 64, 3, "a.pt2").id
+    old_model = store.models.add("acme", "a" * 64, 3, "a.pt2").id
     blobs.path("a" * 64).parent.mkdir(parents=True, exist_ok=True)
     blobs.path("a" * 64).write_bytes(b"old")
-    old_job = store.add_job("acme", "x" * 32, "y" * 32, None, {}).id
-    store.start_job(old_job)
-    store.finish_job(old_job, JobStatus.SUCCEEDED)
+    old_job = store.jobs.add("acme", "x" * 32, "y" * 32, None, {}).id
+    store.lifecycle.start(old_job)
+    store.lifecycle.finish(old_job, JobStatus.SUCCEEDED)
     blobs.job_dir(old_job).mkdir(parents=True)
-    with store._session() as session:
+    with store.database.session() as session:
         past = utcnow() - timedelta(days=settings.retention_days + 1)
         session.execute(update(JobRow).where(JobRow.id == old_job).values(finished_at=past))
         session.execute(update(ModelRow).where(ModelRow.id == old_model).values(created_at=past))
 
     done = reap_once(store, queue, blobs, settings)
     assert (done.requeued, done.expired_jobs, done.expired_uploads) == (1, 1, 1)
-    job = store.get_job_any_tenant(lost)
+    job = store.jobs.get_any_tenant(lost)
     assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 1
     assert lost in _messages(tmp_path)  # sent again
-    assert store.get_job_any_tenant(old_job) is None and not blobs.job_dir(old_job).exists()
-    assert store.get_model("acme", old_model) is None and not blobs.exists("a" * 64)
+    assert store.jobs.get_any_tenant(old_job) is None and not blobs.job_dir(old_job).exists()
+    assert store.models.get("acme", old_model) is None and not blobs.exists("a" * 64)
     # The queue holds the requeued job's message: nothing is "lost", nothing resent.
     assert reap_once(store, queue, blobs, settings).resent == 0
     store.dispose()
@@ -64,8 +64,8 @@ def test_a_pass_requeues_resends_and_expires(tmp_path: Path) -> None:
 
 def test_a_lost_message_is_sent_again(tmp_path: Path) -> None:
     store, queue, blobs, settings = _world(tmp_path)
-    job_id = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id  # never sent
-    with store._session() as session:
+    job_id = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id  # never sent
+    with store.database.session() as session:
         past = utcnow() - timedelta(seconds=3 * settings.lease_seconds)
         session.execute(update(JobRow).where(JobRow.id == job_id).values(enqueued_at=past))
     assert reap_once(store, queue, blobs, settings).resent == 1
@@ -75,9 +75,9 @@ def test_a_lost_message_is_sent_again(tmp_path: Path) -> None:
 
 def test_a_lost_inspection_is_sent_again(tmp_path: Path) -> None:
     store, queue, blobs, settings = _world(tmp_path)
-    pending = store.add_model("acme", "a" * 64, 3, "a.pt2").id
-    fresh = store.add_model("acme", "b" * 64, 3, "b.pt2").id
-    with store._session() as session:
+    pending = store.models.add("acme", "a" * 64, 3, "a.pt2").id
+    fresh = store.models.add("acme", "b" * 64, 3, "b.pt2").id
+    with store.database.session() as session:
         past = utcnow() - timedelta(seconds=3 * settings.lease_seconds)
         session.execute(update(ModelRow).where(ModelRow.id == pending).values(created_at=past))
     assert reap_once(store, queue, blobs, settings).resent == 1
@@ -106,19 +106,19 @@ def _attempt_dirs(blobs: BlobStore, job_id: str, *names: str) -> list[Path]:
 
 def test_a_worker_lost_after_publishing_leaves_a_succeeded_job(tmp_path: Path) -> None:
     store, queue, blobs, settings = _world(tmp_path)
-    published = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
-    half = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
+    published = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
+    half = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
     for job_id in (published, half):
-        store.start_job(job_id, lease_seconds=-1)
+        store.lifecycle.start(job_id, lease_seconds=-1)
     final = _publish(blobs, published)
     (_publish(blobs, half) / "extra.png").write_bytes(b"not in the manifest")
 
     done = reap_once(store, queue, blobs, settings)
     assert (done.recovered, done.requeued) == (1, 1)
-    job = store.get_job_any_tenant(published)
+    job = store.jobs.get_any_tenant(published)
     assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempts == 1
     assert job.error is None and job.stage == "done" and is_complete(final)
-    again = store.get_job_any_tenant(half)
+    again = store.jobs.get_any_tenant(half)
     assert again is not None and again.status is JobStatus.QUEUED  # not an outcome: re-run
     store.dispose()
 
@@ -126,8 +126,8 @@ def test_a_worker_lost_after_publishing_leaves_a_succeeded_job(tmp_path: Path) -
 def test_a_job_failed_for_good_leaves_no_folders(tmp_path: Path) -> None:
     store, queue, blobs, _ = _world(tmp_path)
     settings = Settings(data_dir=tmp_path, lease_seconds=5, max_attempts=1)
-    job_id = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
-    store.start_job(job_id, lease_seconds=-1)
+    job_id = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
+    store.lifecycle.start(job_id, lease_seconds=-1)
     folders = _attempt_dirs(blobs, job_id, "attempt-1", "attempt-1.work")
     assert reap_once(store, queue, blobs, settings).failed == 1
     assert [f for f in folders if f.exists()] == []
@@ -147,13 +147,15 @@ def test_remove_job_dir_removes_the_attempt_folders_too(tmp_path: Path) -> None:
 
 def test_the_sweep_removes_attempt_folders_nobody_owns(tmp_path: Path) -> None:
     store, queue, blobs, settings = _world(tmp_path)
-    finished = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
-    running = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
-    requeued = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
+    finished = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
+    running = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
+    requeued = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
     for job_id in (finished, running, requeued):
-        store.start_job(job_id, lease_seconds=60)
-    store.finish_job(finished, JobStatus.FAILED, "x")
-    with store._session() as session:  # attempt 1 of `requeued` was lost; 2 is about to start
+        store.lifecycle.start(job_id, lease_seconds=60)
+    store.lifecycle.finish(finished, JobStatus.FAILED, "x")
+    with (
+        store.database.session() as session
+    ):  # attempt 1 of `requeued` was lost; 2 is about to start
         session.execute(update(JobRow).where(JobRow.id == requeued).values(status="queued"))
     stale = [
         *_attempt_dirs(blobs, finished, "attempt-1", "attempt-1.work"),
@@ -173,8 +175,8 @@ def test_leases_are_left_alone_until_the_database_was_reachable_for_a_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, queue, blobs, settings = _world(tmp_path)
-    job_id = store.add_job("acme", "m" * 32, "d" * 32, None, {}).id
-    store.start_job(job_id, lease_seconds=-1)  # ran out while nobody could renew it
+    job_id = store.jobs.add("acme", "m" * 32, "d" * 32, None, {}).id
+    store.lifecycle.start(job_id, lease_seconds=-1)  # ran out while nobody could renew it
     clock = [1000.0]
     reaper = Reaper(store, queue, blobs, settings, clock=lambda: clock[0])
 
@@ -212,12 +214,12 @@ def test_a_files_pass_removes_leftovers_of_dead_processes_only(tmp_path: Path) -
         return path
 
     kept = [blob("a" * 64, old=True), blob("b" * 64, old=True), blob("c" * 64, old=False)]
-    store.add_model("acme", "a" * 64, 1, "m.pt2")  # in use
-    store.hold_upload("acme", "b" * 64, 1)  # being validated right now
+    store.models.add("acme", "a" * 64, 1, "m.pt2")  # in use
+    store.blob_refs.hold_upload("acme", "b" * 64, 1)  # being validated right now
     orphan = blob("d" * 64, old=True)  # its record was deleted by a process that died
     abandoned = blob("e" * 64, old=True)
-    dead_hold = store.hold_upload("acme", "e" * 64, 1)  # its API died mid-validation
-    with store._session() as session:
+    dead_hold = store.blob_refs.hold_upload("acme", "e" * 64, 1)  # its API died mid-validation
+    with store.database.session() as session:
         past = utcnow() - timedelta(hours=1)
         session.execute(
             update(UploadHoldRow).where(UploadHoldRow.id == dead_hold).values(created_at=past)
@@ -241,5 +243,7 @@ def test_a_files_pass_removes_leftovers_of_dead_processes_only(tmp_path: Path) -
     assert all(path.exists() for path in kept) and live_upload.exists()
     assert not dead_upload.exists()
     live.abort()
-    assert store.stale_holds(-3600) != [] and dead_hold not in store.stale_holds(-3600)
+    assert store.blob_refs.stale_holds(
+        -3600
+    ) != [] and dead_hold not in store.blob_refs.stale_holds(-3600)
     store.dispose()

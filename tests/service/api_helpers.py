@@ -86,12 +86,12 @@ STATS = {"layers": [{"name": "0", "neurons": 8, "mean": [0.0] * 8, "std": [1.0] 
 def publish_job(client: TestClient, job_id: str) -> Path:
     """Do what the worker does: run the job, write its files, mark it succeeded."""
     store, blobs = client.app.state.store, client.app.state.blobs
-    assert store.start_job(job_id) is not None
+    assert store.lifecycle.start(job_id) is not None
     folder = blobs.job_dir(job_id)
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps(RESULTS))
     (folder / "stats.json").write_text(json.dumps(STATS))
     (folder / "pruned-0.pt2").write_bytes(PRUNED)
     (folder / ".pruned-1.pt2.tmp").write_bytes(b"half written")
-    assert store.finish_job(job_id, JobStatus.SUCCEEDED)
+    assert store.lifecycle.finish(job_id, JobStatus.SUCCEEDED)
     return folder

@@ -97,12 +97,12 @@ def _published_artifact(server: Server, size: int) -> str:
 
     store = JobStore(f"sqlite:///{server.data_dir / 'deadweight.db'}")
     try:
-        job = store.add_job("default", "m" * 32, "d" * 32, None, {}).id
-        assert store.start_job(job) is not None
+        job = store.jobs.add("default", "m" * 32, "d" * 32, None, {}).id
+        assert store.lifecycle.start(job) is not None
         folder = server.data_dir / "jobs" / job
         folder.mkdir(parents=True)
         (folder / "big.pt2").write_bytes(os.urandom(size))
-        assert store.finish_job(job, JobStatus.SUCCEEDED)
+        assert store.lifecycle.finish(job, JobStatus.SUCCEEDED)
     finally:
         store.dispose()
     return f"/v1/jobs/{job}/artifacts/big.pt2"

@@ -74,15 +74,15 @@ def test_results_are_409_until_the_job_succeeds(client: TestClient, job: dict[st
     assert client.get(f"/v1/jobs/{job['id']}/artifacts").json() == []
 
     store = client.app.state.store
-    store.start_job(job["id"])
-    store.set_progress(job["id"], "statistics", 0.4)
+    store.lifecycle.start(job["id"])
+    store.lifecycle.set_progress(job["id"], "statistics", 0.4)
     running = client.get(f"/v1/jobs/{job['id']}").json()
     assert running["progress"] == {"stage": "statistics", "fraction": 0.4}
     assert running["started_at"].endswith("Z") and running["attempts"] == 1
     message = client.get(f"/v1/jobs/{job['id']}/results").json()["error"]["message"]
     assert "running (statistics, 40%)" in message
 
-    store.finish_job(job["id"], JobStatus.FAILED, "the dataset does not fit the model")
+    store.lifecycle.finish(job["id"], JobStatus.FAILED, "the dataset does not fit the model")
     message = client.get(f"/v1/jobs/{job['id']}/results").json()["error"]["message"]
     assert "failed: the dataset does not fit the model" in message
 
@@ -207,7 +207,7 @@ def test_cancel_a_queued_job(client: TestClient, job: dict[str, Any]) -> None:
 
 
 def test_cancel_a_running_job_flags_it(client: TestClient, job: dict[str, Any]) -> None:
-    client.app.state.store.start_job(job["id"])
+    client.app.state.store.lifecycle.start(job["id"])
     body = client.post(f"/v1/jobs/{job['id']}/cancel").json()
     assert (body["status"], body["cancel_requested"]) == ("running", True)
 
@@ -218,7 +218,7 @@ def test_delete_an_active_job_is_409(client: TestClient, job: dict[str, Any]) ->
     error = response.json()["error"]
     assert error["code"] == "job_active"
     assert "cancel" in error["message"]
-    client.app.state.store.start_job(job["id"])
+    client.app.state.store.lifecycle.start(job["id"])
     assert client.delete(f"/v1/jobs/{job['id']}").status_code == 409
 
 

@@ -221,8 +221,8 @@ def test_unknown_records_are_404_naming_which(client: TestClient, ids: dict[str,
 def test_an_invalid_model_is_refused_with_its_error(
     client: TestClient, ids: dict[str, str]
 ) -> None:
-    store = client.app.state.store
-    store.set_model_inspected(ids["model_id"], ModelStatus.INVALID, None, "op 'foo' is not allowed")
+    models = client.app.state.store.models
+    models.set_inspected(ids["model_id"], ModelStatus.INVALID, None, "op 'foo' is not allowed")
     response = _submit(client, ids)
     assert response.status_code == 422
     error = response.json()["error"]
@@ -233,7 +233,7 @@ def test_an_invalid_model_is_refused_with_its_error(
 def test_an_inspected_model_checks_the_data_shape(client: TestClient, ids: dict[str, str]) -> None:
     store = client.app.state.store
     info = {"parameters": 67, "inputs": [{"shape": [None, 4]}], "layers": [], "frozen": []}
-    store.set_model_inspected(ids["model_id"], ModelStatus.READY, info, None)
+    store.models.set_inspected(ids["model_id"], ModelStatus.READY, info, None)
     assert _submit(client, ids).status_code == 202
 
     wrong = new_dataset(client, npz_bytes(features=5, labels=False))["id"]
@@ -255,12 +255,12 @@ def test_broker_down_is_503_and_leaves_no_job(
     client = make_client(broker_url=CLOSED_BROKER)
     store = client.app.state.store
     # Uploading a model needs the broker (inspection); put the record in directly.
-    model = store.add_model("default", "0" * 64, 10, "m.pt2")
+    model = store.models.add("default", "0" * 64, 10, "m.pt2")
     dataset_id = new_dataset(client)["id"]  # datasets need no broker
     response = client.post("/v1/jobs", json={"model_id": model.id, "dataset_id": dataset_id})
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "broker_unavailable"
-    assert store.list_jobs("default", 10, 0) == ([], 0)
+    assert store.jobs.list("default", 10, 0) == ([], 0)
 
 
 def test_the_api_advertises_the_engine_vocabulary_and_its_default_criterion_rule(

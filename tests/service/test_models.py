@@ -47,7 +47,7 @@ def test_get_shows_the_inspection_once_done(client: TestClient, model_bytes: byt
         "layers": [{"name": "0", "width": 8, "kind": "linear"}],
         "frozen": [],
     }
-    client.app.state.store.set_model_inspected(model_id, ModelStatus.READY, info, None)
+    client.app.state.store.models.set_inspected(model_id, ModelStatus.READY, info, None)
     body = client.get(f"/v1/models/{model_id}").json()
     assert body["status"] == "ready"
     assert {k: body[k] for k in ("parameters", "inputs", "frozen")} == {
@@ -58,7 +58,7 @@ def test_get_shows_the_inspection_once_done(client: TestClient, model_bytes: byt
         {"name": "0", "width": 8, "kind": "linear", "coupled": None, "parts": None, "reason": None}
     ]
 
-    client.app.state.store.set_model_inspected(model_id, ModelStatus.INVALID, None, "op foo")
+    client.app.state.store.models.set_inspected(model_id, ModelStatus.INVALID, None, "op foo")
     body = client.get(f"/v1/models/{model_id}").json()
     assert (body["status"], body["error"], body["layers"]) == ("invalid", "op foo", None)
 

@@ -69,7 +69,7 @@ def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
 
 def holds(client: TestClient) -> list[str]:
     store: JobStore = client.app.state.store
-    return store.stale_holds(-3600)  # every hold, whatever its age
+    return store.blob_refs.stale_holds(-3600)  # every hold, whatever its age
 
 
 def open_gates(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], Gate]]:

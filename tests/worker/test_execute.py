@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import update
 
-from jobs.lifecycle import is_complete, write_manifest
+from jobs.manifest import is_complete, write_manifest
 from jobs.states import JobStatus
 from jobs.tables import JobRow, utcnow
 from tests.worker.world import TENANT, World
@@ -87,7 +87,7 @@ def test_a_csv_dataset_with_a_label_column(world: World, model_file: Path, tmp_p
     path = tmp_path / "d.csv"
     path.write_text("\n".join(rows) + "\n")
     sha, size = world.blobs.put_file(path)
-    data = world.store.add_dataset(TENANT, sha, size, "d.csv", "csv", 60, [5], True, "label")
+    data = world.store.datasets.add(TENANT, sha, size, "d.csv", "csv", 60, [5], True, "label")
     job = world.run(world.job(world.model(model_file), data.id).id)
     assert job.status is JobStatus.SUCCEEDED, job.error
 
@@ -100,14 +100,14 @@ def test_a_published_result_set_is_the_outcome_of_the_next_attempt(
     job = world.run(world.job(model_id, world.npz()).id)
     results = world.blobs.job_dir(job.id) / "results.json"
     written = results.stat().st_mtime_ns
-    with world.store._session() as session:
+    with world.store.database.session() as session:
         session.execute(
             update(JobRow)
             .where(JobRow.id == job.id)
             .values(status="running", lease_expires_at=utcnow() - timedelta(seconds=1))
         )
-    assert world.store.reap_expired(max_attempts=3).requeued == [job.id]
-    model = world.store.get_model(TENANT, model_id)
+    assert world.store.reaping.reap_expired(max_attempts=3).requeued == [job.id]
+    model = world.store.models.get(TENANT, model_id)
     assert model is not None
     world.blobs.delete(model.sha256)  # a second run of the engine would fail without it
     again = world.run(job.id)

@@ -16,7 +16,7 @@ def test_inspection_marks_models_ready_or_invalid(
 ) -> None:
     good = world.model(model_file)
     execute_inspection(good, world.store, world.blobs, world.settings)
-    record = world.store.get_model(TENANT, good)
+    record = world.store.models.get(TENANT, good)
     assert record is not None and record.status is ModelStatus.READY
     assert record.info is not None
     assert record.info["layers"] == [{"name": "fc1", "width": 16, "kind": "linear"}]
@@ -26,7 +26,7 @@ def test_inspection_marks_models_ready_or_invalid(
     junk.write_bytes(b"PK\x03\x04 broken")
     bad = world.model(junk)
     execute_inspection(bad, world.store, world.blobs, world.settings)
-    record = world.store.get_model(TENANT, bad)
+    record = world.store.models.get(TENANT, bad)
     assert record is not None and record.status is ModelStatus.INVALID and record.error
 
 
@@ -35,14 +35,14 @@ def test_an_inspection_message_serves_the_tenant_waiting_longest(
 ) -> None:
     # One tenant uploaded a backlog; its first model is being inspected right now.
     sha, size = world.blobs.put_file(model_file)
-    backlog = [world.store.add_model("busy", sha, size, f"{i}.pt2").id for i in range(3)]
-    assert world.store.claim_fair_inspection(backlog[0], 600) is not None
-    newcomer = world.store.add_model("quiet", sha, size, "q.pt2").id
+    backlog = [world.store.models.add("busy", sha, size, f"{i}.pt2").id for i in range(3)]
+    assert world.store.scheduling.claim_fair_inspection(backlog[0], 600) is not None
+    newcomer = world.store.models.add("quiet", sha, size, "q.pt2").id
     # The next message names busy's second model; quiet's first one goes first.
     execute_inspection(backlog[1], world.store, world.blobs, world.settings)
-    inspected = world.store.get_model("quiet", newcomer)
+    inspected = world.store.models.get("quiet", newcomer)
     assert inspected is not None and inspected.status is ModelStatus.READY
-    waiting = world.store.get_model("busy", backlog[1])
+    waiting = world.store.models.get("busy", backlog[1])
     assert waiting is not None and waiting.status is ModelStatus.PENDING
 
 
@@ -53,7 +53,7 @@ def test_an_inspection_has_a_time_limit_of_its_own(world: World, model_file: Pat
     started = time.monotonic()
     execute_inspection(model_id, world.store, world.blobs, world.settings)
     assert time.monotonic() - started < 30
-    record = world.store.get_model(TENANT, model_id)
+    record = world.store.models.get(TENANT, model_id)
     assert record is not None and record.status is ModelStatus.INVALID
     assert record.error == (
         "the model took longer than 1 s to inspect (DEADWEIGHT_INSPECTION_TIME_LIMIT); "

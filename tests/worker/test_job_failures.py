@@ -24,7 +24,7 @@ def test_an_internal_error_names_an_incident_not_its_text(
     # A dataset record the engine cannot take (a ValueError deep inside it): a stored
     # configuration it cannot read is a refusal since the job's config became typed.
     sha, size = world.blobs.put_file(model_file)
-    data = world.store.add_dataset(TENANT, sha, size, "d.npz", "bogus", 8, [5], False, None)
+    data = world.store.datasets.add(TENANT, sha, size, "d.npz", "bogus", 8, [5], False, None)
     job = world.run(world.job(world.model(model_file), data.id).id)
     assert job.status is JobStatus.FAILED and job.error is not None
     match = re.fullmatch(
@@ -40,7 +40,7 @@ def test_an_internal_error_names_an_incident_not_its_text(
 
 def test_a_refusal_names_the_upload_not_its_path(world: World, model_file: Path) -> None:
     dataset_id = world.npz()
-    record = world.store.get_dataset(TENANT, dataset_id)
+    record = world.store.datasets.get(TENANT, dataset_id)
     assert record is not None
     world.blobs.path(record.sha256).unlink()  # the reader meets a FileNotFoundError
     job = world.run(world.job(world.model(model_file), dataset_id).id)

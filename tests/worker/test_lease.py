@@ -18,9 +18,9 @@ from tests.worker.world import TENANT, World
 from worker.lease import Heartbeat, JobCancelled, LeaseLost, throttled_cancel
 
 
-class _Store:
-    """The calls the lease makes, answered from fields; `down` makes them fail like an
-    unreachable database."""
+class _Lifecycle:
+    """The `JobLifecycle` calls the lease makes, answered from fields; `down` makes them
+    fail like an unreachable database."""
 
     def __init__(self) -> None:
         self.held = True
@@ -43,7 +43,7 @@ class _Store:
 
 
 def test_the_heartbeat_reports_a_lost_lease_as_lease_lost() -> None:
-    store = _Store()
+    store = _Lifecycle()
     heartbeat = Heartbeat(store, "j", 1, lease_seconds=1)  # type: ignore[arg-type]
     heartbeat.start()
     try:
@@ -61,7 +61,7 @@ def test_the_heartbeat_reports_a_lost_lease_as_lease_lost() -> None:
 
 
 def test_the_cancel_poll_asks_once_a_second_and_rides_out_an_outage() -> None:
-    store = _Store()
+    store = _Lifecycle()
     check = throttled_cancel(store, "j", 1)  # type: ignore[arg-type]
     check()
     check()
@@ -78,7 +78,7 @@ def test_the_cancel_poll_asks_once_a_second_and_rides_out_an_outage() -> None:
 
 def test_a_job_cancelled_while_queued_never_starts(world: World, model_file: Path) -> None:
     job = world.job(world.model(model_file), world.npz())
-    world.store.request_cancel(TENANT, job.id)
+    world.store.lifecycle.request_cancel(TENANT, job.id)
     after = world.run(job.id)
     assert after.status is JobStatus.CANCELLED and after.attempts == 0
 
@@ -92,15 +92,15 @@ def test_a_running_job_stops_when_cancelled(world: World, model_file: Path) -> N
     runner = threading.Thread(target=world.run, args=(job.id,))
     runner.start()
     deadline = time.monotonic() + 60
-    while world.store.get_job(TENANT, job.id).status is JobStatus.QUEUED:  # type: ignore[union-attr]
+    while world.store.jobs.get(TENANT, job.id).status is JobStatus.QUEUED:  # type: ignore[union-attr]
         assert time.monotonic() < deadline
         time.sleep(0.05)
     cancelled_at = time.monotonic()
-    world.store.request_cancel(TENANT, job.id)
+    world.store.lifecycle.request_cancel(TENANT, job.id)
     runner.join(timeout=60)
     assert not runner.is_alive()
     assert time.monotonic() - cancelled_at < 10
-    final = world.store.get_job(TENANT, job.id)
+    final = world.store.jobs.get(TENANT, job.id)
     assert final is not None and final.status is JobStatus.CANCELLED
     assert not world.blobs.job_dir(job.id).exists()
     assert [p for p in world.blobs.jobs_dir.iterdir()] == []  # partial files removed
@@ -118,15 +118,15 @@ def test_a_job_whose_lease_is_taken_over_stops_and_records_nothing(
     runner = threading.Thread(target=world.run, args=(job.id,))
     runner.start()
     deadline = time.monotonic() + 60
-    while world.store.get_job(TENANT, job.id).status is JobStatus.QUEUED:  # type: ignore[union-attr]
+    while world.store.jobs.get(TENANT, job.id).status is JobStatus.QUEUED:  # type: ignore[union-attr]
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    with world.store._session() as session:  # another worker's attempt holds it now
+    with world.store.database.session() as session:  # another worker's attempt holds it now
         session.execute(update(JobRow).where(JobRow.id == job.id).values(attempts=2))
     taken_at = time.monotonic()
     runner.join(timeout=60)
     assert not runner.is_alive()
     assert time.monotonic() - taken_at < 10
-    final = world.store.get_job(TENANT, job.id)
+    final = world.store.jobs.get(TENANT, job.id)
     assert final is not None and final.status is JobStatus.RUNNING and final.attempts == 2
     assert [p for p in world.blobs.jobs_dir.iterdir()] == []  # its folders removed

@@ -41,7 +41,7 @@ class World:
 
     def model(self, path: Path) -> str:
         sha, size = self.blobs.put_file(path)
-        return self.store.add_model(TENANT, sha, size, path.name).id
+        return self.store.models.add(TENANT, sha, size, path.name).id
 
     def npz(self, samples: int = 200, labels: bool = True) -> str:
         rng = np.random.default_rng(0)
@@ -52,7 +52,7 @@ class World:
         else:
             np.savez(path, x=x)
         sha, size = self.blobs.put_file(path)
-        return self.store.add_dataset(
+        return self.store.datasets.add(
             TENANT, sha, size, path.name, "npz", samples, [5], labels, None
         ).id
 
@@ -65,11 +65,11 @@ class World:
             "max_metric_drop": 0.01,
         }
         body.update(config)
-        return self.store.add_job(TENANT, model_id, dataset_id, None, body)
+        return self.store.jobs.add(TENANT, model_id, dataset_id, None, body)
 
     def run(self, job_id: str) -> JobRecord:
         execute_job(job_id, self.store, self.blobs, self.settings)
-        record = self.store.get_job(TENANT, job_id)
+        record = self.store.jobs.get(TENANT, job_id)
         assert record is not None
         return record
 

@@ -1,0 +1,115 @@
+"""Jobs, one row each: submitted, read, listed and deleted by their tenant.
+
+Lookups take the tenant (see `jobs.store`); `get_any_tenant` is for the worker, which acts
+on IDs taken from the queue. A job's transitions are in `jobs.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from jobs.database import Database
+from jobs.records import JobRecord
+from jobs.states import JobStatus, Stage
+from jobs.tables import DatasetRow, JobRow, ModelRow
+
+
+class UploadGone(LookupError):
+    """A job's model or dataset was deleted while the job was being submitted."""
+
+
+class JobTable:
+    """Job records: add, read, list, delete."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def add(
+        self,
+        tenant: str,
+        model_id: str,
+        dataset_id: str,
+        eval_dataset_id: str | None,
+        config: dict[str, Any],
+        verify_uploads: bool = False,
+    ) -> JobRecord:
+        """Insert a queued job. With `verify_uploads` the model and datasets must still
+        exist once the job is written (see `Deletion.delete_upload_unless_used`).
+
+        Raises:
+            UploadGone: (with `verify_uploads`) one of them was deleted meanwhile.
+        """
+        row = JobRow(
+            tenant=tenant,
+            model_id=model_id,
+            dataset_id=dataset_id,
+            eval_dataset_id=eval_dataset_id,
+            config=config,
+            status=JobStatus.QUEUED.value,
+            stage=Stage.QUEUED.value,
+            fraction=0.0,
+            attempts=0,
+            cancel_requested=False,
+        )
+        with self._db.session() as session:
+            session.add(row)
+            session.flush()  # written first: a deletion running now then sees the job
+            if verify_uploads:
+                uploads: list[tuple[type[ModelRow] | type[DatasetRow], str]] = [
+                    (ModelRow, model_id),
+                    (DatasetRow, dataset_id),
+                ]
+                if eval_dataset_id is not None:
+                    uploads.append((DatasetRow, eval_dataset_id))
+                for row_type, upload_id in uploads:
+                    query = select(row_type.id).where(
+                        row_type.id == upload_id, row_type.tenant == tenant
+                    )
+                    # FOR SHARE on PostgreSQL: a deletion of that row waits for this job.
+                    if session.scalar(query.with_for_update(read=True)) is None:
+                        raise UploadGone(upload_id)
+        return row.to_record()
+
+    def get(self, tenant: str, job_id: str) -> JobRecord | None:
+        query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
+        with self._db.session() as session:
+            row = session.scalars(query).one_or_none()
+            return None if row is None else row.to_record()
+
+    def get_any_tenant(self, job_id: str) -> JobRecord | None:
+        with self._db.session() as session:
+            row = session.get(JobRow, job_id)
+            return None if row is None else row.to_record()
+
+    def list(self, tenant: str, limit: int, offset: int) -> tuple[list[JobRecord], int]:
+        """Newest first; returns (page, total count)."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        page = (
+            select(JobRow)
+            .where(JobRow.tenant == tenant)
+            # The ID breaks ties between jobs created in the same microsecond, so pages
+            # never overlap or skip a job.
+            .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(JobRow).where(JobRow.tenant == tenant)
+        with self._db.session() as session:
+            rows = session.scalars(page).all()
+            total = session.scalar(count) or 0
+            return [row.to_record() for row in rows], total
+
+    def delete(self, tenant: str, job_id: str) -> bool:
+        statement = delete(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
+        return self._db.delete(statement)
+
+    def withdraw(self, tenant: str, job_id: str) -> bool:
+        """Delete a job no worker has started (its message could not be sent); False when
+        a worker already started it (on another message: `jobs.scheduling`)."""
+        statement = delete(JobRow).where(
+            JobRow.id == job_id, JobRow.tenant == tenant, JobRow.status == JobStatus.QUEUED.value
+        )
+        return self._db.delete(statement)

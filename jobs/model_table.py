@@ -1,0 +1,96 @@
+"""Uploaded models, one row each: added by the API, inspected by a worker.
+
+Lookups take the tenant (see `jobs.store`); `get_any_tenant` is for the worker, which acts
+on IDs taken from the queue.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+
+from jobs.blob_refs import drop_hold
+from jobs.database import Database
+from jobs.records import ModelRecord
+from jobs.states import ModelStatus
+from jobs.tables import ModelRow, utcnow
+
+
+class ModelTable:
+    """Model records: add, read, record the inspection, delete."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def add(
+        self, tenant: str, sha256: str, size: int, filename: str, hold_id: str | None = None
+    ) -> ModelRecord:
+        """Insert a model record; `hold_id` (the upload's hold) is dropped in the same step."""
+        row = ModelRow(
+            tenant=tenant,
+            sha256=sha256,
+            size=size,
+            filename=filename,
+            status=ModelStatus.PENDING.value,
+        )
+        with self._db.session() as session:
+            session.add(row)
+            drop_hold(session, hold_id)
+        return row.to_record()
+
+    def get(self, tenant: str, model_id: str) -> ModelRecord | None:
+        query = select(ModelRow).where(ModelRow.id == model_id, ModelRow.tenant == tenant)
+        with self._db.session() as session:
+            row = session.scalars(query).one_or_none()
+            return None if row is None else row.to_record()
+
+    def get_any_tenant(self, model_id: str) -> ModelRecord | None:
+        """For the worker only: it acts on IDs taken from the queue."""
+        with self._db.session() as session:
+            row = session.get(ModelRow, model_id)
+            return None if row is None else row.to_record()
+
+    def set_inspected(
+        self, model_id: str, status: ModelStatus, info: dict[str, Any] | None, error: str | None
+    ) -> None:
+        """Record the worker's inspection; a second delivery rewrites the same result."""
+        statement = (
+            update(ModelRow)
+            .where(ModelRow.id == model_id)
+            .values(status=ModelStatus(status).value, info=info, error=error)
+        )
+        with self._db.session() as session:
+            self._db.change(session, statement)
+
+    def delete(self, tenant: str, model_id: str) -> bool:
+        statement = delete(ModelRow).where(ModelRow.id == model_id, ModelRow.tenant == tenant)
+        return self._db.delete(statement)
+
+    def withdraw(self, tenant: str, model_id: str) -> bool:
+        """Delete a model no worker has taken for inspection (its message could not be
+        sent); False when an inspection already claimed it."""
+        statement = delete(ModelRow).where(
+            ModelRow.id == model_id,
+            ModelRow.tenant == tenant,
+            ModelRow.status == ModelStatus.PENDING.value,
+            ModelRow.inspection_started_at.is_(None),
+        )
+        return self._db.delete(statement)
+
+    def stale_pending(self, older_than_seconds: float, claim_seconds: float = 0.0) -> list[str]:
+        """Models uploaded longer ago than that and still waiting for their inspection,
+        except those an inspection claimed less than `claim_seconds` ago (still running)."""
+        now = utcnow()
+        cutoff = now - timedelta(seconds=older_than_seconds)
+        query = select(ModelRow.id).where(
+            ModelRow.status == ModelStatus.PENDING.value,
+            ModelRow.created_at < cutoff,
+            or_(
+                ModelRow.inspection_started_at.is_(None),
+                ModelRow.inspection_started_at < now - timedelta(seconds=claim_seconds),
+            ),
+        )
+        with self._db.session() as session:
+            return list(session.scalars(query).all())
