@@ -14,7 +14,8 @@ import types
 import typing
 from typing import Any
 
-from pruning.config import Metric, PruneConfig, Threshold
+from jobs.job_config import Metric
+from pruning.config import PruneConfig, Threshold
 
 # PruneConfig keyword overrides per mode; extend as the engine gains options, e.g.
 #   "variance+linear": {"criterion": "variance", "compensate": "linear"},

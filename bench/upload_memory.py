@@ -3,9 +3,9 @@
 Starts a real `deadweight serve --no-worker` on 127.0.0.1 with a temporary data directory,
 then uploads concurrently the largest file of every format the upload limit allows (a
 dataset as .npz, .safetensors and .csv, and a model archive) plus the hostile files of
-`tests/hostile_datasets.py`, sampling from /proc the resident memory of the API process and,
-separately, of its children (the validation processes). Prints idle, peak and peak - idle,
-and exits 1 when the API grew by more than `--bound-mb`.
+`tests/hostile/costly_datasets.py`, sampling from /proc the resident memory of the API
+process and, separately, of its children (the validation processes). Prints idle, peak and
+peak - idle, and exits 1 when the API grew by more than `--bound-mb`.
 
     python -m bench.upload_memory                          # 64 MiB files (this machine)
     python -m bench.upload_memory --max-upload-bytes 2147483648   # the default limit
@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from tests.hostile_datasets import CORPUS
+from tests.hostile.costly_datasets import CORPUS
 
 MIB = 1024 * 1024
 SAMPLE_S = 0.02

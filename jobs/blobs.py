@@ -5,8 +5,11 @@ Layout under the root (the data directory):
     tmp/                    uploads being written, each locked by its writer (an unlocked
                             one is a dead process's leftover); renamed into blobs/
                             (`jobs.blob_writer`)
-    jobs/<job_id>/          a job's artifacts; folders starting with '.' are unfinished, and
-                            `jobs/<id>/.manifest.json`, written last, marks a complete set
+    jobs/<job_id>/          a job's artifacts; `jobs/<id>/.manifest.json`, written last,
+                            marks a complete set
+    jobs/.<job_id>.attempt-<n>/       attempt n's files, renamed to `jobs/<job_id>/` when
+                                      complete (`worker.publish`)
+    jobs/.<job_id>.attempt-<n>.work/  attempt n's engine's working directory
     .reserve                ballast, released so deletions work on a full disk (disk_space)
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,8 @@ from jobs.blob_writer import BlobWriter
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
 _COPY_CHUNK = 1024 * 1024
+# What `_attempt_name` writes, with or without the working directory's `.work`.
+_ATTEMPT_DIR_RE = re.compile(r"\.([0-9a-f]{32})\.attempt-(\d+)(?:\.work)?")
 
 _MEDIA_TYPES = {
     ".json": "application/json",
@@ -31,6 +37,14 @@ _MEDIA_TYPES = {
     # A .pt2 archive is a zip file.
     ".pt2": "application/zip",
 }
+
+
+@dataclass(frozen=True)
+class AttemptDirs:
+    """One attempt's folders: its files (`staging`) and its engine's working directory."""
+
+    staging: Path
+    work: Path
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,8 @@ class BlobStore:
         self.path(sha256).unlink(missing_ok=True)
 
     def put_file(self, source: Path) -> tuple[str, int]:
-        """Copy a local file in; returns (sha256, size)."""
+        """Copy a local file in; returns (sha256, size). A public helper for files already on
+        disk (tests seed stores with it); the service streams uploads via `begin_upload`."""
         with self.begin_upload() as writer, source.open("rb") as handle:
             while chunk := handle.read(_COPY_CHUNK):
                 writer.write(chunk)
@@ -83,16 +98,35 @@ class BlobStore:
         Raises:
             ValueError: `job_id` is not 32 lowercase hex digits.
         """
-        if not _JOB_ID_RE.fullmatch(job_id):
-            raise ValueError("not a job ID (32 lowercase hex digits)")
-        return self.jobs_dir / job_id
+        return self.jobs_dir / _checked_job_id(job_id)
+
+    def attempt_dirs(self, job_id: str, attempt: int) -> AttemptDirs:
+        """Attempt `attempt`'s folders (not created here).
+
+        Raises:
+            ValueError: `job_id` is not 32 lowercase hex digits.
+        """
+        staging = self.jobs_dir / _attempt_name(_checked_job_id(job_id), attempt)
+        return AttemptDirs(staging=staging, work=staging.with_name(f"{staging.name}.work"))
+
+    def attempt_dirs_of(self, job_id: str) -> list[Path]:
+        """Every folder any attempt of the job left (staging and working directories)."""
+        return sorted(self.jobs_dir.glob(_attempt_name(_checked_job_id(job_id), "*")))
+
+    def all_attempt_dirs(self) -> Iterator[tuple[str, int, Path]]:
+        """(job ID, attempt, folder) for every attempt folder of any job."""
+        if not self.jobs_dir.is_dir():
+            return
+        for entry in self.jobs_dir.iterdir():
+            match = _ATTEMPT_DIR_RE.fullmatch(entry.name)
+            if match:
+                yield match.group(1), int(match.group(2)), entry
 
     def remove_job_dir(self, job_id: str) -> None:
-        """Remove a job's published folder and every hidden folder its attempts left
-        (`.<id>.attempt-<n>` staging, `.<id>.attempt-<n>.work`); safe when none exist."""
-        folder = self.job_dir(job_id)
-        shutil.rmtree(folder, ignore_errors=True)
-        for hidden in self.jobs_dir.glob(f".{job_id}.attempt-*"):
+        """Remove a job's published folder and every folder its attempts left; safe when
+        none exist."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        for hidden in self.attempt_dirs_of(job_id):
             shutil.rmtree(hidden, ignore_errors=True)
 
     def list_artifacts(self, job_id: str) -> list[ArtifactInfo]:
@@ -126,6 +160,17 @@ class BlobStore:
             if info.name == name:
                 return self.job_dir(job_id) / info.name
         return None
+
+
+def _attempt_name(job_id: str, attempt: int | str) -> str:
+    """`.<job id>.attempt-<n>`: hidden, beside the job's published folder (see the layout)."""
+    return f".{job_id}.attempt-{attempt}"
+
+
+def _checked_job_id(job_id: str) -> str:
+    if not _JOB_ID_RE.fullmatch(job_id):
+        raise ValueError("not a job ID (32 lowercase hex digits)")
+    return job_id
 
 
 def is_blob_name(name: str) -> bool:

@@ -79,6 +79,9 @@ class Metric(StrEnum):
 DEFAULT_COMPENSATION: Final = Compensation.LINEAR
 DEFAULT_ALLOCATION: Final = Allocation.GLOBAL
 DEFAULT_MAX_METRIC_DROP: Final = 0.005
+# Samples per forward pass: a worker setting (DEADWEIGHT_BATCH_SIZE), `deadweight prune
+# --batch-size`, and the engine's default when used as a library.
+DEFAULT_BATCH_SIZE: Final = 256
 DEFAULT_FRACTIONS: Final[tuple[float, ...]] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 MAX_RECOVERY_EPOCHS: Final = 100
 # With recovery and no separate evaluation data, this share of the data is held out (seeded).
@@ -170,7 +173,7 @@ class JobConfig:
     """What a job asks the engine to do; its JSON form is what the job's row stores.
 
     The API builds it from a checked request (`service.submission`), `deadweight prune` from
-    its flags; the engine turns it into a `PruneConfig` (`pruning.config_json.prune_config`).
+    its flags; the engine turns it into a `PruneConfig` (`pruning.config.PruneConfig.of`).
     """
 
     criterion: Criterion  # resolved: `criterion_for` the thresholds when a request names none

@@ -17,7 +17,12 @@ from jobs.tables import DatasetRow, JobRow, ModelRow
 
 
 class UploadGone(LookupError):
-    """A job's model or dataset was deleted while the job was being submitted."""
+    """A job's model or dataset was deleted: while the job was being submitted (`JobTable.add`
+    names the upload in `upload_id`), or before a worker ran it (`worker.execute`)."""
+
+    def __init__(self, message: str, upload_id: str | None = None) -> None:
+        super().__init__(message)
+        self.upload_id = upload_id
 
 
 class JobTable:
@@ -69,7 +74,7 @@ class JobTable:
                     )
                     # FOR SHARE on PostgreSQL: a deletion of that row waits for this job.
                     if session.scalar(query.with_for_update(read=True)) is None:
-                        raise UploadGone(upload_id)
+                        raise UploadGone(f"upload {upload_id} was deleted", upload_id)
         return row.to_record()
 
     def get(self, tenant: str, job_id: str) -> JobRecord | None:

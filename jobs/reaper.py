@@ -37,7 +37,6 @@ message sent twice starts the job once.
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -69,10 +68,6 @@ class Pass:
     expired_uploads: int = 0
     swept: int = 0  # attempt folders and temporary files nobody owns
     leftovers: int = 0  # upload holds of dead API processes, blobs no record refers to
-
-
-# `.<job id>.attempt-<n>` and `.<job id>.attempt-<n>.work`
-_ATTEMPT_DIR_RE = re.compile(r"\.([0-9a-f]{32})\.attempt-(\d+)(?:\.work)?")
 
 
 def reap_once(
@@ -147,24 +142,18 @@ def sweep_attempt_folders(store: JobStore, blobs: BlobStore) -> int:
     Attempt n's folders are left alone only while the job runs attempt n, or is queued after
     attempt n - 1 (attempt n then creates them; a folder of that number cannot be stale).
     """
-    if not blobs.jobs_dir.is_dir():
-        return 0
-    found: list[tuple[str, int, str]] = []
-    for entry in blobs.jobs_dir.iterdir():
-        match = _ATTEMPT_DIR_RE.fullmatch(entry.name)
-        if match:
-            found.append((match.group(1), int(match.group(2)), entry.name))
+    found = list(blobs.all_attempt_dirs())
     if not found:
         return 0
     jobs = store.reaping.attempts_of(job_id for job_id, _, _ in found)
     removed = 0
-    for job_id, attempt, name in found:
+    for job_id, attempt, folder in found:
         status, attempts = jobs.get(job_id, ("", 0))
         live = (status == JobStatus.RUNNING.value and attempt == attempts) or (
             status == JobStatus.QUEUED.value and attempt > attempts
         )
         if not live:
-            shutil.rmtree(blobs.jobs_dir / name, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
 

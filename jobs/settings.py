@@ -14,6 +14,8 @@ from typing import Any, Self
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobs.job_config import DEFAULT_BATCH_SIZE
+
 GIB = 1024**3
 
 # torch device strings the worker accepts; anything else would fail only when a job runs.
@@ -36,7 +38,7 @@ class Settings(BaseSettings):
     job_memory_bytes: int = 16 * GIB
     job_soft_time_limit: int = 6 * 3600
     job_time_limit: int = 6 * 3600 + 300
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     device: str = "auto"
     max_thresholds: int = 64
     # Checked at upload (datasets) and at inspection and job start (models).

@@ -23,6 +23,8 @@ validation runs:
 
     jobs/validation_protocol.py   the request and the result line (typed, JSON)
     jobs/validation_launch.py     the child started with its environment and deadline
+                                  (the allowlist and limits: `jobs/child_process.py`,
+                                  shared with the engine's child)
     jobs/validation_child.py      the child: limits itself, validates, prints its result
     jobs/validation_outcome.py    the result, or the child's death, as an accepted file or a
                                   refusal (`DatasetFileError`, `InvalidArchive`)
@@ -38,12 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.fair_slots import FairSlots
-from jobs.validation_launch import (
-    ValidationUnavailable,
-    build_request,
-    run_child,
-    run_child_sync,
-)
+from jobs.validation_launch import ValidationUnavailable, build_request, run_child
 from jobs.validation_outcome import accepted_info, interpret_run
 from jobs.validation_protocol import UploadKind, ValidationRequest, ValidationResult
 
@@ -92,11 +89,6 @@ async def run_validation(
     return interpret_run(request, run, settings)
 
 
-def run_validation_sync(request: ValidationRequest, settings: Settings) -> ValidationResult:
-    """`run_validation` for the CLI and tests (no concurrency limit)."""
-    return interpret_run(request, run_child_sync(request, settings.validation_seconds), settings)
-
-
 async def validate_upload(
     kind: UploadKind | str,
     path: Path,
@@ -116,15 +108,3 @@ async def validate_upload(
     """
     request = build_request(kind, path, filename, label_column, settings)
     return accepted_info(request, await run_validation(request, settings, tenant))
-
-
-def validate_upload_sync(
-    kind: UploadKind | str,
-    path: Path,
-    filename: str,
-    label_column: str | None,
-    settings: Settings,
-) -> dict[str, Any]:
-    """`validate_upload` for synchronous callers (the CLI, tests)."""
-    request = build_request(kind, path, filename, label_column, settings)
-    return accepted_info(request, run_validation_sync(request, settings))

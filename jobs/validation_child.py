@@ -9,32 +9,29 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Final
 
 from jobs.archive_check import InvalidArchive, check_export_archive
+from jobs.child_process import limit_process
 from jobs.datasets import DatasetFileError, open_dataset
 from jobs.validation_protocol import Outcome, UploadKind, ValidationRequest, ValidationResult
 
-OPEN_FILES: Final = 64
+# One file and the Python runtime: far fewer than the engine's torch needs (1024).
+VALIDATION_OPEN_FILES: Final = 64
 
 
 def _limit_self(request: ValidationRequest) -> None:
     """Applied by the child to itself, first thing: `preexec_fn` is unsafe in a threaded
     parent (the API), and nothing of the file has been read yet."""
-    if request.memory_bytes > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (request.memory_bytes, request.memory_bytes))
-    if request.cpu_seconds > 0:  # SIGXCPU at the soft limit, SIGKILL at the hard one
-        resource.setrlimit(resource.RLIMIT_CPU, (request.cpu_seconds, request.cpu_seconds + 5))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    limit_process(
+        memory_bytes=request.memory_bytes,
+        cpu_seconds=request.cpu_seconds,
+        cpu_grace_seconds=5,
+        open_files=VALIDATION_OPEN_FILES,
+    )
     if os.getppid() != request.parent_pid:  # the parent died before prctl took effect
         sys.exit(1)
 

@@ -1,7 +1,7 @@
 """Launching the validation child: its request, its environment, its deadline, its output.
 
 `run_child` starts `python -m jobs.validation_child '<request JSON>'` with an environment
-built from an allowlist (no `DEADWEIGHT_*` setting, so no database URL nor API keys), stdin
+built from an allowlist (`jobs.child_process`: no `DEADWEIGHT_*` setting), stdin
 closed and `/` as its directory; the child limits its own memory, CPU time and open files
 from the request before it reads the file (`jobs.validation_child`). The parent kills it when
 the wall-time deadline passes, or when the request waiting for it is cancelled, and keeps at
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from jobs.child_process import child_env
 from jobs.validation_protocol import UploadKind, ValidationRequest
 
 if TYPE_CHECKING:  # the child needs no settings (nor pydantic): the request carries them
@@ -32,8 +33,6 @@ DECODED_BYTES_PER_UPLOAD_BYTE: Final = 8
 # What one child may write back: a result line is a few hundred bytes, a traceback a few kB.
 _OUTPUT_CAP: Final = 64 * 1024
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[1])
-# Passed through when set: what Python needs to start, nothing of the service's.
-_ENV_ALLOWLIST: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "VIRTUAL_ENV", "LD_LIBRARY_PATH")
 
 
 class ValidationUnavailable(RuntimeError):
@@ -73,22 +72,19 @@ def build_request(
     )
 
 
-def child_env() -> dict[str, str]:
-    """The child's environment: an allowlist, so no setting, URL or key of the API leaks in."""
-    env = {k: os.environ[k] for k in _ENV_ALLOWLIST if k in os.environ}
-    env.update(
+def validation_env() -> dict[str, str]:
+    """The child's environment: the allowlist, so no setting, URL or key of the API leaks in.
+
+    Unlike the engine's (`worker.sandbox.launch`), nothing of the operator's is passed
+    through: the code is the parent's, and one thread each (the CPU limit then measures the
+    validation, and BLAS thread buffers do not eat the address-space limit).
+    """
+    return child_env(
         PYTHONPATH=_PACKAGE_ROOT,  # the same code as the parent, installed or not
-        PYTHONDONTWRITEBYTECODE="1",
-        # One thread each: the CPU limit then measures the validation, and BLAS thread
-        # buffers do not eat the address-space limit.
         OMP_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
-        # glibc reserves 64 MiB of address space per malloc arena: cap the arenas so the
-        # address-space limit measures memory.
-        MALLOC_ARENA_MAX="2",
     )
-    return env
 
 
 def _command(request: ValidationRequest) -> list[str]:
@@ -116,7 +112,7 @@ async def run_child(request: ValidationRequest, timeout: float) -> ChildRun:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=child_env(),
+            env=validation_env(),
             cwd="/",
         )
     except OSError as exc:
@@ -141,29 +137,3 @@ async def run_child(request: ValidationRequest, timeout: float) -> ChildRun:
                 proc.kill()
             await proc.wait()
     return ChildRun(proc.returncode, out, err, timed_out, time.monotonic() - start)
-
-
-def run_child_sync(request: ValidationRequest, timeout: float) -> ChildRun:
-    """`run_child` for synchronous callers (the CLI, tests)."""
-    start = time.monotonic()
-    try:
-        done = subprocess.run(
-            _command(request),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env=child_env(),
-            cwd="/",
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:  # run() has killed and reaped the child
-        return ChildRun(None, b"", b"", True, time.monotonic() - start)
-    except OSError as exc:
-        raise ValidationUnavailable(f"cannot start the validation process: {exc}") from exc
-    return ChildRun(
-        done.returncode,
-        done.stdout[:_OUTPUT_CAP],
-        done.stderr[:_OUTPUT_CAP],
-        False,
-        time.monotonic() - start,
-    )

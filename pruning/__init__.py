@@ -13,31 +13,59 @@ The names below are the engine's public API; the modules behind them are its ins
 steps (`stats`, `criteria`, `ranking`, `compensation`, `surgery`, `recovery`, `evaluate`,
 `choice`), the run (`sweep`, `sweep_stages`, `candidates`, `search`, `holdout`) and
 `report/` (published files and plots). docs/architecture.md has the map.
+
+The names load on first use (PEP 562): `import pruning.config` stays free of torch, so the
+CLI's parent process and the engine process's first steps stay light.
 """
 
-from pruning.config import (
-    Allocation,
-    Compensation,
-    Criterion,
-    Metric,
-    PruneConfig,
-    Recovery,
-    Threshold,
-    parse_thresholds,
-)
-from pruning.data import ArrayData, DataInput
-from pruning.describe import describe_model
-from pruning.errors import (
-    Cancelled,
-    InvalidConfig,
-    InvalidDataset,
-    PruningError,
-    UnsafeModel,
-    UnsupportedModel,
-)
-from pruning.reader import ArchiveLimits, read_program
-from pruning.results import Baseline, Candidate, LayerStats, Results
-from pruning.sweep import run
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.job_config import Allocation, Compensation, Criterion, Metric
+    from pruning.config import PruneConfig, Recovery, Threshold, parse_thresholds
+    from pruning.data import ArrayData, DataInput
+    from pruning.describe import describe_model
+    from pruning.errors import (
+        Cancelled,
+        InvalidConfig,
+        InvalidDataset,
+        PruningError,
+        UnsafeModel,
+        UnsupportedModel,
+    )
+    from pruning.reader import ArchiveLimits, read_program
+    from pruning.results import Baseline, Candidate, LayerStats, Results
+    from pruning.sweep import run
+
+_HOMES: dict[str, str] = {
+    "Allocation": "jobs.job_config",
+    "ArchiveLimits": "pruning.reader",
+    "ArrayData": "pruning.data",
+    "Baseline": "pruning.results",
+    "Cancelled": "pruning.errors",
+    "Candidate": "pruning.results",
+    "Compensation": "jobs.job_config",
+    "Criterion": "jobs.job_config",
+    "DataInput": "pruning.data",
+    "InvalidConfig": "pruning.errors",
+    "InvalidDataset": "pruning.errors",
+    "LayerStats": "pruning.results",
+    "Metric": "jobs.job_config",
+    "PruneConfig": "pruning.config",
+    "PruningError": "pruning.errors",
+    "Recovery": "pruning.config",
+    "Results": "pruning.results",
+    "Threshold": "pruning.config",
+    "UnsafeModel": "pruning.errors",
+    "UnsupportedModel": "pruning.errors",
+    "describe_model": "pruning.describe",
+    "parse_thresholds": "pruning.config",
+    "read_program": "pruning.reader",
+    "run": "pruning.sweep",
+}
 
 __all__ = [
     "Allocation",
@@ -65,3 +93,16 @@ __all__ = [
     "read_program",
     "run",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pruning' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -17,7 +17,9 @@ from pruning.graph import get_tensor
 from pruning.stats import RunningStats
 from pruning.surgery import set_tensor
 
-_BATCH_NORMS = {
+# The forms an exported eval-mode batch norm takes (before and after decompositions): the
+# nodes whose running statistics re-estimation replaces.
+_EVAL_BATCH_NORMS = {
     torch.ops.aten.batch_norm.default,
     torch.ops.aten._native_batch_norm_legit_no_training.default,
 }
@@ -33,7 +35,7 @@ class _BatchStatistics(fx.Interpreter):
         self.valid = 0  # rows of the current batch that are data (the rest pad a static batch)
 
     def run_node(self, n: fx.Node) -> object:
-        if n.op != "call_function" or n.target not in _BATCH_NORMS:
+        if n.op != "call_function" or n.target not in _EVAL_BATCH_NORMS:
             return super().run_node(n)
         args, _ = self.fetch_args_kwargs_from_env(n)
         x, weight, bias = args[0], args[1], args[2]
@@ -89,4 +91,4 @@ def reestimate_batchnorm(gm: fx.GraphModule, batches: Iterator[Batch]) -> int:
 
 def has_batchnorm(gm: fx.GraphModule) -> bool:
     """Whether the module normalises with running statistics anywhere."""
-    return any(n.op == "call_function" and n.target in _BATCH_NORMS for n in gm.graph.nodes)
+    return any(n.op == "call_function" and n.target in _EVAL_BATCH_NORMS for n in gm.graph.nodes)

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import fx
 
-from jobs.job_config import pruned_model_name
+from jobs.job_config import Allocation, Metric, pruned_model_name
 from pruning.batchnorm import has_batchnorm, reestimate_batchnorm
-from pruning.config import Allocation, Metric, PruneConfig
+from pruning.config import PruneConfig
 from pruning.data import DataInput, Feeder
 from pruning.evaluate import Evaluator, count_macs, count_parameters
 from pruning.graph import GraphAnalysis, Plan, Tap

@@ -8,20 +8,9 @@ from __future__ import annotations
 
 import math
 
-from jobs.job_config import Metric
-
 # Metrics are averages over a dataset: a drop computed as 0.967 - 0.962 is 0.0050000000000000044.
 # Within the budget means within it up to this rounding, relative to the baseline's magnitude.
 _ROUNDING = 1e-9
-
-
-def higher_is_better(metric_name: str) -> bool:
-    """Whether the metric a results table names grows with quality (`Metric.higher_is_better`).
-
-    Raises:
-        ValueError: a name outside the vocabulary.
-    """
-    return Metric(metric_name).higher_is_better
 
 
 def metric_drop(baseline_metric: float, metric: float, higher_is_better: bool) -> float:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from pruning.config import Compensation, Criterion, PruneConfig
+from jobs.job_config import Compensation, Criterion
+from pruning.config import PruneConfig
 from pruning.graph import Tap
 from pruning.stats import RunningStats
 

@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from jobs.job_config import (
-    DEFAULT_ALLOCATION,
-    DEFAULT_COMPENSATION,
+    DEFAULT_BATCH_SIZE,
     DEFAULT_FRACTIONS,
-    DEFAULT_MAX_METRIC_DROP,
-    HOLDOUT_FRACTION,
     MAX_RECOVERY_EPOCHS,
     Allocation,
     Compensation,
     Criterion,
-    Metric,
+    JobConfig,
     RecoverySpec,
     ThresholdSpec,
-    criterion_for,
 )
 from pruning.errors import InvalidConfig
-
-__all__ = [
-    "DEFAULT_MAX_METRIC_DROP",
-    "HOLDOUT_FRACTION",
-    "Allocation",
-    "Compensation",
-    "Criterion",
-    "Metric",
-    "PruneConfig",
-    "Recovery",
-    "Threshold",
-    "criterion_for",
-    "default_thresholds",
-    "parse_thresholds",
-]
 
 
 @dataclass(frozen=True)
@@ -86,22 +68,37 @@ class Recovery(RecoverySpec):
 
 
 @dataclass(frozen=True)
-class PruneConfig:
-    """A run's configuration, checked: the job's part (`jobs.job_config.JobConfig`, converted
-    by `pruning.config_json.prune_config`) and the worker's (batch size, device, limit)."""
+class PruneConfig(JobConfig):
+    """A run's configuration, checked: a job's configuration (`jobs.job_config.JobConfig`,
+    whose fields it inherits; `PruneConfig.of` converts one) with its
+    thresholds and recovery checked, plus the worker's settings (batch size, device, limit).
+    Its defaults are the engine's: a sweep of fractions, criterion reconstruction."""
 
     criterion: Criterion = Criterion.RECONSTRUCTION
     thresholds: tuple[Threshold, ...] = field(default_factory=default_thresholds)
-    compensate: Compensation = DEFAULT_COMPENSATION
-    allocation: Allocation = DEFAULT_ALLOCATION
     recovery: Recovery | None = None
-    search: bool = False  # find the largest fraction within max_metric_drop (no thresholds)
-    seed: int = 0  # hold-out split, recovery's shuffling and initialisation
-    metric: Metric | None = None  # None: accuracy with labels, else agreement
-    max_metric_drop: float = DEFAULT_MAX_METRIC_DROP
-    batch_size: int = 256
+    batch_size: int = DEFAULT_BATCH_SIZE
     device: str = "cpu"
     max_parameters: int | None = None  # a service limit; larger models are refused on reading
+
+    @classmethod
+    def of(
+        cls, job: JobConfig, batch_size: int, device: str, max_parameters: int | None = None
+    ) -> PruneConfig:
+        """The engine's configuration of a job (as the API stored it, or as the CLI's flags
+        describe it), checked.
+
+        Raises:
+            InvalidConfig: a setting the engine refuses, naming it.
+        """
+        given: dict[str, Any] = {f.name: getattr(job, f.name) for f in fields(JobConfig)}
+        given["thresholds"] = (
+            tuple(Threshold(t.mean, t.std, t.fraction) for t in job.thresholds)
+            if job.thresholds
+            else default_thresholds()
+        )
+        given["recovery"] = None if job.recovery is None else Recovery(**asdict(job.recovery))
+        return cls(**given, batch_size=batch_size, device=device, max_parameters=max_parameters)
 
     def __post_init__(self) -> None:
         # `compensate` was a boolean in the first API: True and False still mean mean/none.

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pruning.config import Allocation, Criterion, Threshold
+from jobs.job_config import Allocation, Criterion
+from pruning.config import Threshold
 from pruning.graph import Plan
 from pruning.stats import RunningStats
 

@@ -14,8 +14,11 @@ class UnsupportedModel(PruningError):
 
 
 class InvalidDataset(PruningError):
-    """The data cannot be used with this model (its shape, labels or the metric); a dataset
-    file that cannot be read at all is `jobs.datasets.DatasetFileError`."""
+    """The data and this model do not go together, as found while the engine runs: the
+    samples' shape, the model's inputs or outputs (one input, a tensor out, class scores for
+    accuracy), or the labels the metric needs. A dataset file that cannot be read, or whose
+    shape the service already sees does not fit the model's recorded input, is refused
+    before the job runs, as `jobs.datasets.DatasetFileError`."""
 
 
 class InvalidConfig(PruningError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx
 
-from pruning.config import Metric
+from jobs.job_config import Metric
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import InvalidDataset
 
@@ -122,14 +122,6 @@ def check_class_labels(y: torch.Tensor, classes: int) -> None:
 
 def count_parameters(program: torch.export.ExportedProgram) -> int:
     return sum(p.numel() for p in program.parameters())
-
-
-_CONVS = {
-    torch.ops.aten.conv1d.default,
-    torch.ops.aten.conv2d.default,
-    torch.ops.aten.conv3d.default,
-    torch.ops.aten.convolution.default,
-}
 
 
 class _MacCounter(fx.Interpreter):

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pruning.config import HOLDOUT_FRACTION, Compensation, PruneConfig
+from jobs.job_config import HOLDOUT_FRACTION, Compensation
+from pruning.config import PruneConfig
 from pruning.data import BatchSource, DataInput
 from pruning.errors import InvalidConfig
 

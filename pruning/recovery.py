@@ -20,7 +20,8 @@ import torch
 from torch import fx
 from torch.nn import functional as F
 
-from pruning.config import Metric, Recovery
+from jobs.job_config import Metric
+from pruning.config import Recovery
 from pruning.data import Batch, BatchSource, Feeder
 from pruning.errors import InvalidConfig
 from pruning.evaluate import check_class_labels, first_output

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import fx
 
+from jobs.job_config import Compensation
 from pruning.compensation import fold, reconstruction
-from pruning.config import Compensation
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
 from pruning.graph import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Plan, Tap, get_tensor

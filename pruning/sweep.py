@@ -1,24 +1,24 @@
 """A whole pruning run: read, statistics, baseline, candidates, choice, published files.
 
-`run` is what the worker's task and `deadweight prune` both call (with `DataInput`s, which
-this module re-exports from `pruning.data`); it takes explicit inputs, reports progress
-through callbacks and writes every published file into `out_dir`. This module is the
-orchestration; each stage is a function of `pruning.sweep_stages`.
+`run` is what `worker/engine_process.py`, the engine's sandboxed child, calls (and
+`deadweight prune` through it), with `DataInput`s, which this module re-exports from
+`pruning.data`; it takes explicit inputs, reports progress through callbacks and writes
+every published file into `out_dir`. This module is the orchestration; each stage is a
+function of `pruning.sweep_stages`.
 """
 
 from __future__ import annotations
 
-__all__ = ["CancelFn", "DataInput", "ProgressFn", "resolve_device", "resolve_metric", "run"]
+__all__ = ["CancelFn", "DataInput", "ProgressFn", "resolve_device", "run"]
 
 import json
 from pathlib import Path
 
 import torch
 
-from jobs import job_config
-from jobs.job_config import PLANS_JSON, STATS_PNG, TRADEOFF_PNG
+from jobs.job_config import PLANS_JSON, STATS_PNG, TRADEOFF_PNG, resolve_metric
 from pruning.candidates import CandidateMaker
-from pruning.config import Metric, PruneConfig
+from pruning.config import PruneConfig
 from pruning.data import DataInput, Feeder
 from pruning.errors import InvalidConfig
 from pruning.evaluate import Evaluator
@@ -45,14 +45,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def resolve_metric(metric: Metric | None, eval_has_labels: bool) -> Metric:
-    """`jobs.job_config.resolve_metric`, refusing with the engine's error."""
-    try:
-        return job_config.resolve_metric(metric, eval_has_labels)
-    except ValueError as exc:
-        raise InvalidConfig(str(exc)) from None
 
 
 def run(
@@ -87,7 +79,10 @@ def run(
         config, out_dir, progress or (lambda s, f: None), should_cancel or (lambda: False)
     )
     calibration, evaluation, data_use = split(config, calibration, evaluation)
-    metric = resolve_metric(config.metric, evaluation.has_labels)
+    try:
+        metric = resolve_metric(config.metric, evaluation.has_labels)
+    except ValueError as exc:
+        raise InvalidConfig(str(exc)) from None
     device = resolve_device(config.device)
 
     ctx.progress("loading", 0.0)

@@ -14,10 +14,11 @@ from pathlib import Path
 import torch
 from torch import fx
 
+from jobs.job_config import Allocation, Criterion, Metric
 from pruning import choice
 from pruning.candidates import CandidateMaker
 from pruning.compensation import gram_taps
-from pruning.config import Allocation, Criterion, Metric, PruneConfig, Threshold
+from pruning.config import PruneConfig, Threshold
 from pruning.criteria import Ranking, score_rankings, select
 from pruning.data import Batch, DataInput, Feeder
 from pruning.errors import Cancelled

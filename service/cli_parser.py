@@ -10,6 +10,7 @@ from pathlib import Path
 
 from jobs.job_config import (
     DEFAULT_ALLOCATION,
+    DEFAULT_BATCH_SIZE,
     DEFAULT_COMPENSATION,
     DEFAULT_MAX_METRIC_DROP,
     Allocation,
@@ -160,7 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_METRIC_DROP,
         help="largest acceptable metric drop for the recommendation (default %(default)g)",
     )
-    prune.add_argument("--batch-size", type=int, default=256, help="batch size (default 256)")
+    prune.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"batch size (default {DEFAULT_BATCH_SIZE})",
+    )
     prune.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     prune.add_argument(
         "--out",

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from jobs.job_config import Allocation, Compensation, Criterion, JobConfig, Metric, criterion_for
-from pruning.config import Recovery, parse_thresholds
-from pruning.config_json import prune_config
+from pruning.config import PruneConfig, Recovery, parse_thresholds
 from pruning.errors import InvalidConfig
 from worker.protocol import DatasetSpec, PruneRequest
 from worker.sandbox import (
@@ -50,7 +49,7 @@ def prune_locally(args: argparse.Namespace) -> str:
         raise InvalidConfig("--search finds the fraction itself: drop --thresholds")
     job = _job_config(args)
     # Checked as the engine will check it, before any file is written.
-    config = prune_config(job, args.batch_size, args.device)
+    config = PruneConfig.of(job, args.batch_size, args.device)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for path in (args.data, args.eval_data):
@@ -60,7 +59,7 @@ def prune_locally(args: argparse.Namespace) -> str:
         model=str(args.model.resolve()),
         data=_dataset(args.data, args.label_column),
         eval_data=_dataset(args.eval_data, args.label_column) if args.eval_data else None,
-        config=job.to_json(),
+        config=job,
         batch_size=config.batch_size,
         device=config.device,
         out_dir=str(out.resolve()),

@@ -28,23 +28,43 @@ from jobs.blob_refs import HoldLost
 from jobs.datasets import DatasetFileError
 from jobs.validation import ValidationBusy
 from jobs.validation_launch import ValidationUnavailable
-from service.errors import ServiceError, error_body
+from service.errors import (
+    BadRequest,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+    StorageFull,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+    error_body,
+)
 from service.store_errors import STORE_RETRY_AFTER_SECONDS, is_storage_full, is_store_unavailable
 
 log = logging.getLogger(__name__)
 
 
+# A library's HTTP error gets the code our own error of that status has; any other status
+# `http_<status>`.
 _HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
     403: "forbidden",
-    404: "not_found",
     405: "method_not_allowed",
-    408: "request_timeout",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "too_many_requests",
-    507: "insufficient_storage",
+    **{
+        error.status_code: error.default_code
+        for error in (
+            BadRequest,
+            Unauthorized,
+            NotFound,
+            RequestTimeout,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            TooManyRequests,
+            InsufficientStorage,
+        )
+    },
 }
 
 
@@ -70,10 +90,14 @@ def describe_validation_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return out
 
 
-async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+def _response(exc: ServiceError) -> JSONResponse:
     return JSONResponse(
         error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers
     )
+
+
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    return _response(exc)
 
 
 async def _invalid_dataset(_: Request, exc: DatasetFileError) -> JSONResponse:
@@ -106,7 +130,8 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     message = "invalid request: " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
     if len(errors) > MAX_REPORTED_ERRORS:
         message += f"; and {len(errors) - MAX_REPORTED_ERRORS} more errors"
-    return JSONResponse(error_body("invalid_request", message, details=details), status_code=422)
+    body = error_body(Unprocessable.default_code, message, details=details)
+    return JSONResponse(body, status_code=Unprocessable.status_code)
 
 
 async def _hold_lost(_: Request, exc: HoldLost) -> JSONResponse:
@@ -162,7 +187,7 @@ def _storage_full(request: Request, exc: Exception) -> JSONResponse:
         "deleting jobs, models or datasets you no longer need (DELETE /v1/jobs/{id}, "
         "/v1/models/{id}, /v1/datasets/{id}), or ask the operator to grow the disk"
     )
-    return JSONResponse(error_body("storage_full", message), status_code=507)
+    return _response(StorageFull(message))
 
 
 def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -1,7 +1,9 @@
 """The errors a client can see: one class per HTTP status, the envelope, its OpenAPI entry.
 
 Every error leaves the service as `{"error": {"code": "...", "message": "..."}}`; the message
-tells the user what to change. Routes raise the classes below (or let `DatasetFileError`
+tells the user what to change. A code that several places answer with has a class of its
+own below (`InvalidJob`, `InvalidModel`, `QuotaExceeded`, `StorageFull`), so the code on the
+wire is spelled once. Routes raise the classes below (or let `DatasetFileError`
 through) and never build error responses themselves; `service.error_handlers` turns these,
 and the errors of the layers below (datasets, validation, the job store), into responses.
 """
@@ -74,6 +76,18 @@ class Unprocessable(ServiceError):
     default_code = "invalid_request"
 
 
+class InvalidJob(Unprocessable):
+    """The job's settings do not fit its data or this server's limits."""
+
+    default_code = "invalid_job"
+
+
+class InvalidModel(Unprocessable):
+    """The model cannot be pruned: its archive was refused, or it failed inspection."""
+
+    default_code = "invalid_model"
+
+
 class TooManyRequests(ServiceError):
     """A per-tenant limit on work in flight; the client retries after `Retry-After`."""
 
@@ -91,6 +105,19 @@ class InsufficientStorage(ServiceError):
 
     status_code = 507
     default_code = "insufficient_storage"
+
+
+class QuotaExceeded(InsufficientStorage):
+    """The tenant stores all its quota allows (DEADWEIGHT_TENANT_STORAGE_BYTES)."""
+
+    default_code = "quota_exceeded"
+
+
+class StorageFull(InsufficientStorage):
+    """The server's disk is full, or would be past its reserve (the data directory or the
+    database)."""
+
+    default_code = "storage_full"
 
 
 def broker_unavailable(exc: Exception) -> Unavailable:

@@ -17,7 +17,7 @@ from jobs.disk_space import ensure_reserve, free_bytes, release_reserve
 from jobs.settings import Settings
 from jobs.store import JobStore
 from jobs.usage import tenant_stored_bytes
-from service.errors import InsufficientStorage, TooManyRequests
+from service.errors import QuotaExceeded, StorageFull, TooManyRequests
 from service.store_errors import is_storage_full
 
 T = TypeVar("T")
@@ -98,12 +98,11 @@ def check_quota(
         return
     used = tenant_stored_bytes(store.usage, blobs, tenant)
     if used + incoming > quota:
-        raise InsufficientStorage(
+        raise QuotaExceeded(
             f"this tenant stores {used} bytes of its quota of {quota}"
             + (f" and this request adds {incoming}" if incoming else "")
             + ": delete jobs, models or datasets it no longer needs (the operator sets "
-            "DEADWEIGHT_TENANT_STORAGE_BYTES)",
-            code="quota_exceeded",
+            "DEADWEIGHT_TENANT_STORAGE_BYTES)"
         )
 
 
@@ -112,11 +111,10 @@ def check_free_disk(blobs: BlobStore, settings: Settings, incoming: int) -> None
     free = free_bytes(blobs.root)
     # `<=`: a disk with nothing left fails even when no reserve is configured.
     if free - incoming <= settings.min_free_disk_bytes:
-        raise InsufficientStorage(
+        raise StorageFull(
             "the server's data directory is nearly full "
             f"({free} bytes free, {settings.min_free_disk_bytes} kept in reserve); "
-            "delete jobs or uploads you no longer need, or ask the operator for more space",
-            code="storage_full",
+            "delete jobs or uploads you no longer need, or ask the operator for more space"
         )
 
 

@@ -15,7 +15,7 @@ from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.settings import Settings
 from jobs.states import ModelStatus
 from jobs.store import JobStore
-from service.errors import NotFound, Unprocessable
+from service.errors import InvalidJob, InvalidModel, NotFound
 from service.job_schemas import JobCreate
 from service.limits import check_jobs_in_flight, check_storage
 
@@ -40,7 +40,9 @@ def add_checked_job(
             verify_uploads=True,
         )
     except UploadGone as exc:
-        raise NotFound(f"upload {exc} was deleted while this job was being submitted") from exc
+        raise NotFound(
+            f"upload {exc.upload_id} was deleted while this job was being submitted"
+        ) from exc
 
 
 def _lookup(
@@ -100,11 +102,10 @@ def _resolve_metric(body: JobCreate, evaluation: DatasetRecord) -> Metric:
     try:
         return resolve_metric(body.metric, evaluation.has_labels)
     except ValueError:
-        raise Unprocessable(
+        raise InvalidJob(
             f"metric {str(body.metric)!r} compares predictions with labels, and the evaluation "
             f"dataset {evaluation.id!r} has none: upload it with labels (array y, or "
-            "label_column for CSV) or use metric 'agreement'",
-            code="invalid_job",
+            "label_column for CSV) or use metric 'agreement'"
         ) from None
 
 
@@ -117,15 +118,13 @@ def checked_config(
 ) -> JobConfig:
     """Check the request against its records and settings; the config the worker will run."""
     if body.thresholds is not None and len(body.thresholds) > settings.max_thresholds:
-        raise Unprocessable(
+        raise InvalidJob(
             f"{len(body.thresholds)} thresholds given; this server runs at most "
-            f"{settings.max_thresholds} per job (DEADWEIGHT_MAX_THRESHOLDS)",
-            code="invalid_job",
+            f"{settings.max_thresholds} per job (DEADWEIGHT_MAX_THRESHOLDS)"
         )
     if model.status is ModelStatus.INVALID:
-        raise Unprocessable(
-            f"model {model.id!r} cannot be pruned: {model.error or 'it failed inspection'}",
-            code="invalid_model",
+        raise InvalidModel(
+            f"model {model.id!r} cannot be pruned: {model.error or 'it failed inspection'}"
         )
     _check_fits(model, [d for d in (dataset, eval_dataset) if d is not None])
     return JobConfig(

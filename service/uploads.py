@@ -27,7 +27,7 @@ from jobs.blobs import BlobStore
 from jobs.disk_space import DiskFull
 from jobs.settings import Settings
 from jobs.store import JobStore
-from service.errors import BadRequest, InsufficientStorage, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest, PayloadTooLarge, StorageFull, UnsupportedMediaType
 from service.limits import check_free_disk, check_quota, check_storage
 from service.multipart import FILE_FIELD, MultipartForm, too_large_message
 
@@ -146,11 +146,10 @@ def _commit(writer: BlobWriter) -> tuple[str, int]:
         raise _disk_full() from exc
 
 
-def _disk_full() -> InsufficientStorage:
-    return InsufficientStorage(
+def _disk_full() -> StorageFull:
+    return StorageFull(
         "the server's disk filled up during the upload, which was discarded; delete jobs or "
-        "uploads you no longer need, or ask the operator for more space",
-        code="storage_full",
+        "uploads you no longer need, or ask the operator for more space"
     )
 
 

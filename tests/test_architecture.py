@@ -4,6 +4,7 @@ the API never reaches torch, no import cycle, no file over 300 lines, one home p
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,48 @@ def test_imports_run_one_way(package: str) -> None:
         if bad:
             problems.append(f"{rel} imports {sorted(bad)}")
     assert problems == []
+
+
+# Inside the packages, the parts that stand alone: what each may import of its own package.
+# The reader knows nothing of what is done with a program; the channel analysis nothing of
+# statistics or cuts; the report only the results it publishes; the sandbox only its protocol.
+LAYERS = {
+    "pruning.reader": {"pruning.reader", "pruning.errors"},
+    "pruning.graph": {"pruning.graph", "pruning.errors"},
+    "pruning.report": {"pruning.report", "pruning.results", "pruning.choice", "pruning.errors"},
+    "worker.sandbox": {"worker.sandbox", "worker.protocol"},
+    "worker.protocol": {"worker.protocol"},
+}
+
+
+@pytest.mark.parametrize("part", sorted(LAYERS))
+def test_the_parts_that_stand_alone_import_only_what_they_may(part: str) -> None:
+    own = part.split(".")[0]
+    allowed = LAYERS[part]
+    problems = []
+    for path in (
+        _sources(part.replace(".", "/"))
+        if (ROOT / part.replace(".", "/")).is_dir()
+        else [ROOT / (part.replace(".", "/") + ".py")]
+    ):
+        for module in _imported_modules(path):
+            if module.split(".")[0] == own and not any(
+                module == a or module.startswith(a + ".") for a in allowed
+            ):
+                problems.append(f"{path.relative_to(ROOT).as_posix()} imports {module}")
+    assert problems == []
+
+
+def test_the_cli_and_the_engines_vocabulary_load_no_torch() -> None:
+    """`deadweight prune`'s parent only supervises the engine's child: it must start fast."""
+    code = (
+        "import sys, pruning, pruning.config, service.cli, service.cli_prune, worker.protocol\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def test_the_shared_vocabulary_is_a_leaf_of_the_standard_library() -> None:
@@ -160,27 +203,40 @@ def test_no_file_over_300_lines() -> None:
     assert long == {}
 
 
+# Names that each module defines on purpose: entry points, Alembic's migration functions, and
+# the handler table each op family of `pruning/graph/` fills.
+MANY_HOMES = {"main", "upgrade", "downgrade", "HANDLERS"}
+
+
 def _defined_names(path: Path) -> Iterator[str]:
-    """Classes, and type aliases (a CapWords name bound at module level)."""
+    """Classes, type aliases (a CapWords name bound at module level), public functions and
+    constants (an UPPER_CASE name bound at module level)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             yield node.name
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if not node.name.startswith("_"):
+                yield node.name
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                if isinstance(target, ast.Name) and _is_cap_words(target.id):
+                if isinstance(target, ast.Name) and _is_a_definition(target.id):
                     yield target.id
 
 
-def _is_cap_words(name: str) -> bool:
-    return name[:1].isupper() and not name.isupper() and "_" not in name
+def _is_a_definition(name: str) -> bool:
+    bare = name.lstrip("_")
+    cap_words = bare[:1].isupper() and not bare.isupper() and "_" not in bare
+    constant = bare.isupper() and len(bare) > 1 and name != "__all__"
+    return cap_words or constant
 
 
-def test_each_type_is_defined_once() -> None:
-    """One home per concept: a second `Metric` or `Batch` is a second meaning of one word."""
+def test_each_name_is_defined_once() -> None:
+    """One home per concept: a second `Metric`, `Batch`, `child_env` or `PROGRESS_EVERY_S`
+    is a second meaning of one word, or one meaning written twice."""
     homes: dict[str, list[str]] = {}
     for path in _sources(*PACKAGES):
-        for name in set(_defined_names(path)):
+        for name in set(_defined_names(path)) - MANY_HOMES:
             homes.setdefault(name, []).append(path.relative_to(ROOT).as_posix())
     assert {name: where for name, where in homes.items() if len(where) > 1} == {}

@@ -7,7 +7,7 @@ printed to stdout by libraries goes to stderr instead, so the protocol stays cle
 - `InspectRequest` -> the model's description (`pruning.describe`);
 - `JobRequest` -> None, the files written into its `out_dir`; `PruneRequest` -> the table
   `deadweight prune` prints (a dataset's `format` may be None: guessed from the file);
-- `DescribeRequest` -> this process's environment names, directory and limits, so that the
+- `SelfCheckRequest` -> this process's environment names, directory and limits, so that the
   sandbox itself can be checked;
 - any request may say `stack_on_crash=False` (default True: faulthandler prints the Python
   stack of a native crash on stderr).
@@ -25,7 +25,6 @@ import errno
 import faulthandler
 import os
 import resource
-import secrets
 import sys
 import time
 import traceback
@@ -35,11 +34,9 @@ from typing import IO, Any, assert_never
 
 from jobs.datasets import DatasetFileError, DatasetFormat, open_dataset
 from jobs.disk_space import is_disk_full
-from pruning.config_json import config_from_json
 from pruning.errors import PruningError
 from worker.protocol import (
     DatasetSpec,
-    DescribeRequest,
     DiskFullMessage,
     EngineMessage,
     EngineRequest,
@@ -51,11 +48,16 @@ from worker.protocol import (
     PruneRequest,
     RefusalMessage,
     ResultMessage,
+    SelfCheckRequest,
     decode_request,
     encode,
+    new_incident,
 )
 
-PROGRESS_EVERY_S = 0.2
+# Progress messages on the pipe to the worker, which costs little: often enough that the
+# worker's own throttle (`worker.lease.STORE_PROGRESS_EVERY_S`, a database write) always has
+# a recent value to pass on.
+PIPE_PROGRESS_EVERY_S = 0.2
 # Test-only hook: the engine crashes (SIGSEGV) on reaching this stage ("start": at once).
 _TEST_CRASH = "DW_TEST_ENGINE_CRASH"
 _OUT_OF_MEMORY = (
@@ -77,7 +79,7 @@ class _Channel:
 
     def progress(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
-        if stage != self._last[0] or now - self._last[1] >= PROGRESS_EVERY_S or fraction >= 1:
+        if stage != self._last[0] or now - self._last[1] >= PIPE_PROGRESS_EVERY_S or fraction >= 1:
             new_stage = stage != self._last[0]
             self.send(ProgressMessage(stage=stage, fraction=fraction))
             self._last = (stage, now)
@@ -93,7 +95,7 @@ def _crash_if_asked(stage: str) -> None:
 
 
 def _run_job(request: JobRequest | PruneRequest, channel: _Channel) -> Any:
-    from pruning.sweep import DataInput, run
+    from pruning import DataInput, PruneConfig, run
 
     with ExitStack() as stack:
 
@@ -112,18 +114,15 @@ def _run_job(request: JobRequest | PruneRequest, channel: _Channel) -> Any:
             Path(request.model),
             data_input(request.data),
             data_input(request.eval_data) if request.eval_data else None,
-            config_from_json(
-                request.config,
-                request.batch_size,
-                request.device,
-                request.max_parameters,
+            PruneConfig.of(
+                request.config, request.batch_size, request.device, request.max_parameters
             ),
             Path(request.out_dir),
             progress=channel.progress,
         )
 
 
-def _describe() -> dict[str, Any]:
+def _self_check() -> dict[str, Any]:
     limits = {
         name: resource.getrlimit(getattr(resource, name))
         for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_CORE")
@@ -134,7 +133,7 @@ def _describe() -> dict[str, Any]:
 def _handle(request: EngineRequest, channel: _Channel) -> Any:
     match request:
         case InspectRequest():
-            from pruning.describe import describe_model
+            from pruning import describe_model
 
             return describe_model(Path(request.model), request.max_parameters)
         case JobRequest():
@@ -144,8 +143,8 @@ def _handle(request: EngineRequest, channel: _Channel) -> Any:
             from pruning import report
 
             return report.format_table(_run_job(request, channel))
-        case DescribeRequest():
-            return _describe()
+        case SelfCheckRequest():
+            return _self_check()
         case _:
             assert_never(request)
 
@@ -187,7 +186,7 @@ def main() -> int:
 
 def _internal_error(exc: BaseException, channel: _Channel) -> int:
     """Details to stderr (the log) under an incident ID; only the ID goes to the user."""
-    incident = secrets.token_hex(6)
+    incident = new_incident()
     print(f"incident {incident}: the engine failed", file=sys.stderr)
     traceback.print_exception(exc, file=sys.stderr)
     channel.send(IncidentMessage(incident=incident, detail=f"{type(exc).__name__}: {exc}"))

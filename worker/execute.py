@@ -34,6 +34,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from jobs.blobs import BlobStore
 from jobs.disk_space import is_disk_full
+from jobs.job_table import UploadGone
 from jobs.manifest import is_complete
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
@@ -55,10 +56,6 @@ from worker.store_retry import retry, store_patience
 from worker.user_errors import incident_message, log_failure, scrub
 
 log = logging.getLogger("deadweight.worker")
-
-
-class InputsDeleted(Exception):
-    """The job's model or dataset was deleted before the job ran."""
 
 
 def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settings) -> None:
@@ -108,15 +105,15 @@ def _run_attempt(
     job_id, attempt = job.id, job.attempts
     final = blobs.job_dir(job_id)
     # Folders of earlier attempts whose worker died are this attempt's to clear.
-    for folder in final.parent.glob(f".{job_id}.attempt-*"):
+    for folder in blobs.attempt_dirs_of(job_id):
         shutil.rmtree(folder, ignore_errors=True)
     if final.exists():
         if is_complete(final):
             log.warning("job %s: found its published result set; recording it", job_id)
             return (JobStatus.SUCCEEDED, None)
         shutil.rmtree(final, ignore_errors=True)  # never published whole: not an outcome
-    staging = final.with_name(f".{job_id}.attempt-{attempt}")
-    workdir = final.with_name(f".{job_id}.attempt-{attempt}.work")
+    folders = blobs.attempt_dirs(job_id, attempt)
+    staging, workdir = folders.staging, folders.work
     patience = store_patience(settings)
     left = retry(
         lambda: quota_left(store.usage, blobs, job.tenant, settings.tenant_storage_bytes),
@@ -155,7 +152,7 @@ def _run_attempt(
         return (JobStatus.FAILED, disk_full_message(settings))
     except EngineFileTooLarge:
         return (JobStatus.FAILED, guard.over_cap())
-    except (SandboxFailure, InputsDeleted) as exc:
+    except (SandboxFailure, UploadGone) as exc:
         log_failure(f"job {job_id}", exc)
         # A write that failed for lack of space or past the output cap shows as whatever
         # the engine made of it (often an internal error): the folders tell what it was.
@@ -187,12 +184,12 @@ def _job_request(
     each upload's path with its name, to keep paths out of messages.
 
     Raises:
-        InputsDeleted: the job's model or dataset is gone.
+        UploadGone: the job's model or dataset was deleted.
     """
     model = retry(lambda: store.models.get_any_tenant(job.model_id), "read", patience)
     data = retry(lambda: store.datasets.get_any_tenant(job.dataset_id), "read", patience)
     if model is None or data is None:
-        raise InputsDeleted("the job's model or dataset was deleted before it ran")
+        raise UploadGone("the job's model or dataset was deleted before it ran")
     eval_id = job.eval_dataset_id
     eval_data = (
         retry(lambda: store.datasets.get_any_tenant(eval_id), "read", patience) if eval_id else None
@@ -211,7 +208,7 @@ def _job_request(
         model=str(blobs.path(model.sha256)),
         data=dataset(data),
         eval_data=dataset(eval_data) if eval_data else None,
-        config=job.config,
+        config=job.job_config(),  # an unreadable stored config is an incident
         batch_size=settings.batch_size,
         device=settings.device,
         max_parameters=settings.max_parameters,

@@ -27,7 +27,9 @@ from jobs.lifecycle import JobLifecycle
 
 log = logging.getLogger("deadweight.worker")
 
-PROGRESS_EVERY_S = 0.5
+# Progress written to the job store: a database write per report, so less often than the
+# engine sends it on its pipe (`worker.engine_process.PIPE_PROGRESS_EVERY_S`).
+STORE_PROGRESS_EVERY_S = 0.5
 CANCEL_POLL_EVERY_S = 1.0
 # While the store is unreachable the lease renewal is retried this often, so that it is
 # renewed within a second of the database coming back.
@@ -96,7 +98,7 @@ def throttled_progress(
     def report(stage: str, fraction: float) -> None:
         nonlocal last_stage, last_at
         now = time.monotonic()
-        if stage != last_stage or now - last_at >= PROGRESS_EVERY_S or fraction >= 1.0:
+        if stage != last_stage or now - last_at >= STORE_PROGRESS_EVERY_S or fraction >= 1.0:
             try:
                 lifecycle.set_progress(job_id, stage, round(fraction, 4), attempt=attempt)
             except STORE_OUTAGE:

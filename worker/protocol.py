@@ -8,7 +8,7 @@ failures. Nothing else travels: the worker cancels a run by killing the engine.
     worker                                  engine process
       | -- InspectRequest ----------------->  describe the model (`pruning.describe`)
       | -- JobRequest | PruneRequest ------>  run the sweep into `out_dir`
-      | -- DescribeRequest ---------------->  its own environment and limits (tests)
+      | -- SelfCheckRequest --------------->  its own environment and limits (tests)
       | <-- ProgressMessage (stage, fraction), throttled
       | <-- ResultMessage | RefusalMessage | DiskFullMessage
       |     | FileTooLargeMessage | IncidentMessage          (exactly one, last)
@@ -21,8 +21,11 @@ file paths and settings only: no store, no secrets.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeVar
+
+from jobs.job_config import JobConfig
 
 JsonObject = dict[str, Any]
 T = TypeVar("T")
@@ -60,7 +63,7 @@ class _SweepRequest:
     model: str
     data: DatasetSpec
     eval_data: DatasetSpec | None = None
-    config: JsonObject  # the job's configuration as stored (`pruning.config_json`)
+    config: JobConfig  # on the wire in its stored form (`JobConfig.to_json`)
     batch_size: int
     device: str
     out_dir: str  # the files are written here
@@ -83,14 +86,15 @@ class PruneRequest(_SweepRequest):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DescribeRequest:
-    """The engine process's environment names, directory and limits: the sandbox, checked."""
+class SelfCheckRequest:
+    """The engine process's own environment names, directory and limits: the sandbox,
+    checked (not a model's description: that is `InspectRequest`)."""
 
-    kind: Literal["describe"] = "describe"
+    kind: Literal["self_check"] = "self_check"
     stack_on_crash: bool = True
 
 
-EngineRequest = InspectRequest | JobRequest | PruneRequest | DescribeRequest
+EngineRequest = InspectRequest | JobRequest | PruneRequest | SelfCheckRequest
 
 
 # -- messages (engine -> worker) -------------------------------------------------------------
@@ -136,6 +140,12 @@ class FileTooLargeMessage:
     reason: str
 
 
+def new_incident() -> str:
+    """An ID that ties a user's error message to the details in the log: the engine's
+    (`IncidentMessage`) and the worker's own (`worker.user_errors`, `worker.sandbox`)."""
+    return secrets.token_hex(6)
+
+
 @dataclass(frozen=True, kw_only=True)
 class IncidentMessage:
     """An unexpected exception: the user sees the incident ID, the log gets the detail
@@ -155,7 +165,7 @@ _REQUESTS: dict[str, type[EngineRequest]] = {
     "inspect": InspectRequest,
     "job": JobRequest,
     "prune": PruneRequest,
-    "describe": DescribeRequest,
+    "self_check": SelfCheckRequest,
 }
 _MESSAGES: dict[str, type[EngineMessage]] = {
     "progress": ProgressMessage,
@@ -170,7 +180,10 @@ _MESSAGES: dict[str, type[EngineMessage]] = {
 # -- the wire form ---------------------------------------------------------------------------
 def encode(item: EngineRequest | EngineMessage) -> str:
     """One JSON object, without a newline."""
-    return json.dumps(asdict(item))
+    fields = asdict(item)
+    if isinstance(item, _SweepRequest):
+        fields["config"] = item.config.to_json()  # the form a job's row stores
+    return json.dumps(fields)
 
 
 def decode_request(text: str | bytes) -> EngineRequest:
@@ -183,6 +196,11 @@ def decode_request(text: str | bytes) -> EngineRequest:
     for key in ("data", "eval_data"):
         if isinstance(fields.get(key), dict):
             fields[key] = _build(DatasetSpec, fields[key])
+    if isinstance(fields.get("config"), dict):
+        try:
+            fields["config"] = JobConfig.from_json(fields["config"])
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"config: {exc}") from None
     return _build(_kind(fields, _REQUESTS), fields)
 
 

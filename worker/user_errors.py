@@ -11,7 +11,8 @@ import logging
 import re
 from pathlib import Path
 
-from worker.sandbox import EngineCrashed, EngineInternalError, new_incident
+from worker.protocol import new_incident
+from worker.sandbox import EngineCrashed, EngineInternalError
 
 log = logging.getLogger("deadweight.worker")
 

@@ -43,10 +43,6 @@ class ArraySpec:
         return self.shape[1:]
 
     @property
-    def row_bytes(self) -> int:
-        return math.prod(self.row_shape) * self.dtype.itemsize
-
-    @property
     def nbytes(self) -> int:
         return math.prod(self.shape) * self.dtype.itemsize
 

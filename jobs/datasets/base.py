@@ -26,9 +26,11 @@ _MAX_BYTES_PER_VALUE: Final = 8 + 4  # float64 as read (at most), float32 as han
 
 
 class DatasetFileError(ValueError):
-    """A dataset file cannot be used: unreadable, malformed, non-finite, too large, or unfit
-    for the model's input. The message says what to fix; the API answers it with a 422
-    `invalid_dataset`."""
+    """A dataset cannot be used, for one of two reasons: its file (unreadable, malformed,
+    non-finite, too large: the readers here, in the validation child and the engine), or its
+    samples do not fit the model's recorded input shape (`check_fits_model`, when a job is
+    submitted). The message says what to fix; the API answers it with a 422
+    `invalid_dataset`. What only running the model shows is `pruning.errors.InvalidDataset`."""
 
 
 class DatasetFormat(StrEnum):

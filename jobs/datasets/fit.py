@@ -16,7 +16,8 @@ def check_fits_model(info: DatasetInfo, model_input_shape: list[int | None]) -> 
             None marks a dynamic dimension.
 
     Raises:
-        DatasetFileError: naming both shapes.
+        DatasetFileError: naming both shapes (a dataset that does not fit is refused like
+            an unreadable one: 422 `invalid_dataset`).
     """
     expected = model_input_shape[1:]
     fits = len(model_input_shape) >= 1 and len(expected) == len(info.x_shape)

@@ -17,14 +17,14 @@ from torch import fx
 from pruning.graph.coupling import couple_cat_along_other_dim
 from pruning.graph.groups import OUTPUT_SIZES, ArgFix
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
-from pruning.graph.tracking import Analysis, ChannelMap, Seg
+from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
 
 
 @HANDLERS.handles(aten.cat.default)
-def _cat(state: Analysis, node: fx.Node) -> None:
+def _cat(state: WalkState, node: fx.Node) -> None:
     inputs = list(positional(node, 0))
     ndim = state.ndim(node) or 0
     dim = norm_dim(int(argument(node, 1, "dim", 0)), ndim)
@@ -56,7 +56,7 @@ def _cat(state: Analysis, node: fx.Node) -> None:
 
 
 @HANDLERS.handles(aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
-def _split(state: Analysis, node: fx.Node) -> None:
+def _split(state: WalkState, node: fx.Node) -> None:
     """Splits along the channels hand each part the segments inside it; a layer's channels
     split between parts (ShuffleNet's channel split) freeze, since their parts would shrink
     unevenly. The part sizes are width-encoding arguments."""
@@ -108,7 +108,7 @@ def _straddles(m: ChannelMap, begin: int, size: int) -> bool:
 
 
 @HANDLERS.handles(operator.getitem)
-def _getitem(state: Analysis, node: fx.Node) -> None:
+def _getitem(state: WalkState, node: fx.Node) -> None:
     """One output of a split (its own map), or of a multi-output op."""
     src, index = node.args
     parts = state.parts.get(src.name) if isinstance(src, fx.Node) else None

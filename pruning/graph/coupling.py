@@ -2,7 +2,7 @@
 concatenated along another dim (tokens) — and stored tensors sliced with the channels.
 
 When two tracked tensors meet elementwise, the channel at one position of each is one
-channel: their groups are united (`Analysis.union`), so one cut removes both. A tensor
+channel: their groups are united (`WalkState.union`), so one cut removes both. A tensor
 that is not tracked must broadcast over the channels (a scalar, a per-sample gate) or be a
 stored tensor that holds them (a position embedding, a layer scale), which is then sliced
 with them; anything else freezes the groups.
@@ -18,7 +18,7 @@ from torch import fx
 from pruning.graph.groups import ParamSlice, Span
 from pruning.graph.registry import HandlerTable, positional
 from pruning.graph.tensor_paths import get_tensor
-from pruning.graph.tracking import Analysis, ChannelMap
+from pruning.graph.tracking import ChannelMap, WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
@@ -36,7 +36,7 @@ _ELEMENTWISE_BINARY = [
 
 
 @HANDLERS.handles(*_ELEMENTWISE_BINARY)
-def _elementwise_binary(state: Analysis, node: fx.Node) -> None:
+def _elementwise_binary(state: WalkState, node: fx.Node) -> None:
     a, b = positional(node, 0), positional(node, 1)
     out_ndim = state.ndim(node) or 0
     ma, mb = (_aligned(state, x, out_ndim) for x in (a, b))
@@ -51,7 +51,7 @@ def _elementwise_binary(state: Analysis, node: fx.Node) -> None:
 
 
 def _couple_residual_or_gate(
-    state: Analysis, node: fx.Node, first: ChannelMap, second: ChannelMap
+    state: WalkState, node: fx.Node, first: ChannelMap, second: ChannelMap
 ) -> None:
     """A residual add (x + f(x)) or a gate (x * s): both operands carry tracked channels.
 
@@ -77,7 +77,7 @@ def _couple_residual_or_gate(
 
 
 def _meet_untracked(
-    state: Analysis, node: fx.Node, m: ChannelMap, other: Any, out_ndim: int
+    state: WalkState, node: fx.Node, m: ChannelMap, other: Any, out_ndim: int
 ) -> None:
     """Tracked channels meet a tensor no group tracks: it must broadcast over the channels,
     or be a stored tensor sliced with them; else the groups freeze."""
@@ -94,7 +94,7 @@ def _meet_untracked(
 
 
 def couple_cat_along_other_dim(
-    state: Analysis, node: fx.Node, inputs: list[Any], maps: list[ChannelMap | None], ndim: int
+    state: WalkState, node: fx.Node, inputs: list[Any], maps: list[ChannelMap | None], ndim: int
 ) -> None:
     """Concatenation along another dim (tokens, say): every part carries the same channels,
     so tracked parts are coupled and stored parts (a class token) are sliced with them."""
@@ -127,7 +127,7 @@ def _layout(m: ChannelMap) -> list[tuple[int, int, int]]:
     return [(s.start, s.width, s.block) for s in m.segs]
 
 
-def _slice_param_operand(state: Analysis, other: Any, m: ChannelMap, out_ndim: int) -> bool:
+def _slice_param_operand(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> bool:
     """A stored tensor meeting the channels elementwise (a position embedding, a layer-scale
     vector) is sliced with them. Returns False if `other` is not such a tensor."""
     path = _param_source(state, other)
@@ -145,14 +145,14 @@ def _slice_param_operand(state: Analysis, other: Any, m: ChannelMap, out_ndim: i
     return True
 
 
-def _param_source(state: Analysis, value: Any) -> str | None:
+def _param_source(state: WalkState, value: Any) -> str | None:
     """The stored tensor behind `value`, directly or broadcast by `expand`."""
     if isinstance(value, fx.Node) and value.target in (aten.expand.default, aten.expand_as.default):
         value = value.args[0]
     return state.attr(value)
 
 
-def _aligned(state: Analysis, x: Any, out_ndim: int) -> ChannelMap | None:
+def _aligned(state: WalkState, x: Any, out_ndim: int) -> ChannelMap | None:
     """The map of `x` in the output's dims (broadcasting aligns dims from the right)."""
     m = state.map_of(x)
     if m is None:
@@ -160,7 +160,7 @@ def _aligned(state: Analysis, x: Any, out_ndim: int) -> ChannelMap | None:
     return m.moved(m.dim + out_ndim - (state.ndim(x) or 0))
 
 
-def _broadcasts_over(state: Analysis, other: Any, dim: int, out_ndim: int) -> bool:
+def _broadcasts_over(state: WalkState, other: Any, dim: int, out_ndim: int) -> bool:
     """True if `other` (untracked) has size 1 or no dim where the channels are."""
     if not isinstance(other, fx.Node):
         return True  # a Python scalar

@@ -16,7 +16,7 @@ from torch import fx
 
 from pruning.graph.groups import ArgFix, Consumer, ParamSlice, Span, Tap
 from pruning.graph.registry import HandlerTable, argument, norm_dim, opaque, positional
-from pruning.graph.tracking import Analysis, ChannelMap, Seg
+from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
@@ -24,7 +24,7 @@ HANDLERS = HandlerTable()
 
 # -- producers and consumers --------------------------------------------------------------
 def _consume(
-    state: Analysis,
+    state: WalkState,
     node: fx.Node,
     kind: str,
     channel_dim: int,
@@ -58,7 +58,7 @@ def _consume(
 
 
 def _produce(
-    state: Analysis, node: fx.Node, kind: str, weight: str, bias: str | None, width: int, dim: int
+    state: WalkState, node: fx.Node, kind: str, weight: str, bias: str | None, width: int, dim: int
 ) -> int:
     """Start a group named after the layer: its weight rows and bias are the channels."""
     gid = state.new_group(weight.removesuffix(".weight"), width, kind)
@@ -70,7 +70,7 @@ def _produce(
     return gid
 
 
-def _weights(state: Analysis, node: fx.Node) -> tuple[str, str | None] | None:
+def _weights(state: WalkState, node: fx.Node) -> tuple[str, str | None] | None:
     """The layer's weight and bias paths; None unless both are stored tensors."""
     weight = state.attr(argument(node, 1, "weight"))
     bias_arg = argument(node, 2, "bias")
@@ -81,7 +81,7 @@ def _weights(state: Analysis, node: fx.Node) -> tuple[str, str | None] | None:
 
 
 @HANDLERS.handles(aten.linear.default)
-def _linear(state: Analysis, node: fx.Node) -> None:
+def _linear(state: WalkState, node: fx.Node) -> None:
     params = _weights(state, node)
     if params is None:
         opaque(state, node, "a Linear whose weight is not a stored parameter")
@@ -101,7 +101,7 @@ _CONV_GROUPS_ARG: dict[Any, int] = {
 
 
 @HANDLERS.handles(*_CONV_GROUPS_ARG)
-def _conv(state: Analysis, node: fx.Node) -> None:
+def _conv(state: WalkState, node: fx.Node) -> None:
     params = _weights(state, node)
     groups_at = _CONV_GROUPS_ARG[node.target]
     groups = argument(node, groups_at, "groups", 1)
@@ -122,7 +122,7 @@ def _conv(state: Analysis, node: fx.Node) -> None:
 
 
 def _grouped(
-    state: Analysis, node: fx.Node, weight: str, bias: str | None, groups: int, out_ch: int
+    state: WalkState, node: fx.Node, weight: str, bias: str | None, groups: int, out_ch: int
 ) -> None:
     """A grouped convolution (ResNeXt, RegNet): input and output are cut per conv group.
 
@@ -155,7 +155,7 @@ def _grouped(
 
 
 def _depthwise(
-    state: Analysis, node: fx.Node, weight: str, bias: str | None, groups_at: int
+    state: WalkState, node: fx.Node, weight: str, bias: str | None, groups_at: int
 ) -> None:
     """A depthwise conv follows its input: one filter per channel, `groups` = channels."""
     m = state.map_of(positional(node, 0))
@@ -178,7 +178,7 @@ def _depthwise(
 
 # -- normalisation: one entry per channel, sliced with the group --------------------------
 @HANDLERS.handles(aten.batch_norm.default, aten._native_batch_norm_legit_no_training.default)
-def _batch_norm(state: Analysis, node: fx.Node) -> None:
+def _batch_norm(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     if m is None:
         state.set_map(node, None)
@@ -200,7 +200,7 @@ def _batch_norm(state: Analysis, node: fx.Node) -> None:
 
 
 @HANDLERS.handles(aten.layer_norm.default)
-def _layer_norm(state: Analysis, node: fx.Node) -> None:
+def _layer_norm(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0
     shape = list(positional(node, 1))

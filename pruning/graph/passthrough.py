@@ -12,7 +12,7 @@ import torch
 from torch import fx
 
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
-from pruning.graph.tracking import Analysis
+from pruning.graph.tracking import WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
@@ -68,7 +68,7 @@ _ELEMENTWISE = [
 
 
 @HANDLERS.handles(*_ELEMENTWISE)
-def _same(state: Analysis, node: fx.Node) -> None:
+def _same(state: WalkState, node: fx.Node) -> None:
     state.set_map(node, state.map_of(positional(node, 0)))
 
 
@@ -90,7 +90,7 @@ _POOLS = [
 
 
 @HANDLERS.handles(*_POOLS)
-def _pool(state: Analysis, node: fx.Node) -> None:
+def _pool(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     # Pooling works on the trailing spatial dims; the channel dim (1 of N, C, ...) stays.
     if m is not None and m.dim != 1:
@@ -100,7 +100,7 @@ def _pool(state: Analysis, node: fx.Node) -> None:
 
 
 @HANDLERS.handles(aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default)
-def _reduce(state: Analysis, node: fx.Node) -> None:
+def _reduce(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0
     dims = argument(node, 1, "dim")
@@ -122,6 +122,6 @@ def _reduce(state: Analysis, node: fx.Node) -> None:
     aten.sym_stride.int,
     aten._assert_tensor_metadata.default,
 )
-def _sizes_only(state: Analysis, node: fx.Node) -> None:
+def _sizes_only(state: WalkState, node: fx.Node) -> None:
     """Shape bookkeeping reads sizes, not values: it carries no channels and freezes nothing."""
     state.set_map(node, None)

@@ -15,9 +15,9 @@ from typing import Any
 
 from torch import fx
 
-from pruning.graph.tracking import Analysis
+from pruning.graph.tracking import WalkState
 
-Handler = Callable[[Analysis, fx.Node], None]
+Handler = Callable[[WalkState, fx.Node], None]
 
 
 class HandlerTable:
@@ -70,7 +70,7 @@ def norm_dim(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
 
 
-def opaque(state: Analysis, node: fx.Node, why: str) -> None:
+def opaque(state: WalkState, node: fx.Node, why: str) -> None:
     """The node cannot be followed: freeze every group it reads; its output carries none."""
     for arg in node.all_input_nodes:
         state.freeze_map(arg, f"{node.name}: {why}")

@@ -17,7 +17,7 @@ from torch import fx
 
 from pruning.graph.groups import ArgFix
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
-from pruning.graph.tracking import Analysis, ChannelMap, Seg
+from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
@@ -25,7 +25,7 @@ HANDLERS = HandlerTable()
 
 # -- the channel dim moves ------------------------------------------------------------------
 @HANDLERS.handles(aten.permute.default)
-def _permute(state: Analysis, node: fx.Node) -> None:
+def _permute(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0
     order = [norm_dim(int(d), ndim) for d in positional(node, 1)]
@@ -33,7 +33,7 @@ def _permute(state: Analysis, node: fx.Node) -> None:
 
 
 @HANDLERS.handles(aten.transpose.int, aten.t.default)
-def _transpose(state: Analysis, node: fx.Node) -> None:
+def _transpose(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0
     d0, d1 = (
@@ -51,7 +51,7 @@ def _transpose(state: Analysis, node: fx.Node) -> None:
 
 
 @HANDLERS.handles(aten.unsqueeze.default)
-def _unsqueeze(state: Analysis, node: fx.Node) -> None:
+def _unsqueeze(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     d = norm_dim(int(positional(node, 1)), state.ndim(node) or 0)
     state.set_map(node, None if m is None else m.moved(m.dim + (1 if d <= m.dim else 0)))
@@ -59,7 +59,7 @@ def _unsqueeze(state: Analysis, node: fx.Node) -> None:
 
 # -- the channel dim merges with the dims after it -----------------------------------------
 @HANDLERS.handles(aten.flatten.using_ints)
-def _flatten(state: Analysis, node: fx.Node) -> None:
+def _flatten(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     shape = state.shape(positional(node, 0))
     if m is None or shape is None:
@@ -72,7 +72,7 @@ def _flatten(state: Analysis, node: fx.Node) -> None:
 
 
 def _merge_dims(
-    state: Analysis, node: fx.Node, m: ChannelMap, shape: tuple[Any, ...], start: int, end: int
+    state: WalkState, node: fx.Node, m: ChannelMap, shape: tuple[Any, ...], start: int, end: int
 ) -> ChannelMap | None:
     """The map after dims start..end are merged into one: channels become blocks."""
     if m.dim < start:
@@ -92,7 +92,7 @@ def _merge_dims(
 
 
 @HANDLERS.handles(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
-def _view(state: Analysis, node: fx.Node) -> None:
+def _view(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     src, out = state.shape(positional(node, 0)), state.shape(node)
     if m is None or src is None or out is None:
@@ -145,7 +145,7 @@ def _signature(dims: tuple[Any, ...]) -> tuple[tuple[str, ...], int]:
 @HANDLERS.handles(
     aten.slice.Tensor, aten.select.int, aten.narrow.default, aten.index_select.default
 )
-def _slice(state: Analysis, node: fx.Node) -> None:
+def _slice(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0
     dim = norm_dim(int(argument(node, 1, "dim", 0)), ndim)

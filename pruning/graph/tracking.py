@@ -2,7 +2,7 @@
 
 A `ChannelMap` says which dimension of a tensor carries channels and which runs of it
 (`Seg`s) belong to which group: offsets place a group inside a concatenation, blocks
-stand for a channel flattened into several features. `Analysis` holds the map of every
+stand for a channel flattened into several features. `WalkState` holds the map of every
 node seen so far and the groups, which handlers couple (`union`), constrain to equal
 parts (grouped convolutions) or freeze with a reason.
 """
@@ -44,7 +44,7 @@ class ChannelMap:
         return ChannelMap(dim, self.segs)
 
 
-class Analysis:
+class WalkState:
     """Mutable state of one analysis: channel maps per node and groups (with union-find)."""
 
     def __init__(self, gm: fx.GraphModule) -> None:

@@ -22,7 +22,7 @@ from pruning.graph.layers import HANDLERS as LAYERS
 from pruning.graph.passthrough import HANDLERS as PASSTHROUGH
 from pruning.graph.registry import combine, positional
 from pruning.graph.reshape import HANDLERS as RESHAPE
-from pruning.graph.tracking import Analysis
+from pruning.graph.tracking import WalkState
 
 # Every op the analysis understands, by target; each family is one module.
 HANDLERS = combine(LAYERS, PASSTHROUGH, RESHAPE, COUPLING, CONCAT)
@@ -37,13 +37,13 @@ def analyse(gm: fx.GraphModule) -> GraphAnalysis:
     Returns:
         Every group in graph order, prunable or frozen (with a reason), and the inputs.
     """
-    state = Analysis(gm)
+    state = WalkState(gm)
     for node in gm.graph.nodes:
         visit(state, node)
     return GraphAnalysis(groups=state.result(), inputs=_inputs(gm))
 
 
-def visit(state: Analysis, node: fx.Node) -> None:
+def visit(state: WalkState, node: fx.Node) -> None:
     """Carry the channel maps through one node."""
     if node.op == "output":
         _freeze_all(state, positional(node, 0), "its channels are a model output")
@@ -63,7 +63,7 @@ def visit(state: Analysis, node: fx.Node) -> None:
     state.set_map(node, None)
 
 
-def _freeze_all(state: Analysis, value: Any, reason: str) -> None:
+def _freeze_all(state: WalkState, value: Any, reason: str) -> None:
     if isinstance(value, (list, tuple)):
         for v in value:
             _freeze_all(state, v, reason)

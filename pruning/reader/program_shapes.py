@@ -31,7 +31,7 @@ _MAX_EXPONENT = 64
 aten = torch.ops.aten
 # CPU kernels that index their per-channel arguments by the input's channel without
 # checking their length, and whose meta kernels do not check it either.
-_BATCH_NORMS = {
+_UNCHECKED_BATCH_NORM_KERNELS = {
     aten._native_batch_norm_legit_no_training.default,
     aten._native_batch_norm_legit.default,
     aten._native_batch_norm_legit.no_stats,
@@ -118,7 +118,7 @@ class _FakeRun(fx.Interpreter):
         return result
 
     def call_function(self, target: Any, args: Any, kwargs: dict[str, Any]) -> Any:
-        if target in _BATCH_NORMS:
+        if target in _UNCHECKED_BATCH_NORM_KERNELS:
             _check_batch_norm(args)
         elif target in _ATTENTION:
             _check_attention(args, kwargs)

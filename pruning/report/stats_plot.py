@@ -20,11 +20,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
+from jobs.job_config import Criterion
 from pruning.report.figures import save_png
 from pruning.report.labels import threshold_label
 from pruning.results import LayerStats
 
 MAX_PANELS: Final = 32  # a figure with more layers than this draws the first ones and says so
+# The criteria whose absolute thresholds bound |mean| and std, so can be drawn over the points.
+_MEAN_STD_CRITERIA: Final = (Criterion.SEED, Criterion.VARIANCE)
 
 
 def plot_stats(
@@ -83,7 +86,7 @@ def _threshold_handle(threshold: dict[str, float], colour: str) -> Artist:
 
 
 def _drawable(threshold: dict[str, float], criterion: str) -> bool:
-    return "fraction" not in threshold and criterion in ("seed", "variance") and "std" in threshold
+    return "fraction" not in threshold and criterion in _MEAN_STD_CRITERIA and "std" in threshold
 
 
 def _stats_title(
@@ -94,7 +97,7 @@ def _stats_title(
     if hidden:
         why = (
             "fractions pick neurons by rank across all layers"
-            if crit in ("seed", "variance")
+            if crit in _MEAN_STD_CRITERIA
             else f"criterion {crit} does not threshold |mean| or std"
         )
         title += f"\nnot drawn: {', '.join(hidden)} ({why})"

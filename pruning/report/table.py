@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pruning.choice import higher_is_better
+from jobs.job_config import Allocation, Metric
 from pruning.report.labels import layer_widths, threshold_label
 from pruning.results import Candidate, Results
 
@@ -32,7 +32,7 @@ class _Table:
 
     def __init__(self, results: Results) -> None:
         self.results = results
-        up = higher_is_better(results.metric_name)
+        up = Metric(results.metric_name).higher_is_better
         self.value = "{:.4f}".format if up else "{:.4g}".format
         self.drop = "{:+.4f}".format if up else "{:+.4g}".format
         self.widths = layer_widths(results)
@@ -79,7 +79,7 @@ class _Table:
             else ["" if c.metric_before_recovery is None else self.value(c.metric_before_recovery)]
         )
         label = threshold_label(c.threshold)
-        if r.allocation == "auto":  # the search tried both: say which this probe used
+        if r.allocation == Allocation.AUTO:  # the search tried both: say which this probe used
             label += f" {c.allocation}"
         return [
             *(str(c.index), label, self.value(c.metric)),
@@ -105,7 +105,7 @@ def _legend(results: Results, per_layer: bool) -> list[str]:
         "neurons kept per layer" if per_layer else "neurons kept overall (per layer: results.csv)"
     )
     lines = ["", f"kept: {kept}; * on the Pareto front ({results.metric_name} vs. parameters)"]
-    change = "drop" if higher_is_better(results.metric_name) else "increase"
+    change = "drop" if Metric(results.metric_name).higher_is_better else "increase"
     budget = f"{results.metric_name} {change} is at most {results.max_metric_drop:g}"
     chosen = next((c for c in results.candidates if c.index == results.recommended), None)
     if chosen is None:

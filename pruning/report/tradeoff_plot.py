@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from pruning.choice import higher_is_better
+from jobs.job_config import Compensation, Metric
 from pruning.report.figures import save_png
 from pruning.report.labels import threshold_label
 from pruning.results import Candidate, Results
@@ -26,7 +26,7 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
     """
     fig = Figure(figsize=(8.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    up = higher_is_better(results.metric_name)
+    up = Metric(results.metric_name).higher_is_better
     drawn = [c for c in results.candidates if math.isfinite(c.metric)]
     _draw_candidates(ax, results, drawn)
     _draw_baseline(ax, results, up)
@@ -35,7 +35,9 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.set_xlabel("parameters")
     ax.set_ylabel(f"{results.metric_name} ({'higher' if up else 'lower'} is better)")
-    extras = "" if results.compensate == "none" else f", {results.compensate} compensation"
+    extras = (
+        "" if results.compensate == Compensation.NONE else f", {results.compensate} compensation"
+    )
     if results.recovery is not None:
         extras += ", recovered"
     ax.set_title(f"{results.metric_name} vs. size (criterion {results.criterion}{extras})")
@@ -109,7 +111,7 @@ def _label_points(ax: Axes, candidates: list[Candidate]) -> None:
 def _annotate_recommended(ax: Axes, results: Results) -> None:
     chosen = next((c for c in results.candidates if c.index == results.recommended), None)
     if chosen is None or not math.isfinite(chosen.metric):
-        change = "drop" if higher_is_better(results.metric_name) else "increase"
+        change = "drop" if Metric(results.metric_name).higher_is_better else "increase"
         text = f"no candidate within the allowed {change} of {results.max_metric_drop:g}"
         ax.text(0.02, 0.03, text, transform=ax.transAxes, fontsize=9, color="C3")
         return

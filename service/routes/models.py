@@ -18,7 +18,7 @@ from service.deps import (
     TenantDep,
     UploadSlotsDep,
 )
-from service.errors import Unprocessable, broker_unavailable, error_responses
+from service.errors import InvalidModel, broker_unavailable, error_responses
 from service.limits import check_pending_inspections
 from service.multipart import multipart_openapi
 from service.schemas import ModelPublic
@@ -58,7 +58,7 @@ async def register_model(upload: Upload, target: UploadTarget, queue: Queue) -> 
         )
     except InvalidArchive as exc:
         await run_in_threadpool(release_upload, store, blobs, upload)
-        raise Unprocessable(f"{exc}; {_SAVE_HINT}", code="invalid_model") from exc
+        raise InvalidModel(f"{exc}; {_SAVE_HINT}") from exc
     except BaseException:
         await run_in_threadpool(release_upload, store, blobs, upload)
         raise

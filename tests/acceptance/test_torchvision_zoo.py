@@ -1,7 +1,7 @@
 """`deadweight prune` on real torchvision classifiers, as users export them.
 
 A subset of `make zoo` (bench/zoo.py, every family of issue 3) that runs in the suite: a few
-families whose patterns the miniatures of tests/zoo.py only imitate (MobileNet's depthwise
+families whose patterns the miniatures of tests/zoo/ only imitate (MobileNet's depthwise
 convs and SE blocks are covered by the miniatures and by regnet_y's SE). `make
 install` puts torchvision (its pure-Python model code) in .venv/torchvision.
 """

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.config import Compensation, Criterion, PruneConfig, Threshold
+from jobs.job_config import Compensation, Criterion
+from pruning.config import PruneConfig, Threshold
 from pruning.sweep import run
 from tests.engine.blob_classifier import Trained, data, train_blob_classifier
 from tests.tiny_models import export_to

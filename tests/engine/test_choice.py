@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from pruning.choice import higher_is_better, metric_drop, pareto_front, recommend
+from jobs.job_config import Metric
+from pruning.choice import metric_drop, pareto_front, recommend
 
 # (metric, parameters) per candidate
 ACCURACY = [
@@ -20,8 +21,8 @@ ACCURACY = [
 
 
 def test_metric_direction() -> None:
-    assert higher_is_better("accuracy") and higher_is_better("agreement")
-    assert not higher_is_better("mse")
+    assert Metric("accuracy").higher_is_better and Metric("agreement").higher_is_better
+    assert not Metric("mse").higher_is_better
     assert metric_drop(0.9, 0.85, True) == pytest.approx(0.05)
     assert metric_drop(0.10, 0.25, False) == pytest.approx(0.15)  # mse rising is a drop
     assert metric_drop(0.10, 0.05, False) == pytest.approx(-0.05)

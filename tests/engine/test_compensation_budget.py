@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pruning.config import Compensation, PruneConfig, Threshold
+from jobs.job_config import Compensation
+from pruning.config import PruneConfig, Threshold
 from pruning.sweep import run
 from tests.engine.blob_classifier import Trained, data, train_blob_classifier
 

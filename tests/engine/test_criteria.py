@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pruning.config import Criterion, Threshold, parse_thresholds
+from jobs.job_config import Criterion
+from pruning.config import Threshold, parse_thresholds
 from pruning.criteria import equal_parts, select
 from pruning.stats import RunningStats
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pruning.config import Compensation, PruneConfig, Recovery, Threshold
+from jobs.job_config import Compensation
+from pruning.config import PruneConfig, Recovery, Threshold
 from pruning.data import ArrayData
 from pruning.holdout import Subset, holdout_mask
 from pruning.reader import read_program

@@ -19,13 +19,10 @@ import torch
 from pruning.errors import UnsafeModel
 from pruning.reader import read_program
 from service.cli import main as deadweight
-from tests.hostile import (
-    Hostile,
-    hostile_datasets,
-    hostile_models,
-    robustness_models,
-    sample_inputs_with_a_canary,
-)
+from tests.hostile.archives import Hostile
+from tests.hostile.fragile_models import robustness_models
+from tests.hostile.unsafe_datasets import hostile_datasets
+from tests.hostile.unsafe_models import hostile_models, sample_inputs_with_a_canary
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +159,7 @@ def test_example_inputs_are_never_unpickled(canary: Path, files: Path, tmp_path:
 
 def test_archive_size_and_entry_caps(tmp_path: Path) -> None:
     from pruning.reader import ArchiveLimits
-    from tests.hostile import valid_model
+    from tests.hostile.archives import valid_model
 
     path = tmp_path / "m.pt2"
     path.write_bytes(valid_model(tmp_path))

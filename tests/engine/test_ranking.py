@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pruning.config import Compensation
+from jobs.job_config import Compensation
 from pruning.data import ArrayData, Feeder
 from pruning.graph import analyse
 from pruning.ranking import _parameters_per_channel, reconstruction_rankings

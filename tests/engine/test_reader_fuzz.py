@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from pruning.describe import describe_model
 from pruning.errors import PruningError
-from tests.hostile import batch_norm_model, valid_model
+from tests.hostile.archives import batch_norm_model, valid_model
 
 EXAMPLES = int(os.environ.get("DEADWEIGHT_FUZZ_EXAMPLES", "200"))
 

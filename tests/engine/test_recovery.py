@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pruning.config import Metric, PruneConfig, Recovery, Threshold
+from jobs.job_config import Metric
+from pruning.config import PruneConfig, Recovery, Threshold
 from pruning.data import ArrayData, Feeder
 from pruning.evaluate import Evaluator
 from pruning.holdout import Subset, holdout_mask

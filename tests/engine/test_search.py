@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pruning.config import Allocation, Compensation, PruneConfig
+from jobs.job_config import Allocation, Compensation
+from pruning.config import PruneConfig
 from pruning.search import PROBES
 from pruning.sweep import run
 from tests.engine.blob_classifier import Trained, data, train_blob_classifier

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.config import Criterion, Metric, PruneConfig, Threshold
+from jobs.job_config import Criterion, Metric
+from pruning.config import PruneConfig, Threshold
 from pruning.data import ArrayData
 from pruning.errors import Cancelled, InvalidConfig
 from pruning.sweep import DataInput, run

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from pruning.config import Compensation
+from jobs.job_config import Compensation
 from pruning.data import ArrayData, Feeder
 from pruning.graph import analyse
 from pruning.reader import read_program

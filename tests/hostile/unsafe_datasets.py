@@ -1,6 +1,6 @@
 """Datasets that upload and `deadweight prune` must refuse: pickled object arrays, non-finite
 values, malformed safetensors headers. (Attacks on the validator's memory and time are in
-`tests/hostile_datasets.py`.)"""
+`tests/hostile/costly_datasets.py`.)"""
 
 from __future__ import annotations
 

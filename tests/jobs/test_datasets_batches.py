@@ -10,8 +10,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from jobs.datasets import VALIDATE_BATCH_BYTES, DatasetFileError, open_dataset
-from tests.hostile_datasets import npz_bomb
-from tests.hostile_zips import MIB
+from tests.hostile.costly_datasets import npz_bomb
+from tests.hostile.raw_zips import MIB
 from tests.jobs.dataset_helpers import (
     peak_while,
     refused,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from jobs.datasets import DatasetFileError, DatasetFormat, DatasetInfo, open_dataset
-from tests.hostile_datasets import csv_endless_line, csv_header, csv_quoted_row, csv_rows
-from tests.hostile_zips import MIB
+from tests.hostile.costly_datasets import csv_endless_line, csv_header, csv_quoted_row, csv_rows
+from tests.hostile.raw_zips import MIB
 from tests.jobs.dataset_helpers import BATCH_SIZES, collect, peak_while, refused, validate_file
 
 

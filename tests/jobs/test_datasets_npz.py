@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from jobs.datasets import DatasetFormat, DatasetInfo, open_dataset
-from tests.hostile_datasets import (
+from tests.hostile.costly_datasets import (
     npz_bomb,
     npz_many_dimensions,
     npz_nested_zip,
     zip_directory_bomb,
 )
-from tests.hostile_zips import MIB
+from tests.hostile.raw_zips import MIB
 from tests.jobs.dataset_helpers import BATCH_SIZES, collect, peak_while, refused
 
 

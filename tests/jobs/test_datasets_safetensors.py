@@ -13,7 +13,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from jobs.datasets import DatasetFormat, open_dataset
-from tests.hostile_datasets import safetensors_deep_json, safetensors_header
+from tests.hostile.costly_datasets import safetensors_deep_json, safetensors_header
 from tests.jobs.dataset_helpers import (
     BATCH_SIZES,
     collect,

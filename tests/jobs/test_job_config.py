@@ -1,5 +1,6 @@
 """A job's configuration: its stored JSON round-trips, rows of earlier releases still read as
-they then ran, and the API, the CLI and the engine share one conversion."""
+they then ran, and the rules the API and the engine share. (The engine's side, `PruneConfig.of`,
+is tested in tests/engine/test_prune_config.py.)"""
 
 from __future__ import annotations
 
@@ -19,9 +20,6 @@ from jobs.job_config import (
     resolve_metric,
 )
 from jobs.store import JobStore
-from pruning.config import PruneConfig, Recovery, Threshold, default_thresholds
-from pruning.config_json import config_from_json, config_to_json, prune_config
-from pruning.errors import InvalidConfig
 
 FULL = JobConfig(
     criterion=Criterion.SEED,
@@ -84,17 +82,12 @@ def test_a_config_of_an_earlier_release_reads_as_it_then_ran(
         metric=Metric.ACCURACY,
         max_metric_drop=0.01,
     )
-    engine = config_from_json(first_release, batch_size=16, device="cpu")
-    assert engine.criterion is Criterion.SEED and engine.compensate is compensate
-    assert engine.thresholds == (Threshold(mean=0.1, std=0.4), Threshold(mean=1.0, std=2.0))
 
 
 def test_an_empty_config_is_the_first_releases_default_job() -> None:
     config = JobConfig.from_json({})
     assert (config.criterion, config.thresholds, config.metric) == (Criterion.SEED, None, None)
     assert config.max_metric_drop == 0.005
-    # No thresholds: the engine's default sweep (of fractions, which seed also takes).
-    assert prune_config(config, 256, "cpu").thresholds == default_thresholds()
 
 
 def test_a_stored_row_reads_back_as_its_job_config(store: JobStore) -> None:
@@ -106,39 +99,20 @@ def test_a_stored_row_reads_back_as_its_job_config(store: JobStore) -> None:
     assert legacy.job_config() == JobConfig(Criterion.SEED, compensate=Compensation.NONE)
 
 
-def test_the_engine_config_of_a_job() -> None:
-    config = prune_config(FULL, batch_size=32, device="cpu", max_parameters=10**6)
-    assert config == PruneConfig(
-        criterion=Criterion.SEED,
-        thresholds=(Threshold(mean=0.1, std=0.4), Threshold(fraction=0.3)),
-        compensate=Compensation.MEAN,
-        allocation=Allocation.UNIFORM,
-        recovery=Recovery(epochs=2, lr=0.01, max_seconds=60.0, batch_size=8),
-        seed=7,
-        metric=Metric.MSE,
-        max_metric_drop=0.02,
-        batch_size=32,
-        device="cpu",
-        max_parameters=10**6,
-    )
-    assert config_to_json(config) == FULL.to_json()
-
-
-def test_the_engine_refuses_what_the_api_would() -> None:
-    bad = JobConfig(Criterion.RECONSTRUCTION, (ThresholdSpec(mean=0.1, std=0.4),))
-    with pytest.raises(InvalidConfig, match="takes fractions"):
-        prune_config(bad, 256, "cpu")
-    with pytest.raises(InvalidConfig, match="recovery epochs"):
-        prune_config(JobConfig(Criterion.SEED, recovery=RecoverySpec(epochs=-1)), 256, "cpu")
-    with pytest.raises(InvalidConfig, match="unreadable"):
-        config_from_json({"criterion": "loudest"}, 256, "cpu")
+def test_a_value_outside_the_vocabulary_is_refused() -> None:
+    with pytest.raises(ValueError, match="loudest"):
+        JobConfig.from_json({"criterion": "loudest"})
+    with pytest.raises(TypeError):
+        JobConfig.from_json({"thresholds": [{"percentile": 3}]})
 
 
 def test_one_rule_for_the_default_criterion_and_the_metric() -> None:
     assert criterion_for(None) is Criterion.RECONSTRUCTION
     assert criterion_for([ThresholdSpec(fraction=0.2)]) is Criterion.RECONSTRUCTION
     assert criterion_for([ThresholdSpec(std=0.2)]) is Criterion.VARIANCE
-    assert criterion_for([Threshold(std=0.2), Threshold(mean=0.1, std=0.2)]) is Criterion.SEED
+    assert (
+        criterion_for([ThresholdSpec(std=0.2), ThresholdSpec(mean=0.1, std=0.2)]) is Criterion.SEED
+    )
     assert resolve_metric(None, eval_has_labels=True) is Metric.ACCURACY
     assert resolve_metric(None, eval_has_labels=False) is Metric.AGREEMENT
     assert resolve_metric(Metric.MSE, eval_has_labels=True) is Metric.MSE

@@ -125,7 +125,7 @@ def test_new_job_is_queued(store: JobStore) -> None:
     assert store.jobs.get("acme", job.id) == job
 
 
-def test_start_job_runs_a_job_once(store: JobStore) -> None:
+def test_a_job_starts_once(store: JobStore) -> None:
     job = _job(store)
     started = store.lifecycle.start(job.id)
     assert started is not None
@@ -153,7 +153,7 @@ def test_concurrent_starts_have_one_winner(database_url: str) -> None:
             s.dispose()
 
 
-def test_finish_job_only_from_running(store: JobStore) -> None:
+def test_only_a_running_job_finishes(store: JobStore) -> None:
     queued = _job(store)
     assert store.lifecycle.finish(queued.id, JobStatus.FAILED, "boom") is False
 
@@ -178,7 +178,7 @@ def test_finish_success_reports_done(store: JobStore) -> None:
     assert final.error is None
 
 
-def test_finish_job_needs_a_terminal_status(store: JobStore) -> None:
+def test_a_job_finishes_only_in_a_terminal_status(store: JobStore) -> None:
     job = _running(store)
     with pytest.raises(ValueError, match="terminal"):
         store.lifecycle.finish(job.id, JobStatus.QUEUED)
@@ -250,7 +250,7 @@ def test_worker_stops_when_its_job_is_gone(store: JobStore) -> None:
 # -- listing -----------------------------------------------------------------------
 
 
-def test_list_jobs_newest_first_with_count(store: JobStore) -> None:
+def test_jobs_are_listed_newest_first_with_a_count(store: JobStore) -> None:
     created = [_job(store).id for _ in range(7)]
     _job(store, tenant="other")
     newest_first = list(reversed(created))

@@ -1,10 +1,12 @@
 """What the validation child accepts and refuses: datasets described, model archives checked.
 
-Every test runs the real child (`python -m jobs.validation_child`).
+Every test runs the real child (`python -m jobs.validation_child`), through the entry point
+the API awaits (`validate_upload`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 from pathlib import Path
@@ -20,7 +22,7 @@ from jobs.archive_check import (
 )
 from jobs.datasets import DatasetFileError
 from jobs.settings import Settings
-from jobs.validation import validate_upload_sync
+from jobs.validation import validate_upload
 from jobs.validation_launch import build_request
 from jobs.validation_protocol import ValidationRequest
 from tests.jobs.validation_helpers import validation_settings
@@ -30,7 +32,9 @@ def test_a_dataset_is_described_and_a_bad_one_refused(tmp_path: Path) -> None:
     settings = validation_settings(tmp_path)
     good = tmp_path / "blob-1"
     np.savez(good, x=np.ones((5, 3), np.float32), y=np.arange(5))
-    info = validate_upload_sync("dataset", good.with_suffix(".npz"), "d.npz", None, settings)
+    info = asyncio.run(
+        validate_upload("dataset", good.with_suffix(".npz"), "d.npz", None, settings)
+    )
     assert (info["format"], info["samples"], info["x_shape"], info["y_kind"]) == (
         "npz",
         5,
@@ -40,17 +44,19 @@ def test_a_dataset_is_described_and_a_bad_one_refused(tmp_path: Path) -> None:
     csv = tmp_path / "blob-2"
     csv.write_text("a,b\n1,2\n3,x\n")
     with pytest.raises(DatasetFileError, match=r"^d.csv line 3, column 'b': 'x' is not a number"):
-        validate_upload_sync("dataset", csv, "d.csv", None, settings)
+        asyncio.run(validate_upload("dataset", csv, "d.csv", None, settings))
     # The feature limit is the server's setting, checked before any value is read.
     small = validation_settings(tmp_path, max_features=2)
     with pytest.raises(DatasetFileError, match=r"has 3 values per sample; .* at most 2"):
-        validate_upload_sync("dataset", good.with_suffix(".npz"), "d.npz", None, small)
+        asyncio.run(validate_upload("dataset", good.with_suffix(".npz"), "d.npz", None, small))
 
 
 def test_a_label_column_is_passed_to_the_child(tmp_path: Path) -> None:
     csv = tmp_path / "blob"
     csv.write_text("a,label\n1,0\n2,1\n")
-    info = validate_upload_sync("dataset", csv, "d.csv", "label", validation_settings(tmp_path))
+    info = asyncio.run(
+        validate_upload("dataset", csv, "d.csv", "label", validation_settings(tmp_path))
+    )
     assert (info["label_column"], info["x_shape"], info["y_kind"]) == ("label", [1], "class")
 
 
@@ -58,17 +64,17 @@ def test_model_archives(tmp_path: Path) -> None:
     settings = validation_settings(tmp_path)
     path = tmp_path / "blob"
     path.write_bytes(_zip({"m/models/model.json": b"{}", "m/archive_format": b"pt2"}))
-    assert validate_upload_sync("model_archive", path, "m.pt2", None, settings) == {}
+    assert asyncio.run(validate_upload("model_archive", path, "m.pt2", None, settings)) == {}
     for files, reason in [
         ({"m/models/model.json": b"{}"}, "no archive_format entry"),
         ({"a/models/x.json": b"{}", "b/models/y.json": b"{}"}, "exactly one .* found 2"),
     ]:
         path.write_bytes(_zip(files))
         with pytest.raises(InvalidArchive, match=reason):
-            validate_upload_sync("model_archive", path, "m.pt2", None, settings)
+            asyncio.run(validate_upload("model_archive", path, "m.pt2", None, settings))
     path.write_bytes(b"not a zip at all")
     with pytest.raises(InvalidArchive, match="not a zip file"):
-        validate_upload_sync("model_archive", path, "m.pt2", None, settings)
+        asyncio.run(validate_upload("model_archive", path, "m.pt2", None, settings))
 
 
 def test_a_real_torch_export_archive_passes(tmp_path: Path) -> None:
@@ -81,7 +87,9 @@ def test_a_real_torch_export_archive_passes(tmp_path: Path) -> None:
         directory = read_zip_directory(f, path.stat().st_size)
     assert directory.entries == len(zipfile.ZipFile(path).infolist())
     assert (
-        validate_upload_sync("model_archive", path, "m.pt2", None, validation_settings(tmp_path))
+        asyncio.run(
+            validate_upload("model_archive", path, "m.pt2", None, validation_settings(tmp_path))
+        )
         == {}
     )
 

@@ -1,12 +1,14 @@
 """Validation within limits: bounded memory and time, and every death of the child named.
 
-Every test but the last runs the real child (`python -m jobs.validation_child`). Memory is
+Every test but the last runs the real child (`python -m jobs.validation_child`), through the
+API's entry points (`validate_upload`; `run_validation` for the raw result). Memory is
 the child's own peak resident set, which it reports in its result line; time is the parent's
 wall clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -15,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from jobs.datasets import DatasetFileError
-from jobs.validation import run_validation_sync, validate_upload_sync
+from jobs.validation import run_validation, validate_upload
 from jobs.validation_launch import ChildRun, build_request
 from jobs.validation_outcome import interpret_run
 from jobs.validation_protocol import Outcome
-from tests.hostile_datasets import CORPUS, HostileDataset, npz_bomb
-from tests.hostile_zips import MIB
+from tests.hostile.costly_datasets import CORPUS, HostileDataset, npz_bomb
+from tests.hostile.raw_zips import MIB
 from tests.jobs.validation_helpers import GIB, validation_settings
 
 
@@ -32,7 +34,7 @@ def test_hostile_upload_is_decided_in_bounded_memory_and_time(
     settings = validation_settings(tmp_path)
     request = build_request(hostile.kind, path, hostile.filename, None, settings)
     start = time.monotonic()
-    result = run_validation_sync(request, settings)
+    result = asyncio.run(run_validation(request, settings))
     elapsed = time.monotonic() - start
     if hostile.expect == "ok":
         assert result.outcome is Outcome.OK, result.message
@@ -52,12 +54,12 @@ def test_running_out_of_memory_is_a_refusal_that_names_the_limit(tmp_path: Path)
     path = npz_bomb(tmp_path / "blob", 200, 1, fortran=True)
     settings = validation_settings(tmp_path, validation_memory_bytes=256 * MIB)
     with pytest.raises(DatasetFileError) as err:
-        validate_upload_sync("dataset", path, "big.npz", None, settings)
+        asyncio.run(validate_upload("dataset", path, "big.npz", None, settings))
     message = str(err.value)
     assert message.startswith("big.npz needs more than 268435456 bytes (0.25 GiB) of memory")
     assert "DEADWEIGHT_VALIDATION_MEMORY_BYTES" in message and str(tmp_path) not in message
     # The same file passes with the default limit.
-    validate_upload_sync("dataset", path, "big.npz", None, validation_settings(tmp_path))
+    asyncio.run(validate_upload("dataset", path, "big.npz", None, validation_settings(tmp_path)))
 
 
 def test_a_validation_past_its_time_is_killed_and_refused(tmp_path: Path) -> None:
@@ -65,7 +67,7 @@ def test_a_validation_past_its_time_is_killed_and_refused(tmp_path: Path) -> Non
     settings = validation_settings(tmp_path, validation_seconds=1, max_upload_bytes=GIB)
     start = time.monotonic()
     with pytest.raises(DatasetFileError, match=r"^validating bomb.npz took longer than 1 s"):
-        validate_upload_sync("dataset", path, "bomb.npz", None, settings)
+        asyncio.run(validate_upload("dataset", path, "bomb.npz", None, settings))
     assert time.monotonic() - start < 5
 
 
@@ -77,7 +79,9 @@ def test_a_crash_is_a_refusal_whose_details_stay_in_the_log(
         caplog.at_level(logging.ERROR, logger="jobs.validation_outcome"),
         pytest.raises(DatasetFileError) as err,
     ):
-        validate_upload_sync("dataset", missing, "d.csv", None, validation_settings(tmp_path))
+        asyncio.run(
+            validate_upload("dataset", missing, "d.csv", None, validation_settings(tmp_path))
+        )
     assert str(err.value).startswith("d.csv could not be validated")
     assert str(tmp_path) not in str(err.value)
     assert "FileNotFoundError" in caplog.text and str(missing) in caplog.text

@@ -15,8 +15,8 @@ import pytest
 
 from jobs.datasets import DatasetFileError
 from jobs.validation import ValidationBusy, validate_upload
-from jobs.validation_launch import child_env
-from tests.hostile_datasets import npz_bomb
+from jobs.validation_launch import validation_env
+from tests.hostile.costly_datasets import npz_bomb
 from tests.jobs.validation_helpers import GIB, validation_settings
 
 
@@ -24,7 +24,7 @@ def test_the_child_environment_is_an_allowlist(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("DEADWEIGHT_API_KEYS", "t=secret")
     monkeypatch.setenv("DEADWEIGHT_DATABASE_URL", "postgresql://u:p@db/x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    env = child_env()
+    env = validation_env()
     assert not [k for k in env if k.startswith(("DEADWEIGHT_", "AWS_"))]
     assert env["OMP_NUM_THREADS"] == "1" and "PYTHONPATH" in env
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.settings import Settings
-from tests.hostile_zips import MIB
+from tests.hostile.raw_zips import MIB
 
 GIB = 1024 * MIB
 

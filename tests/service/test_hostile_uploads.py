@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jobs.states import JobStatus
-from tests.hostile import hostile_datasets, hostile_models
+from tests.hostile.unsafe_datasets import hostile_datasets
+from tests.hostile.unsafe_models import hostile_models
 from tests.service.api_helpers import blob_files, new_dataset, upload
 from worker.execute import execute_job
 from worker.inspection import execute_inspection

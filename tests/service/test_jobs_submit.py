@@ -263,16 +263,16 @@ def test_broker_down_is_503_and_leaves_no_job(
     assert store.jobs.list("default", 10, 0) == ([], 0)
 
 
-def test_the_api_advertises_the_engine_vocabulary_and_its_default_criterion_rule(
+def test_the_api_advertises_the_job_vocabulary_and_its_default_criterion_rule(
     client: TestClient,
 ) -> None:
-    from pruning import config as engine
+    from jobs import job_config as vocabulary
     from service import job_schemas as api
 
     # The OpenAPI document offers exactly the values the engine runs, under the same names.
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     for name in ("Criterion", "Compensation", "Allocation", "Metric"):
-        assert schemas[name]["enum"] == [m.value for m in getattr(engine, name)]
+        assert schemas[name]["enum"] == [m.value for m in getattr(vocabulary, name)]
     forms: list[list[dict[str, float]]] = [
         [],
         [{"fraction": 0.2}],
@@ -281,7 +281,7 @@ def test_the_api_advertises_the_engine_vocabulary_and_its_default_criterion_rule
     ]
     for thresholds in forms:
         body = api.JobCreate(model_id="m", dataset_id="d", thresholds=thresholds or None)
-        rule = engine.criterion_for(tuple(engine.Threshold(**t) for t in thresholds))
+        rule = vocabulary.criterion_for(thresholds)
         assert body.resolved_criterion.value == rule.value
 
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from jobs.states import ModelStatus
 from service.multipart import clean_filename
-from tests.hostile import zip_bytes
+from tests.hostile.archives import zip_bytes
 from tests.service.api_helpers import (
     CLOSED_BROKER,
     ClientFactory,

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from jobs.job_config import JobConfig
 from worker.protocol import (
     DatasetSpec,
-    DescribeRequest,
     DiskFullMessage,
     EngineMessage,
     EngineRequest,
@@ -22,6 +22,7 @@ from worker.protocol import (
     PruneRequest,
     RefusalMessage,
     ResultMessage,
+    SelfCheckRequest,
     decode_message,
     decode_request,
     encode,
@@ -31,7 +32,7 @@ DATA = DatasetSpec(path="/d/blobs/ab", format="npz", label_column=None, name="da
 SWEEP = {
     "model": "/d/blobs/cd",
     "data": DATA,
-    "config": {"criterion": "variance", "thresholds": [{"fraction": 0.5}]},
+    "config": JobConfig.from_json({"criterion": "variance", "thresholds": [{"fraction": 0.5}]}),
     "batch_size": 32,
     "device": "cpu",
     "out_dir": "/d/jobs/.j.attempt-1",
@@ -41,7 +42,7 @@ REQUESTS: list[EngineRequest] = [
     InspectRequest(model="/d/blobs/cd", max_parameters=10**6),
     JobRequest(**SWEEP, eval_data=DatasetSpec(path="/d/e.csv", format="csv", label_column="y")),
     PruneRequest(**SWEEP, stack_on_crash=False),
-    DescribeRequest(),
+    SelfCheckRequest(),
 ]
 MESSAGES: list[EngineMessage] = [
     ProgressMessage(stage="statistics", fraction=0.25),
@@ -87,3 +88,12 @@ def test_a_line_that_is_no_message_is_refused(line: str, error: str) -> None:
 def test_a_request_of_an_unknown_kind_is_refused() -> None:
     with pytest.raises(ProtocolError, match="unknown kind 'progress'"):
         decode_request(encode(ProgressMessage(stage="x", fraction=0.0)))
+
+
+def test_a_job_travels_in_the_form_its_row_stores_and_an_unknown_value_is_refused() -> None:
+    request = JobRequest(**SWEEP)
+    assert json.loads(encode(request))["config"] == request.config.to_json()
+    wire = json.loads(encode(request))
+    wire["config"]["criterion"] = "loudest"
+    with pytest.raises(ProtocolError, match=r"config: .*loudest"):
+        decode_request(json.dumps(wire))

@@ -15,17 +15,19 @@ import pytest
 import torch
 from torch import nn
 
+from jobs.job_config import JobConfig
 from jobs.settings import GIB
 from tests.tiny_models import export_to
 from worker.lease import LeaseLost
-from worker.protocol import DatasetSpec, DescribeRequest, InspectRequest, JobRequest
+from worker.protocol import DatasetSpec, InspectRequest, JobRequest, SelfCheckRequest
 from worker.sandbox import (
     EngineCrashed,
     EngineInternalError,
+    EngineRefused,
     EngineTimedOut,
     Limits,
     SandboxFailure,
-    child_env,
+    engine_env,
     run_sandboxed,
 )
 
@@ -37,7 +39,7 @@ def test_the_child_has_its_limits_its_directory_and_no_service_settings(
     monkeypatch.setenv("DEADWEIGHT_DATABASE_URL", "postgresql+psycopg://u:password@db/x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-the-child")
     work = tmp_path / "work"
-    seen = run_sandboxed(DescribeRequest(), work, Limits(3 * GIB, 120))
+    seen = run_sandboxed(SelfCheckRequest(), work, Limits(3 * GIB, 120))
     assert not [k for k in seen["env"] if k.startswith("DEADWEIGHT_") or k.startswith("AWS_")]
     assert Path(seen["cwd"]) == work.resolve()
     limits = seen["limits"]
@@ -50,10 +52,10 @@ def test_the_child_has_its_limits_its_directory_and_no_service_settings(
     assert resource.getrlimit(resource.RLIMIT_CPU)[0] != 120
 
 
-def test_child_env_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_env_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     monkeypatch.setenv("DEADWEIGHT_BROKER_URL", "redis://:password@broker/0")
-    env = child_env(tmp_path)
+    env = engine_env(tmp_path)
     assert env["OMP_NUM_THREADS"] == "3" and env["HOME"] == str(tmp_path)
     assert env["TMPDIR"] == str(tmp_path / "tmp") and (tmp_path / "tmp").is_dir()
     assert "DEADWEIGHT_BROKER_URL" not in env and env["PATH"] == os.environ["PATH"]
@@ -82,7 +84,7 @@ def _job(tmp_path: Path, model: Path, samples: int, batch_size: int) -> JobReque
     spec = DatasetSpec(path=str(data), format="npz", label_column=None, name="data.npz")
     return JobRequest(
         model=str(model), data=spec, eval_data=None,
-        config={"criterion": "variance", "thresholds": [{"fraction": 0.5}]},
+        config=JobConfig.from_json({"criterion": "variance", "thresholds": [{"fraction": 0.5}]}),
         batch_size=batch_size, device="cpu", out_dir=str(out),
     )  # fmt: skip
 
@@ -91,7 +93,7 @@ def _job(tmp_path: Path, model: Path, samples: int, batch_size: int) -> JobReque
 def test_a_job_past_its_memory_limit_fails_with_that_reason(tmp_path: Path) -> None:
     model = export_to(Outer(), tmp_path / "outer.pt2", d_in=5)
     request = _job(tmp_path, model, samples=64, batch_size=64)  # 4 GiB for one batch
-    with pytest.raises(SandboxFailure, match="ran out of memory within its limit"):
+    with pytest.raises(EngineRefused, match="ran out of memory within its limit"):
         run_sandboxed(request, tmp_path / "work", Limits(2 * GIB, 600))
 
 
@@ -105,7 +107,7 @@ def test_a_job_past_its_cpu_limit_fails_with_that_reason(tmp_path: Path) -> None
 def test_a_refused_model_fails_with_the_readers_reason(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"not a zip")
-    with pytest.raises(SandboxFailure, match="not a zip"):
+    with pytest.raises(EngineRefused, match="not a zip"):
         run_sandboxed(InspectRequest(model=str(junk)), tmp_path / "w", Limits(0, 60))
 
 
@@ -122,7 +124,7 @@ def test_a_native_crash_is_a_crash_not_a_limit(
 
 def test_an_unexpected_exception_becomes_an_incident(tmp_path: Path) -> None:
     # A request the engine does not know: its refusal to decode it is unexpected there.
-    unknown = replace(DescribeRequest(), kind="no such kind")  # type: ignore[arg-type]
+    unknown = replace(SelfCheckRequest(), kind="no such kind")  # type: ignore[arg-type]
     with pytest.raises(EngineInternalError) as caught:
         run_sandboxed(unknown, tmp_path / "w", Limits(0, 60))
     assert "no such kind" not in str(caught.value)  # only in the log

@@ -8,7 +8,8 @@ child of the worker (`python -m worker.engine_process`) that
   job's time limit times the CPU count), the size of any file it writes
   (`DEADWEIGHT_JOB_OUTPUT_BYTES`), open files (1024), no core dumps, and optionally a
   wall-clock limit (inspections: `DEADWEIGHT_INSPECTION_TIME_LIMIT`);
-- gets an environment built from an allowlist: no `DEADWEIGHT_*` setting, so neither the
+- gets an environment built from an allowlist (`jobs.child_process`, shared with the
+  upload validation child): no `DEADWEIGHT_*` setting, so neither the
   database URL nor the broker URL nor API keys, and HOME/TMPDIR in a working directory of
   its own, which is also its current directory and is removed afterwards;
 - has no access to the job store: the parent reads its progress and its result from a pipe
@@ -17,10 +18,10 @@ child of the worker (`python -m worker.engine_process`) that
   raises (a cancelled job, a lost lease, the output cap).
 
 How it ended is typed (`SandboxFailure` and its subclasses), so the worker can tell the
-user the right thing: a refusal of the input keeps the engine's message; an unexpected
-exception becomes an incident ID (`EngineInternalError`, details in the log); a child killed
-by SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT crashed (`EngineCrashed`, named as such);
-SIGKILL and SIGXCPU are the memory and CPU limits (`EngineKilled`).
+user the right thing: a refusal of the input keeps the engine's message (`EngineRefused`);
+an unexpected exception becomes an incident ID (`EngineInternalError`, details in the log);
+a child killed by SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGABRT crashed (`EngineCrashed`, named
+as such); SIGKILL and SIGXCPU are the memory and CPU limits (`EngineKilled`).
 
 What it does not stop: the child runs as the worker's user and can read what that user can
 read (other uploads in the data directory). Run workers as their own user, in a container,
@@ -36,11 +37,11 @@ from worker.sandbox.failures import (
     EngineFileTooLarge,
     EngineInternalError,
     EngineKilled,
+    EngineRefused,
     EngineTimedOut,
     SandboxFailure,
-    new_incident,
 )
-from worker.sandbox.launch import Limits, child_env
+from worker.sandbox.launch import Limits, engine_env
 from worker.sandbox.run import run_sandboxed
 
 __all__ = [
@@ -49,10 +50,10 @@ __all__ = [
     "EngineFileTooLarge",
     "EngineInternalError",
     "EngineKilled",
+    "EngineRefused",
     "EngineTimedOut",
     "Limits",
     "SandboxFailure",
-    "child_env",
-    "new_incident",
+    "engine_env",
     "run_sandboxed",
 ]

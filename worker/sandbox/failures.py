@@ -1,15 +1,16 @@
 """How a sandboxed run can end badly: one class per thing that happened.
 
-A `SandboxFailure`'s message is for the job's user. The engine refused its input (the plain
-class, with the engine's reason), wrote past the disk or the file size limit, failed
-unexpectedly (an incident), crashed in native code, or was killed at a limit.
+A `SandboxFailure` (the base: any of them) has a message for the job's user. The engine
+refused its input (`EngineRefused`, with the engine's reason), wrote past the disk or the file
+size limit, failed unexpectedly (an incident), crashed in native code, or was killed at a
+limit or ran past its wall-clock time.
 """
 
 from __future__ import annotations
 
-import secrets
 import signal
 
+from worker.protocol import new_incident
 from worker.sandbox.launch import Limits
 
 # Signals that mean the engine itself crashed (a bug in native code), not a limit.
@@ -18,13 +19,14 @@ CRASH_SIGNALS = frozenset(
 )
 
 
-def new_incident() -> str:
-    """An ID that ties a user's error message to the details in the log."""
-    return secrets.token_hex(6)
-
-
 class SandboxFailure(Exception):
-    """The child refused its input or died; the message is for the job's user."""
+    """Any way a sandboxed run ended without a result (the subclasses below); the message is
+    for the job's user."""
+
+
+class EngineRefused(SandboxFailure):
+    """The engine refused its input with a reason for the user: the engine's typed errors,
+    a dataset file's, or out of memory within its limit (`RefusalMessage`)."""
 
 
 class EngineInternalError(SandboxFailure):

@@ -11,15 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-OPEN_FILES = 1024
-# Passed through when set: what Python, BLAS/OpenMP and CUDA need, nothing of the service's.
-_ENV_ALLOWLIST = (
-    "PATH",
-    "LANG",
-    "LC_ALL",
+from jobs.child_process import child_env, limit_process
+
+# torch and its libraries open many files (shared libraries, shared memory): far more than
+# the validation child's 64.
+ENGINE_OPEN_FILES = 1024
+# Passed through when set, beyond what every child gets (`jobs.child_process`): unlike the
+# validation child, the engine runs the operator's installation on the operator's hardware,
+# so it takes their Python path, BLAS/OpenMP thread counts and GPU selection.
+_ENGINE_PASSED_THROUGH = (
     "PYTHONPATH",
-    "VIRTUAL_ENV",
-    "LD_LIBRARY_PATH",
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -52,24 +53,16 @@ def launch(workdir: Path, limits: Limits) -> subprocess.Popen[bytes]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=workdir,
-        env=child_env(workdir),
+        env=engine_env(workdir),
         preexec_fn=_limit_child(limits),
     )
 
 
-def child_env(workdir: Path) -> dict[str, str]:
-    env = {k: os.environ[k] for k in _ENV_ALLOWLIST if k in os.environ}
+def engine_env(workdir: Path) -> dict[str, str]:
+    """The engine's environment: the allowlist, and HOME and TMPDIR in its `workdir`."""
     tmp = workdir / "tmp"
     tmp.mkdir(exist_ok=True)
-    env.update(
-        HOME=str(workdir),
-        TMPDIR=str(tmp),
-        PYTHONDONTWRITEBYTECODE="1",
-        # glibc reserves 64 MiB of address space per malloc arena, up to 8 per core: cap it
-        # so that the address-space limit measures memory, not the core count.
-        MALLOC_ARENA_MAX="2",
-    )
-    return env
+    return child_env(_ENGINE_PASSED_THROUGH, HOME=str(workdir), TMPDIR=str(tmp))
 
 
 def _address_space_limit_applies() -> bool:
@@ -82,20 +75,15 @@ def _limit_child(limits: Limits) -> Callable[[], None]:
     apply_memory = limits.memory_bytes > 0 and _address_space_limit_applies()
 
     def preexec() -> None:  # runs in the child between fork and exec: no allocation-heavy work
-        if apply_memory:
-            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        if limits.cpu_seconds > 0:
-            # SIGXCPU at the soft limit, SIGKILL a minute later.
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 60))
         if limits.file_bytes > 0:
             # A write past it fails with EFBIG instead of killing the child (SIGXFSZ).
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if sys.platform.startswith("linux"):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        limit_process(
+            memory_bytes=limits.memory_bytes if apply_memory else 0,
+            cpu_seconds=limits.cpu_seconds,
+            cpu_grace_seconds=60,  # SIGKILL a minute after SIGXCPU
+            open_files=ENGINE_OPEN_FILES,
+        )
 
     return preexec

@@ -27,6 +27,7 @@ from worker.sandbox.failures import (
     EngineDiskFull,
     EngineFileTooLarge,
     EngineInternalError,
+    EngineRefused,
     EngineTimedOut,
     SandboxFailure,
     death,
@@ -59,8 +60,8 @@ def run_sandboxed(
     disk and output checks).
 
     Raises:
-        SandboxFailure: the child refused the input (the reason) or died (how); see the
-            subclasses.
+        SandboxFailure: the child refused the input (`EngineRefused`, the reason) or died
+            (how); see the subclasses.
     """
     proc = launch(workdir, limits)
     follower = _Follower(proc, limits, on_progress, watches)
@@ -94,7 +95,7 @@ def _refusal(
         case FileTooLargeMessage():
             return EngineFileTooLarge(message.reason)
         case RefusalMessage():
-            return SandboxFailure(message.reason)
+            return EngineRefused(message.reason)
 
 
 class _Follower:

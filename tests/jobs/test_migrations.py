@@ -8,11 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, inspect
 
 from jobs.database import normalize_url
 from jobs.store import JobStore
@@ -86,50 +84,3 @@ def test_migrate_from_another_directory(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, timeout=60)
     assert _version(url) == "0003"
-
-
-def test_sqlite_runs_in_wal_mode(sqlite_url: str, tmp_path: Path) -> None:
-    store = JobStore(sqlite_url)
-    try:
-        store.migrate()
-        engine = create_engine(sqlite_url)
-        with engine.connect() as connection:
-            mode = connection.execute(text("PRAGMA journal_mode")).scalar()
-        engine.dispose()
-        assert mode == "wal"
-    finally:
-        store.dispose()
-
-
-def test_sqlite_creates_the_data_folder(tmp_path: Path) -> None:
-    store = JobStore(f"sqlite:///{tmp_path / 'new' / 'deeper' / 'jobs.db'}")
-    try:
-        store.migrate()
-        store.ping()
-    finally:
-        store.dispose()
-
-
-def test_two_stores_share_one_sqlite_file(sqlite_url: str) -> None:
-    api, worker = JobStore(sqlite_url), JobStore(sqlite_url)
-    try:
-        api.migrate()
-        job = api.jobs.add("acme", "m" * 32, "d" * 32, None, {})
-        assert worker.lifecycle.start(job.id) is not None
-        seen = api.jobs.get("acme", job.id)
-        assert seen is not None and seen.status == "running"
-    finally:
-        api.dispose()
-        worker.dispose()
-
-
-@pytest.mark.postgres
-def test_postgres_ping_fails_fast_when_unreachable() -> None:
-    store = JobStore("postgresql://postgres@127.0.0.1:1/test")
-    started = time.monotonic()
-    try:
-        with pytest.raises(OperationalError):
-            store.ping()
-    finally:
-        store.dispose()
-    assert time.monotonic() - started < 10

@@ -6,7 +6,7 @@ thousandfold, a header of a hundred thousand columns, a zip directory of 300 000
 `CORPUS` lists them with the outcome the validator must reach: a refusal whose message
 matches `expect`, or success ("ok"); and how much memory the validating process may use.
 
-The zips are written byte by byte (`tests.hostile_zips`): deflate bombs of about 1 kB per
+The zips are written byte by byte (`tests.hostile.raw_zips`): deflate bombs of about 1 kB per
 MiB, and zip directories without their members' data.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.hostile_zips import MIB, RawEntry, deflate_bomb, npy_header, raw_zip
+from tests.hostile.raw_zips import MIB, RawEntry, deflate_bomb, npy_header, raw_zip
 
 
 def npz_bomb(path: Path, rows: int, row_mib: int, fortran: bool = False) -> Path:

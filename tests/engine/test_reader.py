@@ -15,7 +15,7 @@ from pruning.errors import UnsafeModel
 from pruning.reader import ArchiveLimits, read_program
 from pruning.reader.op_allowlist import is_allowed_target
 from pruning.reader.sym_expr import check_expr
-from tests.hostile import Canary
+from tests.hostile.archives import Canary
 from tests.tiny_models import MLP, export_to, randomize_bn
 
 

@@ -1,4 +1,4 @@
-"""Service limits: samples, values per sample, model parameters, the sandbox's memory."""
+"""Size limits: samples, values per sample, model parameters, the sandbox's memory."""
 
 from __future__ import annotations
 

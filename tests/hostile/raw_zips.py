@@ -2,8 +2,8 @@
 
 Deflate bombs repeat one flushed block of compressed zeros (about 1 kB per MiB), so a file of
 a few MB declares gigabytes; zip directories may list entries without their data; `.npy`
-headers may declare any shape. The hostile files of `tests.hostile_datasets` are built from
-these.
+headers may declare any shape. The hostile files of `tests.hostile.costly_datasets` are built
+from these.
 """
 
 from __future__ import annotations
