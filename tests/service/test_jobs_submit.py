@@ -281,7 +281,7 @@ def test_the_api_advertises_the_job_vocabulary_and_its_default_criterion_rule(
     ]
     for thresholds in forms:
         body = api.JobCreate(model_id="m", dataset_id="d", thresholds=thresholds or None)
-        rule = vocabulary.criterion_for(thresholds)
+        rule = vocabulary.criterion_for([vocabulary.ThresholdSpec(**t) for t in thresholds])
         assert body.resolved_criterion.value == rule.value
 
 

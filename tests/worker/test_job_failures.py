@@ -21,8 +21,7 @@ from worker.user_errors import scrub
 def test_an_internal_error_names_an_incident_not_its_text(
     world: World, model_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A dataset record the engine cannot take (a ValueError deep inside it): a stored
-    # configuration it cannot read is a refusal since the job's config became typed.
+    # A dataset record the engine cannot take: a ValueError deep inside it.
     sha, size = world.blobs.put_file(model_file)
     data = world.store.datasets.add(TENANT, sha, size, "d.npz", "bogus", 8, [5], False, None)
     job = world.run(world.job(world.model(model_file), data.id).id)
@@ -35,6 +34,20 @@ def test_an_internal_error_names_an_incident_not_its_text(
     assert match, job.error
     logged = [r.getMessage() for r in caplog.records if match.group(1) in r.getMessage()]
     assert logged and "ValueError" in logged[0] and "bogus" in logged[0]  # details, same ID
+    assert world.attempt_folders() == []
+
+
+def test_a_stored_config_this_release_cannot_read_is_an_incident(
+    world: World, model_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A row written by a newer release (or edited by hand): the API checked every value it
+    # wrote, so this is the operator's problem, not the user's, and no engine starts.
+    job = world.run(world.job(world.model(model_file), world.npz(), criterion="loudest").id)
+    assert job.status is JobStatus.FAILED and job.error is not None
+    match = re.fullmatch(r"internal error in the worker \(incident ([0-9a-f]{12})\).*", job.error)
+    assert match and "loudest" not in job.error, job.error
+    logged = [r.getMessage() for r in caplog.records if match.group(1) in r.getMessage()]
+    assert logged
     assert world.attempt_folders() == []
 
 
