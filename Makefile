@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 # nothing but bench/torchvision_models.py imports it (its CUDA-built extension cannot load).
 TORCHVISION ?= torchvision==0.28.0
 
-.PHONY: install run test lint zoo frontier upload-memory clean
+.PHONY: install run test lint zoo frontier upload-memory bench clean
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ frontier: install
 # Issue 10's bound: the API's memory while it receives the largest uploads of every format.
 upload-memory: install
 	$(PY) -m bench.upload_memory
+
+# Issue 12's ratios, as alternating runs in one process (so far: the statistics pass against
+# the bare forward, for the MLP and resnet18).
+bench: install
+	$(PY) -m bench.stats_pass --cnn
 
 clean:
 	rm -rf $(VENV) deadweight-data .pytest_cache .mypy_cache .ruff_cache
