@@ -3,11 +3,14 @@
 
 Importing this module must stay cheap and must not touch torch or CUDA: the worker's parent
 process only supervises (and runs the reaper, `jobs.reaper`); each job runs in a fresh child
-(max_tasks_per_child=1) that hands the engine to its sandboxed process.
+(max_tasks_per_child=1) that hands the engine to its sandboxed process. That child starts
+its engine as soon as it starts (`worker.sandbox.standby`), so the engine has imported torch
+by the time a message comes.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import celery
@@ -18,6 +21,7 @@ from jobs.queue import Queue, make_celery
 from jobs.reaper import Reaper
 from jobs.settings import get_settings
 from jobs.store import JobStore
+from worker.sandbox import standby
 
 TASK_MODULES = ["worker.tasks"]
 
@@ -52,5 +56,15 @@ def _stop_reaper(**_: Any) -> None:
         reaper.stop()
 
 
+def _warm_engine(**_: Any) -> None:
+    """Each pool process starts the engine of its one task while it waits for the message;
+    the task falls back to a fresh engine if this one cannot start."""
+    try:
+        standby.prepare(BlobStore(get_settings().resolved_data_dir()).tmp_dir)
+    except Exception:
+        logging.getLogger("deadweight.worker").exception("no standby engine; jobs start cold")
+
+
 signals.worker_ready.connect(_start_reaper, weak=False)
+signals.worker_process_init.connect(_warm_engine, weak=False)
 signals.worker_shutdown.connect(_stop_reaper, weak=False)

@@ -9,6 +9,8 @@ printed to stdout by libraries goes to stderr instead, so the protocol stays cle
   `deadweight prune` prints (a dataset's `format` may be None: guessed from the file);
 - `SelfCheckRequest` -> this process's environment names, directory and limits, so that the
   sandbox itself can be checked;
+- with `--standby` it imports what requests need first, then reads its orders (limits,
+  directory) before the request (`worker.engine_standby`, `worker.sandbox.standby`);
 - any request may say `stack_on_crash=False` (default True: faulthandler prints the Python
   stack of a native crash on stderr).
 
@@ -35,6 +37,7 @@ from typing import IO, Any, assert_never
 from jobs.datasets import DatasetFileError, DatasetFormat, open_dataset
 from jobs.disk_space import is_disk_full
 from pruning.errors import PruningError
+from worker.engine_standby import preload, take_orders
 from worker.protocol import (
     DatasetSpec,
     DiskFullMessage,
@@ -53,6 +56,7 @@ from worker.protocol import (
     encode,
     new_incident,
 )
+from worker.sandbox.standby import STANDBY_ARG
 
 # Progress messages on the pipe to the worker, which costs little: often enough that the
 # worker's own throttle (`worker.lease.STORE_PROGRESS_EVERY_S`, a database write) always has
@@ -127,7 +131,13 @@ def _self_check() -> dict[str, Any]:
         name: resource.getrlimit(getattr(resource, name))
         for name in ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_NOFILE", "RLIMIT_CORE")
     }
-    return {"env": sorted(os.environ), "cwd": os.getcwd(), "limits": limits}
+    return {
+        "env": sorted(os.environ),
+        "cwd": os.getcwd(),
+        "home": os.environ.get("HOME"),
+        "tmpdir": os.environ.get("TMPDIR"),
+        "limits": limits,
+    }
 
 
 def _handle(request: EngineRequest, channel: _Channel) -> Any:
@@ -155,6 +165,10 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     try:
+        if STANDBY_ARG in sys.argv[1:]:  # a warm engine: imports first, then its orders
+            preload()
+            if not take_orders(sys.stdin):
+                return 0  # the worker went without a request for it
         request = decode_request(sys.stdin.read())
         if request.stack_on_crash:
             # A native crash prints the Python stack to stderr (the worker's log) first.

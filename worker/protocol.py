@@ -9,6 +9,7 @@ failures. Nothing else travels: the worker cancels a run by killing the engine.
       | -- InspectRequest ----------------->  describe the model (`pruning.describe`)
       | -- JobRequest | PruneRequest ------>  run the sweep into `out_dir`
       | -- SelfCheckRequest --------------->  its own environment and limits (tests)
+      |    (a standby engine reads `StandbyOrders` first: its limits and directory)
       | <-- ProgressMessage (stage, fraction), throttled
       | <-- ResultMessage | RefusalMessage | DiskFullMessage
       |     | FileTooLargeMessage | IncidentMessage          (exactly one, last)
@@ -97,6 +98,21 @@ class SelfCheckRequest:
 EngineRequest = InspectRequest | JobRequest | PruneRequest | SelfCheckRequest
 
 
+@dataclass(frozen=True, kw_only=True)
+class StandbyOrders:
+    """The line a standby engine (`worker.sandbox.standby`: started before its request was
+    known) reads before the request: the limits it puts on itself (`worker.sandbox.Limits`'
+    fields) and the working directory it moves into, before it reads anything else."""
+
+    kind: Literal["orders"] = "orders"
+    workdir: str
+    home: str  # HOME and TMPDIR, as a fresh engine in `workdir` has them
+    tmpdir: str
+    memory_bytes: int
+    cpu_seconds: int
+    file_bytes: int = 0
+
+
 # -- messages (engine -> worker) -------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class ProgressMessage:
@@ -178,7 +194,7 @@ _MESSAGES: dict[str, type[EngineMessage]] = {
 
 
 # -- the wire form ---------------------------------------------------------------------------
-def encode(item: EngineRequest | EngineMessage) -> str:
+def encode(item: EngineRequest | EngineMessage | StandbyOrders) -> str:
     """One JSON object, without a newline."""
     fields = asdict(item)
     if isinstance(item, _SweepRequest):
@@ -202,6 +218,16 @@ def decode_request(text: str | bytes) -> EngineRequest:
         except (ValueError, TypeError) as exc:
             raise ProtocolError(f"config: {exc}") from None
     return _build(_kind(fields, _REQUESTS), fields)
+
+
+def decode_orders(line: str | bytes) -> StandbyOrders:
+    """The orders a standby engine was given.
+
+    Raises:
+        ProtocolError: not a JSON object, or not orders.
+    """
+    fields = _fields(line)
+    return _build(_kind(fields, {"orders": StandbyOrders}), fields)
 
 
 def decode_message(line: str | bytes) -> EngineMessage:

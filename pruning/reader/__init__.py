@@ -16,11 +16,13 @@ reads the zip itself and hands torch only what it checked; nothing is unpickled.
     sym_expr.py         symbolic expressions, which sympy would `eval`: a token grammar
     op_allowlist.py     the ATen operators a node may call
     program_shapes.py   the rebuilt program run once on fake tensors: declared shapes hold
+    schema_objects.py   checked JSON -> torch's schema dataclasses; `warm_up` before a read
 
 The audit table behind these checks is in docs/architecture.md ("The `.pt2` reader").
 """
 
 from pruning.reader.archive import ArchiveLimits
 from pruning.reader.build import read_program
+from pruning.reader.schema_objects import warm_up
 
-__all__ = ["ArchiveLimits", "read_program"]
+__all__ = ["ArchiveLimits", "read_program", "warm_up"]

@@ -33,6 +33,7 @@ from pruning.reader.payloads import Payloads
 from pruning.reader.program_check import check_program
 from pruning.reader.program_fields import check_tensor_meta
 from pruning.reader.program_shapes import check_shapes
+from pruning.reader.schema_objects import to_schema
 
 
 def read_program(
@@ -146,10 +147,10 @@ def _deserialize(
 ) -> torch.export.ExportedProgram:
     # Imported here: private torch API, kept in one place.
     from torch._export.serde import schema
-    from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+    from torch._export.serde.serialize import ExportedProgramDeserializer
 
     try:
-        serialized = _dict_to_dataclass(schema.ExportedProgram, program)  # type: ignore[no-untyped-call]
+        serialized = to_schema(schema.ExportedProgram, program)
         # example_inputs=None: the sample inputs in the file are a pickle and are never read.
         return ExportedProgramDeserializer().deserialize(serialized, state_dict, constants, None)
     except UnsafeModel:

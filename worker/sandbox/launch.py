@@ -1,4 +1,9 @@
-"""Starting the engine's child process: its resource limits, environment and directory."""
+"""Starting the engine's child process: its resource limits, environment and directory.
+
+A worker process keeps one engine warm (`worker.sandbox.standby`): started while the worker
+waits, it has imported torch and the engine when a request comes, and puts the request's
+limits on itself before it reads it. Each engine serves one request, warm or not.
+"""
 
 from __future__ import annotations
 
@@ -44,17 +49,17 @@ class Limits:
         return Limits(memory_bytes, wall_seconds * max(1, os.cpu_count() or 1), file_bytes)
 
 
-def launch(workdir: Path, limits: Limits) -> subprocess.Popen[bytes]:
-    """`python -m worker.engine_process` in `workdir`, with `limits`; stdin and stdout are
-    pipes (the protocol), stderr is the worker's (its log)."""
+def launch(workdir: Path, limits: Limits, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """`python -m worker.engine_process` in `workdir`, limited before it runs a line of
+    Python; stdin and stdout are pipes (the protocol), stderr is the worker's (its log)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "worker.engine_process"],
+        [sys.executable, "-m", "worker.engine_process", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         cwd=workdir,
         env=engine_env(workdir),
-        preexec_fn=_limit_child(limits),
+        preexec_fn=limiter(limits),
     )
 
 
@@ -71,10 +76,12 @@ def _address_space_limit_applies() -> bool:
     return not Path("/dev/nvidiactl").exists()
 
 
-def _limit_child(limits: Limits) -> Callable[[], None]:
+def limiter(limits: Limits) -> Callable[[], None]:
+    """What puts `limits` on the calling process: a fresh engine's `preexec_fn`, or a
+    standby engine's first step once it has its orders."""
     apply_memory = limits.memory_bytes > 0 and _address_space_limit_applies()
 
-    def preexec() -> None:  # runs in the child between fork and exec: no allocation-heavy work
+    def preexec() -> None:  # may run between fork and exec: no allocation-heavy work
         if limits.file_bytes > 0:
             # A write past it fails with EFBIG instead of killing the child (SIGXFSZ).
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))

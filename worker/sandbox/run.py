@@ -33,6 +33,7 @@ from worker.sandbox.failures import (
     death,
 )
 from worker.sandbox.launch import Limits, launch
+from worker.sandbox.standby import hand_over
 
 POLL_S = 0.25
 # What the engine was doing at each progress stage, for a crash's message.
@@ -63,7 +64,8 @@ def run_sandboxed(
         SandboxFailure: the child refused the input (`EngineRefused`, the reason) or died
             (how); see the subclasses.
     """
-    proc = launch(workdir, limits)
+    # This process's warm engine when one waits (`worker.sandbox.standby`), else a fresh one.
+    proc = hand_over(workdir, limits) or launch(workdir, limits)
     follower = _Follower(proc, limits, on_progress, watches)
     try:
         assert proc.stdin is not None

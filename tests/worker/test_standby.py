@@ -1,0 +1,90 @@
+"""The warm engine of a worker process (`worker.sandbox.standby`): the same sandbox as a
+fresh engine (limits, directory, environment), one request each, a fresh one without it."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobs.settings import GIB
+from tests.tiny_models import export_to
+from tests.worker.world import Net
+from worker.protocol import InspectRequest, SelfCheckRequest
+from worker.sandbox import EngineCrashed, Limits, run_sandboxed, standby
+
+
+@pytest.fixture(autouse=True)
+def _no_standby_left() -> Iterator[None]:
+    yield
+    standby.discard()
+
+
+def _waiting_folder(root: Path) -> Path:
+    (folder,) = root.glob(f"{standby.STANDBY_PREFIX}*")
+    return folder
+
+
+def test_a_standby_engine_takes_the_requests_limits_directory_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEADWEIGHT_DATABASE_URL", "postgresql+psycopg://u:password@db/x")
+    standby.prepare(tmp_path / "tmp")
+    waited_in = _waiting_folder(tmp_path / "tmp")
+    work = tmp_path / "work"
+    seen = run_sandboxed(SelfCheckRequest(), work, Limits(3 * GIB, 120, file_bytes=GIB))
+    assert not [k for k in seen["env"] if k.startswith("DEADWEIGHT_")]
+    assert Path(seen["cwd"]) == work.resolve()
+    assert seen["home"] == str(work) and seen["tmpdir"] == str(work / "tmp")
+    limits = seen["limits"]
+    if not Path("/dev/nvidiactl").exists():
+        assert limits["RLIMIT_AS"] == [3 * GIB, 3 * GIB]
+    assert limits["RLIMIT_CPU"] == [120, 180]
+    assert limits["RLIMIT_NOFILE"] == [1024, 1024]
+    assert limits["RLIMIT_CORE"] == [0, 0]
+    assert not waited_in.exists()  # the folder it waited in went with its orders
+    assert resource.getrlimit(resource.RLIMIT_CPU)[0] != 120  # the worker keeps its own
+
+
+def test_a_standby_serves_one_request_then_engines_start_fresh(tmp_path: Path) -> None:
+    standby.prepare(tmp_path / "tmp")
+    first = standby.hand_over(tmp_path / "w1", Limits(0, 60))
+    assert first is not None
+    assert standby.hand_over(tmp_path / "w2", Limits(0, 60)) is None
+    first.kill()
+    first.wait()
+    seen = run_sandboxed(SelfCheckRequest(), tmp_path / "w3", Limits(0, 60))
+    assert Path(seen["cwd"]) == (tmp_path / "w3").resolve()
+
+
+def test_a_standby_that_died_while_waiting_is_replaced_by_a_fresh_engine(
+    tmp_path: Path,
+) -> None:
+    standby.prepare(tmp_path / "tmp")
+    waited_in = _waiting_folder(tmp_path / "tmp")
+    waiting = standby._waiting[0].proc
+    waiting.kill()
+    waiting.wait()
+    model = export_to(Net(), tmp_path / "net.pt2", d_in=5)
+    info = run_sandboxed(InspectRequest(model=str(model)), tmp_path / "w", Limits(0, 120))
+    assert info["inputs"]
+    assert not waited_in.exists()
+
+
+def test_a_crash_in_a_standby_engine_is_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DW_TEST_ENGINE_CRASH", "start")  # read by the engine after its orders
+    standby.prepare(tmp_path / "tmp")
+    with pytest.raises(EngineCrashed):
+        run_sandboxed(InspectRequest(model="x"), tmp_path / "w", Limits(0, 60))
+
+
+def test_a_standby_whose_worker_never_asks_exits(tmp_path: Path) -> None:
+    standby.prepare(tmp_path / "tmp")
+    waiting = standby._waiting[0].proc
+    assert waiting.stdin is not None
+    waiting.stdin.close()  # the worker went without a request
+    assert waiting.wait(timeout=120) == 0
