@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -45,10 +46,12 @@ def plot_stats(
     shown = layers[:MAX_PANELS]
     cols = min(4, max(1, len(shown)))
     rows = max(1, math.ceil(len(shown) / cols))
-    fig = Figure(figsize=(3.6 * cols + 1.2, 3.0 * rows + 1.0), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    colours = [f"C{i % 10}" for i in range(len(thresholds))]
     drawable = [_drawable(t, criterion) for t in thresholds]
+    title = _stats_title(layers, thresholds, drawable, criterion)
+    grid = _Grid(rows, cols, title.count("\n") + 1, legend=any(drawable))
+    fig = Figure(figsize=(grid.width, grid.height))
+    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw=grid.spacing()).ravel()
+    colours = [f"C{i % 10}" for i in range(len(thresholds))]
     points = None
     for ax, stats in zip(axes, shown, strict=False):
         points = _stats_panel(ax, stats, thresholds, drawable, colours)
@@ -57,10 +60,66 @@ def plot_stats(
     if not shown:
         axes[0].text(0.5, 0.5, "no prunable layers", ha="center", va="center")
     if points is not None:
-        fig.colorbar(points, ax=list(axes), label="fraction of zero activations", shrink=0.8)
+        cax = fig.add_axes(grid.colorbar_box())
+        fig.colorbar(points, cax=cax, label="fraction of zero activations")
     _threshold_legend(fig, thresholds, drawable, colours)
-    fig.suptitle(_stats_title(layers, thresholds, drawable, criterion))
+    fig.suptitle(title, y=1 - _Grid.EDGE / grid.height, va="top")
     return save_png(fig, path)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The panels' layout in inches, fixed: a layout engine (constrained, tight) measures
+    every label of every panel and draws the figure twice, which cost more than the rest."""
+
+    rows: int
+    cols: int
+    title_lines: int
+    legend: bool
+    PANEL_W: ClassVar[float] = 2.75
+    PANEL_H: ClassVar[float] = 2.1
+    GAP_W: ClassVar[float] = 0.9  # the next panel's y tick labels and y label
+    GAP_H: ClassVar[float] = 0.85  # the x tick labels and x label, the next panel's title
+    LEFT: ClassVar[float] = 0.85
+    RIGHT: ClassVar[float] = 1.25  # the colour bar and its label
+    EDGE: ClassVar[float] = 0.1
+
+    @property
+    def top(self) -> float:
+        return self.EDGE + 0.25 * self.title_lines + 0.35  # the title, then the first titles
+
+    @property
+    def bottom(self) -> float:
+        return 0.6 + (0.75 if self.legend else 0.0)  # x labels; the thresholds' legend
+
+    @property
+    def width(self) -> float:
+        return self.LEFT + self.cols * self.PANEL_W + (self.cols - 1) * self.GAP_W + self.RIGHT
+
+    @property
+    def height(self) -> float:
+        return self.top + self.rows * self.PANEL_H + (self.rows - 1) * self.GAP_H + self.bottom
+
+    def spacing(self) -> dict[str, float]:
+        """`GridSpec` arguments: figure fractions, and gaps as fractions of a panel."""
+        return {
+            "left": self.LEFT / self.width,
+            "right": 1 - self.RIGHT / self.width,
+            "top": 1 - self.top / self.height,
+            "bottom": self.bottom / self.height,
+            "wspace": self.GAP_W / self.PANEL_W,
+            "hspace": self.GAP_H / self.PANEL_H,
+        }
+
+    def colorbar_box(self) -> tuple[float, float, float, float]:
+        """(left, bottom, width, height) of the colour bar, in figure fractions."""
+        panels = self.height - self.top - self.bottom
+        return (
+            1 - (self.RIGHT - 0.3) / self.width,
+            (self.bottom + 0.1 * panels) / self.height,
+            0.18 / self.width,
+            0.8 * panels / self.height,
+        )
 
 
 def _threshold_legend(
@@ -72,7 +131,8 @@ def _threshold_legend(
     if handles:
         fig.legend(
             handles=handles,
-            loc="outside lower center",
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
             ncols=min(6, len(handles)),
             title="thresholds: neurons inside the box (seed) or below the line (variance) go",
         )
@@ -137,9 +197,13 @@ def _stats_panel(
     ax.set_ylim(bottom=0)
     constant = int(np.count_nonzero(y == 0))  # dead ReLUs sit at the origin, easy to miss
     dead = f", {constant} constant" if constant else ""
-    ax.set_title(f"{stats.name} ({stats.neurons} neurons{dead})", fontsize=10)
+    # Placed, not fitted: fitting the title and labels around the tick labels measures
+    # every tick label of the panel once more.
+    ax.set_title(f"{stats.name} ({stats.neurons} neurons{dead})", fontsize=10, y=1.0, pad=6)
     ax.set_xlabel("|mean| of activation")
     ax.set_ylabel("std of activation")
+    ax.xaxis.set_label_coords(0.5, -0.15)
+    ax.yaxis.set_label_coords(-0.24, 0.5)
     ax.grid(True, alpha=0.3)
     return points
 

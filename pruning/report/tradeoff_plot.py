@@ -24,7 +24,9 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
     Returns:
         `path`, a PNG.
     """
-    fig = Figure(figsize=(8.5, 5.5), layout="constrained")
+    fig = Figure(figsize=(8.5, 5.5))
+    # Fixed margins: a layout engine would measure the labels and draw the figure twice.
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.1)
     ax = fig.add_subplot()
     up = Metric(results.metric_name).higher_is_better
     drawn = [c for c in results.candidates if math.isfinite(c.metric)]
