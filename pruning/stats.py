@@ -9,7 +9,7 @@ centred Gram matrix), from which `gram` = E[x xᵀ] and `covariance` follow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +18,7 @@ from torch import fx
 from pruning.data import Batch
 from pruning.graph import Tap
 from pruning.results import LayerStats
+from pruning.tap_moments import Scratch, TapMoments
 
 
 @dataclass
@@ -125,21 +126,39 @@ class RunningStats:
         )
 
 
-class TapInterpreter(fx.Interpreter):
-    """Runs a module and hands the values of selected nodes to a callback as they appear."""
+class _Recorder(torch.nn.Module):
+    """Inserted after a tapped node: hands the node's value to the taps that read it and
+    returns nothing, so the graph's own values and outputs are untouched."""
 
-    def __init__(
-        self, gm: fx.GraphModule, taps: set[str], on_tap: Callable[[str, torch.Tensor], None]
-    ):
-        super().__init__(gm, garbage_collect_values=True)
-        self._taps = taps
-        self._on_tap = on_tap
+    def __init__(self, on_value: Callable[[torch.Tensor], None]) -> None:
+        super().__init__()
+        self.on_value = on_value
 
-    def run_node(self, n: fx.Node) -> object:
-        result = super().run_node(n)
-        if n.name in self._taps and isinstance(result, torch.Tensor):
-            self._on_tap(n.name, result)
-        return result
+    def forward(self, value: object) -> None:
+        if isinstance(value, torch.Tensor):
+            self.on_value(value)
+
+
+def tapped_copy(
+    gm: fx.GraphModule, on_value: Mapping[str, Callable[[torch.Tensor], None]]
+) -> fx.GraphModule:
+    """A copy of `gm` (sharing its parameters) that calls `on_value[node]` with the value of
+    each named node as soon as it is computed, then runs on as generated code. Unlike an
+    `fx.Interpreter`, no Python runs per node beyond the recorders, and values are freed as
+    early as in the original."""
+    graph = fx.Graph()
+    graph._codegen = gm.graph._codegen  # how inputs and outputs are (un)flattened: shared
+    graph.output(graph.graph_copy(gm.graph, {}))
+    tapped = fx.GraphModule(gm, graph)
+    for node in list(graph.nodes):
+        if node.name not in on_value:
+            continue
+        name = f"_deadweight_tap_{len(tapped._modules)}"
+        tapped.add_submodule(name, _Recorder(on_value[node.name]))
+        with graph.inserting_after(node):
+            graph.call_module(name, (node,))
+    tapped.recompile()
+    return tapped
 
 
 def collect(
@@ -150,6 +169,10 @@ def collect(
     gram: set[Tap] | None = None,
 ) -> dict[Tap, RunningStats]:
     """Accumulate statistics of the tapped channels over all batches.
+
+    The activations are reduced where they are, with one fused kernel per statistic
+    (`pruning.tap_moments`), and merged in float64: equal to `RunningStats.update` over the
+    same values within float32 rounding (about 1e-7 relative), at a fraction of its cost.
 
     Args:
         gm: the unlifted module, in eval mode, on the device of the batches.
@@ -162,33 +185,41 @@ def collect(
         tap -> the accumulated statistics of its channels (a flattened channel's block
         positions count as more samples of that channel).
     """
-    stats = {
-        tap: RunningStats(channels=width, track_gram=tap in (gram or set()))
+    moments = {
+        tap: TapMoments(width, tap.span, track_gram=tap in (gram or set()))
         for tap, width in taps.items()
     }
-    by_node: dict[str, list[Tap]] = {}
-    for tap in taps:
-        by_node.setdefault(tap.node, []).append(tap)
+    by_node: dict[str, list[TapMoments]] = {}
+    for tap, accumulator in moments.items():
+        by_node.setdefault(tap.node, []).append(accumulator)
     valid = 0
+    scratch = Scratch()
 
-    def on_tap(name: str, value: torch.Tensor) -> None:
-        value = value[:valid]  # (B, ...): batch first
-        for tap in by_node[name]:
-            stats[tap].update(_channels(value, tap, taps[tap]))
+    def reader(accumulators: list[TapMoments]) -> Callable[[torch.Tensor], None]:
+        def on_value(value: torch.Tensor) -> None:
+            rows = value[:valid]  # (B, ...): batch first; padding rows are not counted
+            for accumulator in accumulators:
+                accumulator.update(rows, scratch)
 
-    interp = TapInterpreter(gm, set(by_node), on_tap)
+        return on_value
+
+    module = tapped_copy(gm, {node: reader(acc) for node, acc in by_node.items()})
     with torch.inference_mode():
         for batch in batches:
             valid = batch.valid
-            interp.run(*batch.inputs)
+            module(*batch.inputs)
             if on_batch is not None:
                 on_batch(batch)
-    return stats
+    return {tap: _running_stats(accumulator) for tap, accumulator in moments.items()}
 
 
-def _channels(value: torch.Tensor, tap: Tap, width: int) -> torch.Tensor:
-    """The tap's channels as the last dim, every other position a sample: (M, width)."""
-    span = tap.span
-    x = value.narrow(span.dim, span.offset, width * span.block).movedim(span.dim, -1)
-    x = x.reshape(*x.shape[:-1], width, span.block).transpose(-1, -2)  # (..., block, width)
-    return x.reshape(-1, width)
+def _running_stats(accumulator: TapMoments) -> RunningStats:
+    out = RunningStats(channels=accumulator.width, track_gram=accumulator.track_gram)
+    totals = accumulator.totals()
+    if totals is None:
+        return out
+    out.count = totals.samples
+    out.mean, out.m2, out.abs_sum = totals.mean, totals.m2, totals.abs_sum
+    out.zeros, out.min, out.max = totals.zeros, totals.min, totals.max
+    out.comoment = totals.comoment
+    return out

@@ -1,0 +1,224 @@
+"""The statistics pass's accumulator: a few cheap reductions on the activations as they are.
+
+`RunningStats.update` (pruning/stats.py) is the reference: it converts each batch to float64
+and passes over it about eight times. Here a batch is read where it lies, on its device, in
+its layout and precision, with reductions that vectorise well on a CPU and launch few kernels
+on a GPU (Welford's `var_mean`, `count_nonzero` and norms are several times slower there):
+
+- moments about a fixed shift `s` (the first batch's channel means): Σ (x − s) and
+  Σ (x − s)². With s close to the mean, the variance Σ (x − s)² / n − (Σ (x − s) / n)²
+  loses nothing to cancellation, unlike raw sums of squares;
+- Σ |x| and Σ sign|x| (the zeros), the minimum and the maximum.
+
+Where the co-moments are wanted (linear compensation, the reconstruction criterion), the
+shifted activations are written once into an (M, C + 1) block whose last column is 1, and
+one product with itself gives the co-moments, Σ (x − s) (its last row) and Σ (x − s)² (its
+diagonal) together. That product is the one real cost: about a layer's forward where the
+layer is as wide as its input.
+
+Per-batch results (one value per channel, or a (C + 1)² product) are summed in the
+activations' precision for at most `MERGE_EVERY` batches, then added into float64 totals,
+so the totals keep float64 precision however many batches come, and nothing waits on the
+host between batches (no CUDA synchronisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from pruning.graph import Span
+
+MERGE_EVERY = 16  # chunks summed in the activations' precision before a float64 merge
+# Elements of a batch read at once: a big batch of feature maps is reduced chunk by chunk
+# through one scratch buffer of about this size, shared by every tap, so the pass allocates
+# (and page-faults) nothing per batch and its temporary memory does not grow with the batch.
+SCRATCH_ELEMENTS = 1 << 22
+
+
+class Scratch:
+    """One reusable buffer for the temporaries of a statistics pass."""
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+
+    def like(self, x: torch.Tensor) -> torch.Tensor:
+        """A contiguous tensor of x's shape, dtype and device, its content undefined."""
+        return self._take(x.numel(), x).view(x.shape)
+
+    def matrix(self, rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
+        return self._take(rows * columns, like).view(rows, columns)
+
+    def _take(self, numel: int, like: torch.Tensor) -> torch.Tensor:
+        b = self._buffer
+        if b is None or b.numel() < numel or b.dtype != like.dtype or b.device != like.device:
+            b = self._buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return b[:numel]
+
+
+class MomentTotals(NamedTuple):
+    """What a tap accumulated, float64 on the CPU: the fields of `RunningStats`."""
+
+    samples: int
+    mean: torch.Tensor  # (C,)
+    m2: torch.Tensor  # (C,) sum of squared deviations from the mean
+    abs_sum: torch.Tensor
+    zeros: torch.Tensor
+    min: torch.Tensor
+    max: torch.Tensor
+    comoment: torch.Tensor | None  # (C, C) Σ (x − μ)(x − μ)ᵀ, when the Gram is tracked
+
+
+class TapMoments:
+    """Accumulates one tap's channels, batch by batch, on the activations' device."""
+
+    def __init__(self, width: int, span: Span, track_gram: bool) -> None:
+        self.width = width
+        self.span = span
+        self.track_gram = track_gram
+        self.count = 0
+        self._shift: torch.Tensor | None = None  # (C,) s, in the activations' dtype
+        self._pending: list[tuple[torch.Tensor, ...]] = []  # per batch: each (C,)
+        self._partial_gram: torch.Tensor | None = None  # (C+1, C+1) since the last merge
+        self._sums: list[torch.Tensor] | None = None  # float64: Σd, Σd², Σ|x|, nonzero
+        self._min: torch.Tensor | None = None
+        self._max: torch.Tensor | None = None
+        self._gram: torch.Tensor | None = None  # (C+1, C+1) float64 Σ [d, 1][d, 1]ᵀ
+
+    def update(self, value: torch.Tensor, scratch: Scratch) -> None:
+        """Merge one batch: `value` is the node's output for the valid rows, batch first.
+        `scratch` lends the temporary space (shared by every tap of a pass)."""
+        x, channel_dim = self._channels(value)
+        n = x.numel() // self.width
+        if n == 0:
+            return
+        dims = [d for d in range(x.dim()) if d != channel_dim]
+        if self._shift is None:
+            self._shift = x.sum(dims) / n
+        rows = max(1, SCRATCH_ELEMENTS // max(x[0].numel(), 1))
+        for start in range(0, x.shape[0], rows):  # chunks along the batch
+            chunk = x[start : start + rows]
+            self._reduce(chunk, dims, channel_dim, scratch)
+            if self.track_gram:
+                self._add_gram(chunk, channel_dim, scratch)
+            if len(self._pending) >= MERGE_EVERY:
+                self._merge()
+        self.count += n
+
+    def totals(self) -> MomentTotals | None:
+        """The accumulated statistics, as float64 on the CPU; None when no sample came."""
+        self._merge()
+        if self.count == 0 or self._sums is None or self._shift is None:
+            return None
+        assert self._min is not None and self._max is not None
+        n = self.count
+        comoment = None
+        if self._gram is not None:
+            c = self.width
+            shifted_sum, shifted_squares = self._gram[c, :c], self._gram.diagonal()[:c]
+            comoment = _host(self._gram[:c, :c] - torch.outer(shifted_sum, shifted_sum) / n)
+            abs_sum, nonzero = self._sums
+        else:
+            shifted_sum, shifted_squares, abs_sum, nonzero = self._sums
+        mean = self._shift.to(torch.float64) + shifted_sum / n
+        m2 = (shifted_squares - shifted_sum**2 / n).clamp_min(0)
+        return MomentTotals(
+            samples=n,
+            mean=_host(mean),
+            m2=_host(m2),
+            abs_sum=_host(abs_sum),
+            zeros=_host(n - nonzero),
+            min=_host(self._min),
+            max=_host(self._max),
+            comoment=comoment,
+        )
+
+    def _channels(self, value: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The tap's slice of `value`, the channels on one dim (a view, never a copy unless the
+        dtype is below float32); a flattened channel's block becomes one more sample dim."""
+        dim = self.span.dim % value.dim()
+        block = self.span.block
+        x = value.detach().narrow(dim, self.span.offset, self.width * block)
+        if block > 1:
+            x = x.view(*x.shape[:dim], self.width, block, *x.shape[dim + 1 :])  # (.., C, block, ..)
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.to(torch.float32)  # half precision would lose the moments
+        return x, dim
+
+    def _reduce(
+        self, chunk: torch.Tensor, dims: list[int], channel_dim: int, scratch: Scratch
+    ) -> None:
+        """The per-channel sums of one chunk, through one scratch buffer (no allocation)."""
+        assert self._shift is not None
+        buffer = scratch.like(chunk)
+        flat = _three_dims(buffer, channel_dim)  # (P, C, Q), a view: buffer is contiguous
+        torch.abs(chunk, out=buffer)
+        sums = [_channel_sum(flat), _channel_sum(buffer.sign_().view(flat.shape))]  # Σ|x|, nonzero
+        if chunk.is_contiguous():
+            values = _three_dims(chunk, channel_dim)
+            extremes = [_channel_reduce(values, torch.amin), _channel_reduce(values, torch.amax)]
+        else:
+            extremes = [torch.amin(chunk, dims), torch.amax(chunk, dims)]
+        if not self.track_gram:  # else the co-moment product gives Σd and Σd²
+            shape = [self.width if d == channel_dim else 1 for d in range(chunk.dim())]
+            torch.sub(chunk, self._shift.reshape(shape), out=buffer)
+            sums = [_channel_sum(flat), _channel_sum(buffer.square_().view(flat.shape)), *sums]
+        self._pending.append((*sums, *extremes))
+
+    def _add_gram(self, chunk: torch.Tensor, channel_dim: int, scratch: Scratch) -> None:
+        """Add Σ [x − s, 1][x − s, 1]ᵀ over this chunk to the partial product."""
+        assert self._shift is not None
+        c = self.width
+        moved = chunk.movedim(channel_dim, -1)  # (..., C), a view
+        rows = moved.numel() // c
+        if self._partial_gram is None:
+            self._partial_gram = torch.zeros(c + 1, c + 1, dtype=chunk.dtype, device=chunk.device)
+        block = scratch.matrix(rows, c + 1, chunk)  # (M, C + 1)
+        torch.sub(moved, self._shift, out=block[:, :c].view(moved.shape))
+        block[:, c] = 1.0
+        self._partial_gram.addmm_(block.T, block)
+
+    def _merge(self) -> None:
+        """Add what the last batches left, summed in their precision, into float64 totals."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        columns = [torch.stack(column) for column in zip(*pending, strict=True)]  # each (B, C)
+        *sums, mins, maxs = [*columns[:-2], columns[-2].amin(0), columns[-1].amax(0)]
+        batch_sums = [s.to(torch.float64).sum(0) for s in sums]
+        if self._sums is None:
+            self._sums, self._min, self._max = batch_sums, mins, maxs
+        else:
+            assert self._min is not None and self._max is not None
+            self._sums = [a + b for a, b in zip(self._sums, batch_sums, strict=True)]
+            self._min, self._max = torch.minimum(self._min, mins), torch.maximum(self._max, maxs)
+        if self._partial_gram is not None:
+            partial = self._partial_gram.to(torch.float64, copy=True)
+            self._gram = partial if self._gram is None else self._gram + partial
+            self._partial_gram = None
+
+
+def _three_dims(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """A contiguous x viewed as (before, C, after): reductions over the contiguous `after`
+    first, then over `before`, vectorise far better than one reduction over both."""
+    shape = x.shape
+    return x.view(shape[:channel_dim].numel(), shape[channel_dim], shape[channel_dim + 1 :].numel())
+
+
+def _channel_reduce(
+    x: torch.Tensor, op: Callable[[torch.Tensor, int], torch.Tensor]
+) -> torch.Tensor:
+    """op over dims 2 then 0 of a (P, C, Q) tensor: (C,)."""
+    inner = op(x, 2) if x.shape[2] > 1 else x[:, :, 0]
+    return op(inner, 0)
+
+
+def _channel_sum(x: torch.Tensor) -> torch.Tensor:
+    return _channel_reduce(x, torch.sum)
+
+
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """A float64 CPU copy, a normal tensor even if `t` was made under inference mode."""
+    return t.to("cpu", torch.float64, copy=True)
