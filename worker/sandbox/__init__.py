@@ -27,8 +27,13 @@ What it does not stop: the child runs as the worker's user and can read what tha
 read (other uploads in the data directory). Run workers as their own user, in a container,
 when tenants must not trust each other's models at all.
 
-Modules: `launch` (the child, its limits and environment), `run` (the request in, the
-message loop, the outcome out), `failures` (how a run can end badly).
+Each child serves one request. A worker process starts its next child before a request
+comes (`standby`), so that torch is imported while the worker waits; that child puts the
+request's limits on itself and moves into its directory before it reads the request.
+
+Modules: `launch` (the child, its limits and environment), `standby` (the warm child of a
+worker process), `run` (the request in, the message loop, the outcome out), `failures` (how
+a run can end badly).
 """
 
 from worker.sandbox.failures import (
