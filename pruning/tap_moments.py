@@ -11,13 +11,14 @@ on a GPU (Welford's `var_mean`, `count_nonzero` and norms are several times slow
 - Σ |x| and Σ sign|x| (the zeros), the minimum and the maximum.
 
 Where the co-moments are wanted (linear compensation, the reconstruction criterion), the
-shifted activations are written once into an (M, C + 1) block whose last column is 1, and
-one product with itself gives the co-moments, Σ (x − s) (its last row) and Σ (x − s)² (its
-diagonal) together. That product is the one real cost: about a layer's forward where the
-layer is as wide as its input.
+shifted activations are written once, in float64, into an (M, C + 1) block whose last column
+is 1, and one product with itself gives the co-moments, Σ (x − s) (its last row) and
+Σ (x − s)² (its diagonal) together. That product is the one real cost: about two layers'
+forwards where the layer is as wide as its input (float64 products run at half speed; in
+float32 their rounding would swamp the ridge that the criterion's inverses rely on).
 
-Per-batch results (one value per channel, or a (C + 1)² product) are summed in the
-activations' precision for at most `MERGE_EVERY` batches, then added into float64 totals,
+Per-chunk results (one value per channel) are summed in the activations' precision for at
+most `MERGE_EVERY` chunks, then added into float64 totals,
 so the totals keep float64 precision however many batches come, and nothing waits on the
 host between batches (no CUDA synchronisation).
 """
@@ -39,23 +40,25 @@ SCRATCH_ELEMENTS = 1 << 22
 
 
 class Scratch:
-    """One reusable buffer for the temporaries of a statistics pass."""
+    """Reusable buffers (one per dtype and device) for the temporaries of a statistics pass."""
 
     def __init__(self) -> None:
-        self._buffer: torch.Tensor | None = None
+        self._buffers: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 
     def like(self, x: torch.Tensor) -> torch.Tensor:
         """A contiguous tensor of x's shape, dtype and device, its content undefined."""
-        return self._take(x.numel(), x).view(x.shape)
+        return self._take(x.numel(), x.dtype, x.device).view(x.shape)
 
-    def matrix(self, rows: int, columns: int, like: torch.Tensor) -> torch.Tensor:
-        return self._take(rows * columns, like).view(rows, columns)
+    def matrix(
+        self, rows: int, columns: int, dtype: torch.dtype, device: torch.device
+    ) -> torch.Tensor:
+        return self._take(rows * columns, dtype, device).view(rows, columns)
 
-    def _take(self, numel: int, like: torch.Tensor) -> torch.Tensor:
-        b = self._buffer
-        if b is None or b.numel() < numel or b.dtype != like.dtype or b.device != like.device:
-            b = self._buffer = torch.empty(numel, dtype=like.dtype, device=like.device)
-        return b[:numel]
+    def _take(self, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        buffer = self._buffers.get((dtype, device))
+        if buffer is None or buffer.numel() < numel:
+            buffer = self._buffers[(dtype, device)] = torch.empty(numel, dtype=dtype, device=device)
+        return buffer[:numel]
 
 
 class MomentTotals(NamedTuple):
@@ -81,7 +84,6 @@ class TapMoments:
         self.count = 0
         self._shift: torch.Tensor | None = None  # (C,) s, in the activations' dtype
         self._pending: list[tuple[torch.Tensor, ...]] = []  # per batch: each (C,)
-        self._partial_gram: torch.Tensor | None = None  # (C+1, C+1) since the last merge
         self._sums: list[torch.Tensor] | None = None  # float64: Σd, Σd², Σ|x|, nonzero
         self._min: torch.Tensor | None = None
         self._max: torch.Tensor | None = None
@@ -168,17 +170,22 @@ class TapMoments:
         self._pending.append((*sums, *extremes))
 
     def _add_gram(self, chunk: torch.Tensor, channel_dim: int, scratch: Scratch) -> None:
-        """Add Σ [x − s, 1][x − s, 1]ᵀ over this chunk to the partial product."""
+        """Add Σ [x − s, 1][x − s, 1]ᵀ over this chunk to the total, in float64:
+        the reconstruction criterion and linear compensation invert blocks of it, and
+        float32 products (6e-8 relative each) would swamp the ridge that keeps collinear
+        channels, such as two copies of one neuron, apart."""
         assert self._shift is not None
         c = self.width
         moved = chunk.movedim(channel_dim, -1)  # (..., C), a view
         rows = moved.numel() // c
-        if self._partial_gram is None:
-            self._partial_gram = torch.zeros(c + 1, c + 1, dtype=chunk.dtype, device=chunk.device)
-        block = scratch.matrix(rows, c + 1, chunk)  # (M, C + 1)
-        torch.sub(moved, self._shift, out=block[:, :c].view(moved.shape))
+        if self._gram is None:
+            self._gram = torch.zeros(c + 1, c + 1, dtype=torch.float64, device=chunk.device)
+        block = scratch.matrix(rows, c + 1, torch.float64, chunk.device)  # (M, C + 1)
+        shifted = block[:, :c]
+        shifted.view(moved.shape).copy_(moved)  # transposed to channels last, exactly widened
+        shifted.sub_(self._shift.to(torch.float64))
         block[:, c] = 1.0
-        self._partial_gram.addmm_(block.T, block)
+        self._gram.addmm_(block.T, block)
 
     def _merge(self) -> None:
         """Add what the last batches left, summed in their precision, into float64 totals."""
@@ -194,10 +201,6 @@ class TapMoments:
             assert self._min is not None and self._max is not None
             self._sums = [a + b for a, b in zip(self._sums, batch_sums, strict=True)]
             self._min, self._max = torch.minimum(self._min, mins), torch.maximum(self._max, maxs)
-        if self._partial_gram is not None:
-            partial = self._partial_gram.to(torch.float64, copy=True)
-            self._gram = partial if self._gram is None else self._gram + partial
-            self._partial_gram = None
 
 
 def _three_dims(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
