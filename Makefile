@@ -43,10 +43,19 @@ frontier: install
 upload-memory: install
 	$(PY) -m bench.upload_memory
 
-# Issue 12's ratios, as alternating runs in one process (so far: the statistics pass against
-# the bare forward, for the MLP and resnet18).
-bench: install
-	$(PY) -m bench.stats_pass --cnn
+# Issue 12's figures (bench/suite.py): every ratio as alternated runs, uploads, peak RSS and
+# bench/api_load.py's figures, then one Markdown table. `make bench BENCH_ARGS=--quick`: short.
+# Torch-Pruning (the `bench` extra, for the hand-written script it is compared with) needs
+# only torch and numpy, both installed: --no-deps so that pip never resolves torch.
+TORCH_PRUNING ?= torch-pruning==1.6.*
+BENCH_STAMP   := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q --no-deps '$(TORCH_PRUNING)'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.suite $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) deadweight-data .pytest_cache .mypy_cache .ruff_cache
