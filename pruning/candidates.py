@@ -1,5 +1,7 @@
-"""One candidate, from plan to published file: cut (with compensation), recover, export,
-save, read back with the safe reader, evaluate. The numbers are those of the file users get.
+"""One candidate, from plan to published file: cut (with compensation), recover, evaluate in
+memory, export; the file is saved, read back with the safe reader and checked against the
+evaluated module in the background (`pruning.publishing`). The numbers are those of the file
+users get: `CandidateMaker.finish` puts the file's own in place of the provisional ones.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from jobs.job_config import Allocation, Metric, pruned_model_name
 from pruning.batchnorm import has_batchnorm, reestimate_batchnorm
 from pruning.config import PruneConfig
 from pruning.data import DataInput, Feeder
-from pruning.evaluate import Evaluator, count_macs, count_parameters
+from pruning.evaluate import Evaluator, first_output
 from pruning.graph import GraphAnalysis, Plan, Tap
-from pruning.reader import read_program
+from pruning.publishing import CHECK_ROWS, Published, Publisher
 from pruning.recovery import distil
 from pruning.results import Baseline, Candidate
 from pruning.stats import RunningStats
@@ -45,6 +47,8 @@ class CandidateMaker:
     plans: dict[str, Plan] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     _seen: dict[tuple[tuple[str, tuple[int, ...]], ...], Candidate] = field(default_factory=dict)
+    _publisher: Publisher = field(default_factory=Publisher)
+    _check: tuple[torch.Tensor, ...] | None = None  # evaluation rows the file is checked on
 
     def make(
         self,
@@ -66,15 +70,17 @@ class CandidateMaker:
                 allocation=str(allocation),
                 same_as=first.index,
             )
+        train = self.config.recovery is not None
         module = apply_plan(
             self.cpu_module,
             self.analysis,
             plan,
             moments=self.moments,
             compensate=self.config.compensate,
+            share_parameters=not train,  # nothing writes into a copy that is not trained
         ).to(self.feeder.device)
         before, report = None, None
-        if self.config.recovery is not None:
+        if train:
             before = self.evaluator.evaluate(module, on_batch=lambda b: on_progress(0.0))
             report = self._recover(module, on_progress)
             if report["diverged"]:
@@ -82,27 +88,26 @@ class CandidateMaker:
                     f"candidate {index}: recovery diverged (a non-finite loss), so it keeps the "
                     "weights from before recovery; a smaller recovery lr may help"
                 )
-        artifact = pruned_model_name(index)
-        pruned = export(module, self.feeder)
-        tmp = self.out_dir / f".tmp-{artifact}"
-        torch.export.save(pruned, tmp)
-        tmp.replace(self.out_dir / artifact)
-        # Evaluate what users download: the saved file, read back by the safe reader.
-        reloaded = read_program(self.out_dir / artifact)
-        loaded = reloaded.module().to(self.feeder.device)
-        value = self.evaluator.evaluate(loaded, on_batch=lambda b: on_progress(1.0))
+        value = self.evaluator.evaluate(module, on_batch=lambda b: on_progress(1.0))
         self._note_degenerate(index, plan)
-        params = count_parameters(reloaded)
-        higher = self.metric.higher_is_better
+        check = self._check_rows()
+        with torch.inference_mode():
+            expected = first_output(module(*check))
+        artifact = pruned_model_name(index)
+        program = export(module, self.feeder)
+        self._publisher.submit(index, program, module, self.out_dir / artifact, check, expected)
+        # Provisional until `finish`: the parameters as the module holds them; bytes and
+        # MACs are the file's, measured in the background.
+        params = sum(p.numel() for p in module.parameters())
         base = self.baseline
         cand = Candidate(
             index=index,
             threshold=threshold,
             metric=value,
-            metric_drop=(base.metric - value) if higher else (value - base.metric),
+            metric_drop=self._drop(value),
             parameters=params,
-            bytes=(self.out_dir / artifact).stat().st_size,
-            macs=count_macs(loaded, self.feeder),
+            bytes=0,
+            macs=0,
             size_reduction=1.0 - params / base.parameters if base.parameters else 0.0,
             kept={name: len(kept) for name, kept in plan.items()},
             kept_fraction={
@@ -115,6 +120,64 @@ class CandidateMaker:
         )
         self._seen[key] = cand
         return cand
+
+    def finish(self, candidates: list[Candidate]) -> list[Candidate]:
+        """The candidates with their files' numbers, once every file is published and checked.
+
+        Raises:
+            PublishedFileDiffers: a file computes something else than its evaluated module.
+        """
+        published = self._publisher.results()
+        final: dict[int, Candidate] = {}
+        out = []
+        for cand in candidates:
+            if cand.same_as is None:
+                final[cand.index] = self._measured(cand, published[cand.index])
+                out.append(final[cand.index])
+            else:
+                first = final[cand.same_as]
+                out.append(
+                    replace(
+                        first,
+                        index=cand.index,
+                        threshold=cand.threshold,
+                        allocation=cand.allocation,
+                        same_as=cand.same_as,
+                    )
+                )
+        return out
+
+    def close(self) -> None:
+        """Stop the background publishing (waits for a file being written)."""
+        self._publisher.close()
+
+    def _measured(self, cand: Candidate, file: Published) -> Candidate:
+        value = cand.metric
+        if file.differing is not None:  # the file is evaluated on its own
+            value = self.evaluator.evaluate(file.differing)
+        base = self.baseline
+        return replace(
+            cand,
+            metric=value,
+            metric_drop=self._drop(value),
+            parameters=file.parameters,
+            bytes=file.bytes,
+            macs=file.macs,
+            size_reduction=1.0 - file.parameters / base.parameters if base.parameters else 0.0,
+        )
+
+    def _drop(self, value: float) -> float:
+        base = self.baseline.metric
+        return (base - value) if self.metric.higher_is_better else (value - base)
+
+    def _check_rows(self) -> tuple[torch.Tensor, ...]:
+        """The first evaluation rows (a whole batch where the model's batch is fixed)."""
+        if self._check is None:
+            first = next(iter(self.feeder(self.evaluator.source)))  # evaluate() saw it
+            static = self.feeder.static_batch is not None
+            rows = len(first.inputs[0]) if static else min(first.valid, CHECK_ROWS)
+            self._check = tuple(t[:rows] for t in first.inputs)
+        return self._check
 
     def _recover(self, module: fx.GraphModule, on_progress: StageFn) -> dict[str, object]:
         recovery = self.config.recovery

@@ -144,11 +144,20 @@ class _MacCounter(fx.Interpreter):
         return result
 
 
+def run_counting_macs(
+    gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]
+) -> tuple[torch.Tensor, int]:
+    """The module's first output on `inputs`, and the multiply-accumulates of its Linear/Conv
+    layers over all of the inputs' rows (the same kernels, in the same order, as a forward)."""
+    counter = _MacCounter(gm)
+    with torch.inference_mode():
+        out = first_output(counter.run(*inputs))
+    return out, counter.macs
+
+
 def count_macs(gm: fx.GraphModule, feeder: Feeder) -> int:
     """Multiply-accumulates of Linear/Conv layers for one sample."""
     example = feeder.example()
-    counter = _MacCounter(gm)
-    with torch.inference_mode():
-        counter.run(*(t.to(feeder.device) for t in example))
+    _, macs = run_counting_macs(gm, tuple(t.to(feeder.device) for t in example))
     batch = int(example[0].shape[0]) if example[0].dim() else 1
-    return counter.macs // max(batch, 1)
+    return macs // max(batch, 1)

@@ -10,8 +10,7 @@ and bias.
 
 from __future__ import annotations
 
-import copy
-import warnings
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,34 +23,16 @@ from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
 from pruning.graph import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Plan, Tap, get_tensor
 from pruning.graph import owner_of as _owner
+from pruning.module_copy import clone_module, set_tensor
 from pruning.stats import RunningStats
 
+__all__ = ["EXPORT_LOCK", "apply_plan", "clone_module", "dense_weight", "export", "set_tensor"]
 
-def clone_module(gm: fx.GraphModule) -> fx.GraphModule:
-    """A deep copy of an unlifted module.
-
-    torch 2.13 emits a FutureWarning about its own pytree specs when they are copied; it
-    says nothing to a user, so it is silenced here.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*LeafSpec.*is deprecated", category=FutureWarning
-        )
-        return copy.deepcopy(gm)
-
-
-def set_tensor(gm: fx.GraphModule, path: str, value: torch.Tensor) -> None:
-    """Replace a parameter or buffer, keeping its kind."""
-    owner, attr = _owner(gm, path)
-    if attr in owner._parameters:
-        old = owner._parameters[attr]
-        owner._parameters[attr] = torch.nn.Parameter(
-            value.detach().clone(), requires_grad=bool(old is not None and old.requires_grad)
-        )
-    elif attr in owner._buffers:
-        owner._buffers[attr] = value.detach().clone()
-    else:
-        setattr(owner, attr, value.detach().clone())
+# While torch.export traces, it patches `torch.nn.Module.__call__` and `__getattr__` for the
+# whole process (torch.fx's tracer), so a module called or built in another thread at that
+# moment would be traced into the export. Work that runs beside the engine's main thread
+# (`pruning.publishing`) holds this lock, and `export` takes it.
+EXPORT_LOCK = threading.Lock()
 
 
 def _ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
@@ -82,6 +63,7 @@ def apply_plan(
     *,
     moments: Mapping[Tap, RunningStats] | None = None,
     compensate: Compensation = Compensation.NONE,
+    share_parameters: bool = False,
 ) -> fx.GraphModule:
     """Return a copy of `gm` with the plan's removed channels cut out.
 
@@ -98,6 +80,8 @@ def apply_plan(
             `linear` also folds their reconstruction from the kept channels into the kept
             columns, where the tap has co-moments and the consumer is not a grouped conv
             (elsewhere it falls back to `mean`). Both need `moments`.
+        share_parameters: the copy shares the tensors it keeps unchanged with `gm` (see
+            `pruning.module_copy.clone_module`); not for a copy that will be trained.
 
     Returns:
         A new module with smaller parameters.
@@ -105,7 +89,7 @@ def apply_plan(
     Raises:
         UnsupportedModel: the plan names a frozen or unknown group, or empties one.
     """
-    out = clone_module(gm)
+    out = clone_module(gm, share_parameters=share_parameters)
     removed: dict[tuple[str, int], set[int]] = {}
     grouped: dict[str, tuple[int, set[int]]] = {}  # weight path -> (groups, input channels)
     arg_delta: dict[tuple[str, int, int | None], int] = {}
@@ -131,11 +115,13 @@ def apply_plan(
     # Grouped columns first: which group a weight row belongs to is read off its original
     # position, before the rows themselves are cut.
     for path, (groups, columns) in grouped.items():
-        set_tensor(out, path, _cut_grouped_columns(get_tensor(out, path), groups, columns))
+        cut = _cut_grouped_columns(get_tensor(out, path), groups, columns)
+        set_tensor(out, path, cut, copy=False)
     for (path, dim), positions in removed.items():
         tensor = get_tensor(out, path)
         keep = [i for i in range(tensor.shape[dim]) if i not in positions]
-        set_tensor(out, path, tensor.index_select(dim, torch.tensor(keep, device=tensor.device)))
+        index = torch.tensor(keep, device=tensor.device)
+        set_tensor(out, path, tensor.index_select(dim, index), copy=False)
     _fix_args(out, arg_delta)
     out.recompile()
     return out
@@ -201,7 +187,9 @@ def _compensate(
 ) -> None:
     """Give `consumer` a stand-in for the removed channels (see `pruning.compensation`)."""
     raw = get_tensor(gm, consumer.weight.path).detach()
-    weight = dense_weight(raw, consumer.groups).to(torch.float64)  # (out, in, *kernel), uncut
+    # A copy even when the weight is float64 already: it is written below, and the module's
+    # own tensor may be shared with the original (`share_parameters`).
+    weight = dense_weight(raw, consumer.groups).to(torch.float64, copy=True)  # (out, in, ...)
     width, span = stats.channels, consumer.weight.span
     lo, hi = span.offset, span.offset + width * span.block
     columns = weight[:, lo:hi].reshape(weight.shape[0], width, -1).cpu()  # (out, C, positions)
@@ -217,13 +205,13 @@ def _compensate(
     shift = fold(columns, kept, gone, a, b)  # (out,)
     if linear:
         weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
-        set_tensor(gm, consumer.weight.path, weight.to(raw.dtype))
+        set_tensor(gm, consumer.weight.path, weight.to(raw.dtype), copy=False)
     had_bias = consumer.bias is not None
     bias_path = _ensure_bias(gm, consumer)
     if not had_bias and (consumer.weight.path, 0) in removed:
         removed[(bias_path, 0)] = removed[(consumer.weight.path, 0)]  # its rows are cut too
     bias = get_tensor(gm, bias_path)
-    set_tensor(gm, bias_path, bias + shift.to(bias.device, bias.dtype))
+    set_tensor(gm, bias_path, bias + shift.to(bias.device, bias.dtype), copy=False)
 
 
 def _fix_args(gm: fx.GraphModule, delta: dict[tuple[str, int, int | None], int]) -> None:
@@ -275,6 +263,7 @@ def export(gm: fx.GraphModule, feeder: Feeder) -> torch.export.ExportedProgram:
     if feeder.static_batch is None:
         dynamic = ({0: torch.export.Dim("batch", min=1)},)
     try:
-        return torch.export.export(gm, example, dynamic_shapes=dynamic)
+        with EXPORT_LOCK:
+            return torch.export.export(gm, example, dynamic_shapes=dynamic)
     except Exception as exc:  # torch raises many kinds of export errors
         raise UnsupportedModel(f"the pruned model could not be exported: {exc}") from exc

@@ -8,6 +8,7 @@ Each stage reports progress and polls for cancellation through a `RunContext`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from pruning.data import Batch, DataInput, Feeder
 from pruning.errors import Cancelled
 from pruning.evaluate import Evaluator, count_macs, count_parameters
 from pruning.graph import GraphAnalysis, Tap
+from pruning.publishing import saved_size
 from pruning.ranking import reconstruction_rankings
 from pruning.results import Baseline, Candidate, Results
 from pruning.search import PROBES, bisect
@@ -93,18 +95,15 @@ def measure_baseline(
     evaluator: Evaluator,
 ) -> Baseline:
     """The original model's metric, size and cost, measured as a candidate's are."""
-    # The original's size is measured as the service would write it, so sizes compare.
-    path = ctx.out_dir / ".baseline.pt2"
-    torch.export.save(program, path)
-    size = path.stat().st_size
-    path.unlink()
-    metric = evaluator.evaluate(module, record_reference=True, on_batch=lambda b: ctx.check())
-    return Baseline(
-        metric=metric,
-        parameters=count_parameters(program),
-        bytes=size,
-        macs=count_macs(module, feeder),
-    )
+    # The original's size is measured as the service would write it, so sizes compare; the
+    # save runs beside the evaluation.
+    with ThreadPoolExecutor(1, thread_name_prefix="deadweight-baseline") as pool:
+        size = pool.submit(saved_size, program, ctx.out_dir / ".baseline.pt2")
+        metric = evaluator.evaluate(module, record_reference=True, on_batch=lambda b: ctx.check())
+        macs = count_macs(module, feeder)
+        return Baseline(
+            metric=metric, parameters=count_parameters(program), bytes=size.result(), macs=macs
+        )
 
 
 def make_candidates(
@@ -141,10 +140,14 @@ def make_candidates(
         )
         return maker.make(k, threshold.as_dict(), allocation, plan, on_progress)
 
-    if config.search:
-        out = _search(candidate, allocations, maker, config.max_metric_drop)
-    else:
-        out = [candidate(k, t, config.allocation) for k, t in enumerate(config.thresholds)]
+    try:
+        if config.search:
+            out = _search(candidate, allocations, maker, config.max_metric_drop)
+        else:
+            out = [candidate(k, t, config.allocation) for k, t in enumerate(config.thresholds)]
+        out = maker.finish(out)  # the files' own numbers, once all are published
+    finally:
+        maker.close()
     ctx.progress("candidates", 1.0)
     return out
 
