@@ -119,8 +119,9 @@ class TapMoments:
         comoment = None
         if self._gram is not None:
             c = self.width
-            shifted_sum, shifted_squares = self._gram[c, :c], self._gram.diagonal()[:c]
-            comoment = _host(self._gram[:c, :c] - torch.outer(shifted_sum, shifted_sum) / n)
+            gram = self._gram.triu() + self._gram.triu(1).T  # the bands hold the upper part
+            shifted_sum, shifted_squares = gram[c, :c], gram.diagonal()[:c]
+            comoment = _host(gram[:c, :c] - torch.outer(shifted_sum, shifted_sum) / n)
             abs_sum, nonzero = self._sums
         else:
             shifted_sum, shifted_squares, abs_sum, nonzero = self._sums
@@ -185,7 +186,11 @@ class TapMoments:
         shifted.view(moved.shape).copy_(moved)  # transposed to channels last, exactly widened
         shifted.sub_(self._shift.to(torch.float64))
         block[:, c] = 1.0
-        self._gram.addmm_(block.T, block)
+        width = c + 1
+        step = -(-width // min(4, max(1, width // 64)))  # up to 4 bands of 64+ columns
+        for start in range(0, width, step):  # only the upper triangle's bands: symmetric
+            band = block[:, start : start + step]
+            self._gram[start : start + step, start:].addmm_(band.T, block[:, start:])
 
     def _merge(self) -> None:
         """Add what the last batches left, summed in their precision, into float64 totals."""

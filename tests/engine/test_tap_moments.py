@@ -76,6 +76,7 @@ def _batches(shape: tuple[int, ...], count: int, seed: int = 0) -> list[torch.Te
         ((7, 11, 4), Span(dim=-1), 4),  # (N, T, C): tokens
         ((8, 10, 3, 2), Span(dim=1, offset=4), 3),  # a slice of a concatenation
         ((6, 24), Span(dim=1, offset=0, block=6), 4),  # a flattened (N, C*H*W) map
+        ((40, 300), Span(dim=1), 300),  # wide: the co-moments in bands of columns
     ],
 )
 def test_fast_moments_equal_the_float64_reference(
