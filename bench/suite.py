@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: peak RSS at 1x and 8x the samples ...", flush=True)
         memory = job_memory.measure(name)
         print(f"  {memory.line()}", flush=True)
-        cell = f"{memory.ratio:.2f}× ({memory.peak_1x / MIB:.0f} → {memory.peak_8x / MIB:.0f} MiB)"
+        cell = f"{memory.ratio:.2f}x ({memory.peak_1x / MIB:.0f} → {memory.peak_8x / MIB:.0f} MiB)"
         table.put(RSS, name, cell)
     print(f"uploads ({plan.upload_rounds} rounds) ...", flush=True)
     uploads = upload_rate.lines(upload_rate.measure(plan.upload_rounds))
