@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from typing import IO
 
 from worker.protocol import decode_orders
@@ -30,6 +31,37 @@ def preload() -> None:
 
     del pruning  # imported for their side effect: the modules are loaded
     warm_up()
+    rehearse(Path.cwd())
+
+
+def rehearse(folder: Path) -> None:
+    """Read and analyse a small program of the engine's own making, as a request would:
+    torch builds much of what a read needs on first use (fake-tensor dispatch, FX code
+    generation), which made a first read twice as slow as the next. Torch's random state is
+    restored afterwards, so a request sees the state a fresh engine has. Best effort: a
+    failure here leaves that work to the request."""
+    import torch
+    from torch import nn
+
+    from pruning.graph import analyse
+    from pruning.reader import read_program
+
+    path = folder / "rehearsal.pt2"
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+            ).eval()  # fmt: skip
+            batch = torch.export.Dim("batch", min=1)
+            example = (torch.zeros(2, 3, 8, 8),)
+            program = torch.export.export(model, example, dynamic_shapes=({0: batch},))
+            torch.export.save(program, path)
+            analyse(read_program(path).module())
+    except Exception as exc:  # the request does this work itself
+        print(f"standby engine: rehearsal skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def take_orders(stdin: IO[str]) -> bool:
