@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -48,6 +49,10 @@ _ALEMBIC_LOCK = threading.Lock()
 
 # A writer waits this long for another process's write to finish before giving up.
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+# SQLite connections kept per process, and opened beyond them at most: together the 40
+# threads of the API's thread pool (anyio's default), so no request waits for a connection.
+_SQLITE_POOLED = 16
+_SQLITE_OVERFLOW = 24
 
 # Transient store failures: the server is restarting or unreachable, a connection dropped,
 # SQLite is locked or its disk full. Constraint violations and bugs are not among them.
@@ -82,6 +87,17 @@ class Database:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A pooled connection for reads in SQLAlchemy Core, without an ORM session.
+
+        A session, its identity map and the ORM's loading cost several times the query on
+        the routes clients poll; a Core SELECT of the columns a record needs does not.
+        Nothing is committed: the connection is rolled back when it returns to the pool.
+        """
+        with self._engine.connect() as connection:
+            yield connection
+
     def change(self, session: Session, statement: Update | Delete) -> bool:
         """Run a conditional UPDATE or DELETE; True when it matched a row."""
         result = session.execute(statement.execution_options(synchronize_session=False))
@@ -115,7 +131,7 @@ def create_store_engine(url: URL) -> Engine:
     """The engine the store uses: WAL and a busy timeout on SQLite, pre-ping on PostgreSQL."""
     if is_sqlite(url):
         _make_sqlite_parent(url)
-        engine = create_engine(url)
+        engine = create_engine(url, **_sqlite_pool(url))
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         # pre-ping: a worker idles for hours between jobs, and servers drop idle connections.
@@ -125,6 +141,21 @@ def create_store_engine(url: URL) -> Engine:
     # must not be shared with it (two processes on one socket corrupt the protocol).
     os.register_at_fork(after_in_child=functools.partial(_forget_pool, weakref.ref(engine)))
     return engine
+
+
+def _sqlite_pool(url: URL) -> dict[str, int]:
+    """Pool sizes for an SQLite file: as many pooled connections as clients commonly poll at
+    once, and room for every thread of the API's pool.
+
+    SQLAlchemy's default (5, and 10 more closed on return) made a burst of 16 polls open and
+    close connections all the time: each opening costs about a millisecond (the pragmas
+    below, and SQLite parsing the schema on the first statement), and the 16th read waited
+    for a free connection. An SQLite connection is only a few open files here.
+    """
+    dialect: Any = url.get_dialect()  # get_pool_class: SQLAlchemy's choice, not typed
+    if not issubclass(dialect.get_pool_class(url), QueuePool):
+        return {}  # an in-memory database: one connection per thread, no sizes to give
+    return {"pool_size": _SQLITE_POOLED, "max_overflow": _SQLITE_OVERFLOW}
 
 
 def _forget_pool(ref: weakref.ref[Engine]) -> None:

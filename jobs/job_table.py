@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, select
 
 from jobs.database import Database
-from jobs.records import JobRecord
+from jobs.records import JOB_RECORD_FIELDS, JobRecord
 from jobs.states import JobStatus, Stage
 from jobs.tables import DatasetRow, JobRow, ModelRow
 
@@ -23,6 +23,17 @@ class UploadGone(LookupError):
     def __init__(self, message: str, upload_id: str | None = None) -> None:
         super().__init__(message)
         self.upload_id = upload_id
+
+
+def _record_columns() -> Select[Any]:
+    table = JobRow.__table__
+    return select(*(table.c[name] for name in JOB_RECORD_FIELDS))
+
+
+# Built once: a statement built per call costs more than SQLite's read of the row (the
+# comparisons, then the cache key), and these serve every poll of a job's status.
+_BY_ID = _record_columns().where(JobRow.id == bindparam("job_id"))
+_BY_ID_AND_TENANT = _BY_ID.where(JobRow.tenant == bindparam("tenant"))
 
 
 class JobTable:
@@ -78,22 +89,22 @@ class JobTable:
         return row.to_record()
 
     def get(self, tenant: str, job_id: str) -> JobRecord | None:
-        query = select(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)
-        with self._db.session() as session:
-            row = session.scalars(query).one_or_none()
-            return None if row is None else row.to_record()
+        return self._read_one(_BY_ID_AND_TENANT, {"job_id": job_id, "tenant": tenant})
 
     def get_any_tenant(self, job_id: str) -> JobRecord | None:
-        with self._db.session() as session:
-            row = session.get(JobRow, job_id)
-            return None if row is None else row.to_record()
+        return self._read_one(_BY_ID, {"job_id": job_id})
+
+    def _read_one(self, query: Select[Any], values: dict[str, str]) -> JobRecord | None:
+        with self._db.read() as connection:
+            row = connection.execute(query, values).one_or_none()
+        return None if row is None else JobRecord.from_columns(row._asdict())
 
     def list(self, tenant: str, limit: int, offset: int) -> tuple[list[JobRecord], int]:
         """Newest first; returns (page, total count)."""
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
         page = (
-            select(JobRow)
+            _record_columns()
             .where(JobRow.tenant == tenant)
             # The ID breaks ties between jobs created in the same microsecond, so pages
             # never overlap or skip a job.
@@ -102,10 +113,10 @@ class JobTable:
             .offset(offset)
         )
         count = select(func.count()).select_from(JobRow).where(JobRow.tenant == tenant)
-        with self._db.session() as session:
-            rows = session.scalars(page).all()
-            total = session.scalar(count) or 0
-            return [row.to_record() for row in rows], total
+        with self._db.read() as connection:
+            rows = connection.execute(page).all()
+            total = connection.scalar(count) or 0
+        return [JobRecord.from_columns(row._asdict()) for row in rows], total
 
     def delete(self, tenant: str, job_id: str) -> bool:
         statement = delete(JobRow).where(JobRow.id == job_id, JobRow.tenant == tenant)

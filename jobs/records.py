@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +60,16 @@ class JobRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
+    @classmethod
+    def from_columns(cls, values: Mapping[str, Any]) -> JobRecord:
+        """A record from a row of the jobs table's columns named as its fields
+        (`JOB_RECORD_FIELDS`): the read path selects just those, without the ORM."""
+        return cls(**{**values, "status": JobStatus(values["status"])})
+
     def job_config(self) -> JobConfig:
         """The stored configuration, read as this release runs it (`JobConfig.from_json`)."""
         return JobConfig.from_json(self.config)
+
+
+# The jobs table's columns a `JobRecord` holds: each field is named after its column.
+JOB_RECORD_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(JobRecord))

@@ -45,9 +45,15 @@ class RequestBodyGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length, chunked = _body_framing(scope)
+        if length == 0 and not chunked:
+            # No body (HTTP/1.1: neither Content-Length nor chunked): no chunk to wait for
+            # and nothing to count, so the request passes as is (most requests are GETs).
+            await self.app(scope, receive, send)
+            return
         streamed = (scope["method"], scope["path"].rstrip("/")) in STREAMED_UPLOADS
         cap = None if streamed else self.max_buffered_bytes
-        if cap is not None and _declared_length(scope) > cap:
+        if cap is not None and length > cap:
             await _send_error(send, _too_large(cap))
             return
         exchange = _GuardedExchange(receive, send, self.seconds, cap)
@@ -121,11 +127,17 @@ class _GuardedExchange:
             await self._send(message)
 
 
-def _declared_length(scope: Scope) -> int:
+def _body_framing(scope: Scope) -> tuple[int, bool]:
+    """The declared Content-Length (0 when absent: a chunked body is counted while it
+    arrives), and whether the body is chunked."""
+    length: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit():
-            return int(value)
-    return 0  # chunked or absent: counted while it arrives
+        if name == b"content-length" and value.isdigit() and length is None:
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    return length or 0, chunked
 
 
 def _too_large(cap: int) -> PayloadTooLarge:

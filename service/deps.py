@@ -4,6 +4,11 @@ The tenant comes from the API key (`service.auth.get_tenant`).
 
 `OwnedJob`, `OwnedModel` and `OwnedDataset` answer 404 themselves — for an ID that does not
 exist and for one of another tenant alike — so routes never repeat the lookup.
+
+Every dependency is `async def`: FastAPI runs a plain `def` dependency in its thread pool, a
+hop (and a wait for a thread on a busy machine) per dependency per request. The getters only
+read `app.state`; the record lookups send their one blocking database read to the thread pool
+themselves, so a request that polls a job makes a single hop.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from starlette.concurrency import run_in_threadpool
 
 from jobs.blobs import BlobStore
 from jobs.queue import Queue
@@ -22,27 +28,27 @@ from service.errors import NotFound
 from service.limits import UploadSlots
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.store
     return store
 
 
-def get_blobs(request: Request) -> BlobStore:
+async def get_blobs(request: Request) -> BlobStore:
     blobs: BlobStore = request.app.state.blobs
     return blobs
 
 
-def get_queue(request: Request) -> Queue:
+async def get_queue(request: Request) -> Queue:
     queue: Queue = request.app.state.queue
     return queue
 
 
-def get_upload_slots(request: Request) -> UploadSlots:
+async def get_upload_slots(request: Request) -> UploadSlots:
     slots: UploadSlots = request.app.state.upload_slots
     return slots
 
@@ -59,22 +65,27 @@ ModelId = Annotated[str, Path(description="a model ID from POST /v1/models")]
 DatasetId = Annotated[str, Path(description="a dataset ID from POST /v1/datasets")]
 
 
-def owned_job(job_id: JobId, tenant: TenantDep, store: StoreDep) -> JobRecord:
-    job = store.jobs.get(tenant, job_id)
+async def owned_job(job_id: JobId, tenant: TenantDep, request: Request) -> JobRecord:
+    # The store from `request`, not `StoreDep`: one dependency less to solve on the route
+    # clients poll.
+    store: JobStore = request.app.state.store
+    job = await run_in_threadpool(store.jobs.get, tenant, job_id)
     if job is None:
         raise NotFound(f"job {job_id!r} not found")
     return job
 
 
-def owned_model(model_id: ModelId, tenant: TenantDep, store: StoreDep) -> ModelRecord:
-    model = store.models.get(tenant, model_id)
+async def owned_model(model_id: ModelId, tenant: TenantDep, store: StoreDep) -> ModelRecord:
+    model = await run_in_threadpool(store.models.get, tenant, model_id)
     if model is None:
         raise NotFound(f"model {model_id!r} not found")
     return model
 
 
-def owned_dataset(dataset_id: DatasetId, tenant: TenantDep, store: StoreDep) -> DatasetRecord:
-    dataset = store.datasets.get(tenant, dataset_id)
+async def owned_dataset(
+    dataset_id: DatasetId, tenant: TenantDep, store: StoreDep
+) -> DatasetRecord:
+    dataset = await run_in_threadpool(store.datasets.get, tenant, dataset_id)
     if dataset is None:
         raise NotFound(f"dataset {dataset_id!r} not found")
     return dataset

@@ -10,12 +10,12 @@ Clients without an `Origin` header (curl, scripts, the Python client) are unaffe
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
 from urllib.parse import urlsplit
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import error_body
@@ -28,8 +28,14 @@ _FIX = (
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
+# The spellings clients send nearly always, answered without parsing an address.
+_COMMON_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
 def is_loopback_name(host: str) -> bool:
     """`localhost` or a loopback address (127.0.0.0/8, ::1), without a port."""
+    if host in _COMMON_LOOPBACK:
+        return True
     if host.lower().rstrip(".") == "localhost":
         return True
     try:
@@ -67,9 +73,22 @@ def _same_origin(origin: str, scheme: str, host: str) -> bool:
     return target == (parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme])
 
 
+_GUARDED_HEADERS = frozenset({b"host", b"origin", b"sec-fetch-site", b"sec-fetch-mode"})
+
+
+def _guarded_headers(scope: Scope) -> dict[str, str]:
+    """The headers the guard reads, the first of each as Starlette's `Headers.get` gives
+    it, in one pass over the request's (every request goes through here)."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name in _GUARDED_HEADERS:
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
 def refusal(scope: Scope) -> tuple[str, str] | None:
     """Why an open-mode request is refused, as (code, message); None when it is allowed."""
-    headers = Headers(scope=scope)
+    headers = _guarded_headers(scope)
     host = headers.get("host")
     if host is not None:
         parsed = _split_host(host, 80)
@@ -101,8 +120,14 @@ def _reached_over_a_socket(scope: Scope) -> bool:
     server = scope.get("server")
     if not server:
         return False
+    return _is_ip_address(str(server[0]))
+
+
+@functools.lru_cache(maxsize=16)
+def _is_ip_address(text: str) -> bool:
+    # Cached: the server's own listening addresses, a handful per process, never a client's.
     try:
-        ipaddress.ip_address(str(server[0]))
+        ipaddress.ip_address(text)
     except ValueError:
         return False
     return True

@@ -77,8 +77,10 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
-def get_job(job: OwnedJob) -> JobPublic:
+async def get_job(job: OwnedJob) -> JobPublic:
     """The job's status, progress and timestamps."""
+    # `async`: the record's read is `OwnedJob`'s one hop to the thread pool; the response is
+    # built and encoded here, on the event loop, without another (clients poll this route).
     return JobPublic.from_record(job)
 
 
