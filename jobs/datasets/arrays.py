@@ -63,7 +63,8 @@ def _to_float32(raw: npt.NDArray[Any], spec: ArraySpec) -> XBatch:
     if spec.kind == "b":
         raw = raw != 0
     with np.errstate(over="ignore"):  # beyond float32 range -> inf, refused per batch
-        return raw.astype(np.float32, order="C")
+        # copy=False: float32 rows are handed out as read, not copied once more per batch.
+        return raw.astype(np.float32, order="C", copy=False)
 
 
 def _to_labels(raw: npt.NDArray[Any], spec: ArraySpec, y_kind: str) -> YBatch:
