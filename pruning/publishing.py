@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import fx
 
-from pruning.evaluate import count_parameters, run_counting_macs
+from pruning.data import Feeder
+from pruning.evaluate import count_macs, count_parameters, run_counting_macs
 from pruning.reader import read_program
 from pruning.surgery import EXPORT_LOCK
 
@@ -44,14 +45,19 @@ class Published:
     differing: fx.GraphModule | None
 
 
-def saved_size(program: torch.export.ExportedProgram, path: Path) -> int:
-    """The size of `program` as `torch.export.save` writes it (the file is removed)."""
+def size_and_macs(
+    program: torch.export.ExportedProgram, module: fx.GraphModule, feeder: Feeder, path: Path
+) -> tuple[int, int]:
+    """The size of `program` as `torch.export.save` writes it (to `path`, then removed), and
+    the MACs per sample of `module`, its unlifted form: the original's, beside its
+    evaluation."""
     with EXPORT_LOCK:
         torch.export.save(program, path)
-    try:
-        return path.stat().st_size
-    finally:
-        path.unlink()
+        try:
+            size = path.stat().st_size
+        finally:
+            path.unlink()
+        return size, count_macs(module, feeder)
 
 
 def publish_candidate(

@@ -23,9 +23,9 @@ from pruning.config import PruneConfig, Threshold
 from pruning.criteria import Ranking, score_rankings, select
 from pruning.data import Batch, DataInput, Feeder
 from pruning.errors import Cancelled
-from pruning.evaluate import Evaluator, count_macs, count_parameters
+from pruning.evaluate import Evaluator, count_parameters
 from pruning.graph import GraphAnalysis, Tap
-from pruning.publishing import saved_size
+from pruning.publishing import size_and_macs
 from pruning.ranking import reconstruction_rankings
 from pruning.results import Baseline, Candidate, Results
 from pruning.search import PROBES, bisect
@@ -96,14 +96,14 @@ def measure_baseline(
 ) -> Baseline:
     """The original model's metric, size and cost, measured as a candidate's are."""
     # The original's size is measured as the service would write it, so sizes compare; the
-    # save runs beside the evaluation.
+    # save (and the MAC count) run beside the evaluation.
     with ThreadPoolExecutor(1, thread_name_prefix="deadweight-baseline") as pool:
-        size = pool.submit(saved_size, program, ctx.out_dir / ".baseline.pt2")
-        metric = evaluator.evaluate(module, record_reference=True, on_batch=lambda b: ctx.check())
-        macs = count_macs(module, feeder)
-        return Baseline(
-            metric=metric, parameters=count_parameters(program), bytes=size.result(), macs=macs
+        measured = pool.submit(
+            size_and_macs, program, module, feeder, ctx.out_dir / ".baseline.pt2"
         )
+        metric = evaluator.evaluate(module, record_reference=True, on_batch=lambda b: ctx.check())
+        size, macs = measured.result()
+    return Baseline(metric=metric, parameters=count_parameters(program), bytes=size, macs=macs)
 
 
 def make_candidates(
