@@ -13,7 +13,9 @@ round gives three ratios, each of two things run next to each other in the same 
   pruned models: the `pruned-<i>.pt2` the CLI published in this round, read back (trusted:
   we wrote them) before the clock starts, each run once over the data first (unmeasured);
 - `deadweight prune` / the Torch-Pruning script (same fractions, same data, batch size 256);
-- the HTTP job (from the first upload to the poll that sees it finished) / `deadweight prune`.
+- the HTTP job (from the first upload to the poll that sees it finished) / `deadweight prune`;
+- the same job's time in the warm worker (its `started_at` to `finished_at`, the service's
+  own clock) / the forwards: what the job costs once the worker has it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,6 +46,7 @@ class JobRatios:
     forwards: list[float] = field(default_factory=list)  # CLI / forwards
     torch_pruning: list[float] = field(default_factory=list)  # CLI / Torch-Pruning script
     http: list[float] = field(default_factory=list)  # HTTP / CLI
+    in_worker: list[float] = field(default_factory=list)  # the job in the worker / forwards
     candidates: int = 0
 
 
@@ -49,6 +54,12 @@ def _timed(step: Callable[[], object]) -> float:
     start = time.perf_counter()
     step()
     return time.perf_counter() - start
+
+
+def _running_seconds(record: dict[str, Any]) -> float:
+    """The job's time in the (warm) worker: from `started_at` to `finished_at`."""
+    started, finished = (datetime.fromisoformat(record[k]) for k in ("started_at", "finished_at"))
+    return (finished - started).total_seconds()
 
 
 def _run(command: list[str]) -> None:
@@ -108,16 +119,19 @@ def measure(prepared: Prepared, folder: Path, service_url: str | None, rounds: i
         cli = _timed(partial(_run, cli_command(prepared, cli_out)))
         forwards = _forwards(prepared, cli_out)
         result.candidates = len(_distinct_candidates(cli_out))
-        result.forwards.append(cli / _timed(forwards))
+        bare = _timed(forwards)
+        result.forwards.append(cli / bare)
         result.torch_pruning.append(cli / _timed(partial(_run, _tp_command(prepared, tp_out))))
         if service_url is not None:
-            job = partial(http_job, service_url, prepared.program, prepared.data, FRACTIONS)
-            http = _timed(job)
-            result.http.append(http / cli)
+            start = time.perf_counter()
+            record = http_job(service_url, prepared.program, prepared.data, FRACTIONS)
+            result.http.append((time.perf_counter() - start) / cli)
+            result.in_worker.append(_running_seconds(record) / bare)
         print(
             f"  {prepared.spec.name} round {i + 1}/{rounds}: cli/forwards "
             f"{result.forwards[-1]:.2f}x, cli/torch-pruning {result.torch_pruning[-1]:.2f}x"
-            + (f", http/cli {result.http[-1]:.2f}x" if result.http else ""),
+            + (f", http/cli {result.http[-1]:.2f}x" if result.http else "")
+            + (f", in worker/forwards {result.in_worker[-1]:.2f}x" if result.in_worker else ""),
             flush=True,
         )
     return result

@@ -63,6 +63,7 @@ STATS = "statistics pass / bare `inference_mode` forward over the same batches"
 WHOLE = "whole `deadweight prune` (5 fractions) / (statistics forward + candidate forwards)"
 TP = "`deadweight prune` / a hand-written Torch-Pruning script doing the same job"
 HTTP = "the same job through the HTTP service / `deadweight prune`"
+WORKER = "the job in a warm worker (`started_at` → `finished_at`) / its forwards"
 RSS = "peak RSS of a `deadweight prune` job, 8× / 1× the samples"
 
 
@@ -77,6 +78,7 @@ def _jobs(table: Table, plan: Plan, folder: Path) -> None:
             table.put(WHOLE, name, f"{spread(found.forwards)}, {found.candidates} candidates")
             table.put(TP, name, spread(found.torch_pruning))
             table.put(HTTP, name, spread(found.http))
+            table.put(WORKER, name, spread(found.in_worker))
 
 
 def _api_load(quick: bool) -> list[str]:
