@@ -35,6 +35,7 @@ import httpx
 from bench.api_load_setup import (
     PY,
     Processes,
+    cancel_job,
     free_port,
     postgres_database,
     start_service,
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace, tmp: Path, procs: Processes, database_url: str
                 f"job {status['status']} at the end ({status['progress']['stage']})"
                 + ("" if still else ": it did NOT run through the whole measurement")
             )
-            client.post(f"/v1/jobs/{job_id}/cancel")
+            cancel_job(client, job_id)
 
     backend = "PostgreSQL" if database_url else "SQLite"
     during = "no job running" if args.no_job else "a pruning job running in the embedded worker"
@@ -169,7 +170,7 @@ def main() -> None:
     parser.add_argument("--broker-url", help="e.g. redis://127.0.0.1:6379/12")
     args = parser.parse_args()
     with (
-        tempfile.TemporaryDirectory(prefix="api-load-") as name,
+        tempfile.TemporaryDirectory(prefix="api-load-", ignore_cleanup_errors=True) as name,
         postgres_database(args.database_url) as database_url,
     ):
         tmp = Path(name)

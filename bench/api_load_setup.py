@@ -29,7 +29,14 @@ def free_port() -> int:
 
 
 class Processes:
-    """Started processes, each in a session of its own so its whole group can be stopped."""
+    """Started processes, each in a process group of its own so the whole group can be
+    stopped, all in this session.
+
+    One session: Linux's autogroup scheduling shares the CPU fairly between sessions, then
+    between the threads within one. `deadweight serve`'s job runs in its session; a
+    yardstick in a session of its own would get a whole share while the API shared its
+    share with the job, and the comparison would measure that instead of the code.
+    """
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -38,7 +45,7 @@ class Processes:
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         with open(self.logs / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
-                args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args, env=env, stdout=log, stderr=subprocess.STDOUT, process_group=0
             )
         self.started.append(proc)
         return proc
@@ -106,6 +113,12 @@ def wait_for(client: httpx.Client, url: str, states: set[str], seconds: float) -
             return status
         time.sleep(0.3)
     raise SystemExit(f"{url} still {status} after {seconds:.0f} s")
+
+
+def cancel_job(client: httpx.Client, job_id: str) -> None:
+    """Cancel the job and wait for it to stop (its engine gone before the data goes)."""
+    client.post(f"/v1/jobs/{job_id}/cancel")
+    wait_for(client, f"/v1/jobs/{job_id}", {"cancelled", "failed", "succeeded"}, 60)
 
 
 def submit_job(client: httpx.Client, example: Path, keep_running: bool) -> str:

@@ -142,3 +142,16 @@ def test_uploads_are_not_held_to_the_json_cap(server: Server) -> None:
         timeout=60,
     )
     assert response.status_code == 201, response.text
+
+
+def test_a_get_with_a_body_is_held_to_the_cap_too(server: Server) -> None:
+    """Requests without a body pass the guard untouched; one that declares a body does not,
+    whatever its method."""
+    assert httpx.get(f"{server.url}/v1/jobs/nope", timeout=10).status_code == 404
+    with connect(server) as sock:
+        sock.sendall(
+            head(server, "GET", "/v1/jobs/nope", Content_Length=str(300 * 1024 * 1024))
+            + b"x" * 10_000
+        )
+        received, _ = read_until_closed(sock)
+    assert received.startswith(b"HTTP/1.1 413"), received
