@@ -129,7 +129,7 @@ def _greedy(
             cov = torch.diag(stats.std**2)
         scale = float(cov.diagonal().mean())
         h = cov + max(RIDGE * scale, 1e-12) * torch.eye(width, dtype=torch.float64)
-        state.append([w.clone(), torch.linalg.inv(h), max(energy, 1e-300)])
+        state.append([_compact(w), torch.linalg.inv(h), max(energy, 1e-300)])
     alive = torch.ones(width, dtype=torch.bool)
     steps = min(MAX_STEPS, max(MIN_STEPS, STEP_BUDGET // (width * width)))
     step = max(1, math.ceil((width - 1) / steps))
@@ -151,6 +151,17 @@ def _greedy(
         for entry in state:
             entry[0], entry[1] = _remove(entry[0], entry[1], chosen)
     return _monotone(Ranking(width, order, costs))
+
+
+def _compact(w: torch.Tensor) -> torch.Tensor:
+    """A (C, C) stand-in for a tall W (rows > C, as a convolution's columns over its kernel
+    positions are): R of W = QR. The greedy steps only read column norms and multiply on
+    the right, and Q keeps both (‖W x‖ = ‖R x‖), so every step then costs C² instead of
+    rows × C: a 3x3 convolution's consumer is nine times cheaper to rank."""
+    if w.shape[0] <= w.shape[1]:
+        return w.clone()
+    r: torch.Tensor = torch.linalg.qr(w, mode="r").R
+    return r
 
 
 def _remove(

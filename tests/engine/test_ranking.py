@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from jobs.job_config import Compensation
+from pruning import ranking
 from pruning.data import ArrayData, Feeder
 from pruning.graph import analyse
 from pruning.ranking import _parameters_per_channel, reconstruction_rankings
 from pruning.reader import read_program
-from pruning.stats import collect
+from pruning.stats import RunningStats, collect
 from pruning.surgery import apply_plan
 from tests.tiny_models import export_to
 
@@ -76,3 +78,25 @@ def test_of_two_twins_one_goes_first_and_the_other_becomes_expensive(tmp_path: P
     assert second_twin > 3  # then the survivor carries the signal alone
     assert ranking.cost == sorted(ranking.cost)  # one order merges across groups
     assert len(ranking.order) == 7  # the last neuron never goes
+
+
+def test_a_tall_consumer_ranks_as_its_full_weight_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A convolution's columns over its kernel positions make W tall (rows > C); the greedy
+    steps run on R of W = QR instead. Same order, same costs as on W itself."""
+    g = torch.Generator().manual_seed(0)
+    width = 12
+    w = torch.randn(60, width, dtype=torch.float64, generator=g)
+    x = torch.randn(500, width, dtype=torch.float64, generator=g)
+    x[:, 5] = 2 * x[:, 3] + 0.01 * x[:, 5]  # nearly a copy: cheap once, then expensive
+    cov = torch.cov(x.T, correction=0)
+    energy = float(((w @ cov) * w).sum())
+    readers: list[tuple[torch.Tensor, torch.Tensor | None, RunningStats, float]] = [
+        (w, cov, RunningStats(channels=width), energy)
+    ]
+    fast = ranking._greedy(width, readers, 3.0, lambda: None)
+    monkeypatch.setattr(ranking, "_compact", lambda m: m.clone())
+    full = ranking._greedy(width, readers, 3.0, lambda: None)
+    assert fast.order == full.order
+    torch.testing.assert_close(
+        torch.tensor(fast.cost), torch.tensor(full.cost), rtol=1e-9, atol=1e-15
+    )
