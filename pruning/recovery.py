@@ -27,7 +27,10 @@ from pruning.errors import InvalidConfig
 from pruning.evaluate import check_class_labels, first_output
 
 TEMPERATURE = 2.0  # softens both distributions so the original's second choices teach too
-SHUFFLE_ROWS = 8192  # rows of the shuffle buffer (a memory bound, not the dataset size)
+SHUFFLE_ROWS = 8192  # rows of the shuffle buffer at most (a memory bound, not the dataset size)
+# ... and bytes at most: 8,192 rows of a 64x64 image are 400 MB, which would make a job's
+# memory grow with its data up to that size.
+SHUFFLE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -41,37 +44,57 @@ class RecoveryReport:
 
 
 class Shuffled:
-    """A `BatchSource` whose rows come in a seeded random order within a bounded buffer."""
+    """A `BatchSource` whose rows come in a seeded random order within a bounded buffer
+    (`SHUFFLE_ROWS` rows and `SHUFFLE_BYTES` at most, one batch at least), filled in place."""
 
-    def __init__(self, source: BatchSource, seed: int, buffer_rows: int = SHUFFLE_ROWS):
-        self.source, self.seed, self.buffer_rows = source, seed, buffer_rows
+    def __init__(
+        self,
+        source: BatchSource,
+        seed: int,
+        buffer_rows: int = SHUFFLE_ROWS,
+        buffer_bytes: int = SHUFFLE_BYTES,
+    ):
+        self.source, self.seed = source, seed
+        self.buffer_rows, self.buffer_bytes = buffer_rows, buffer_bytes
 
     def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         rng = np.random.default_rng(self.seed)
-        xs: list[np.ndarray] = []
-        ys: list[np.ndarray] = []
-        rows = 0
+        bx: np.ndarray | None = None
+        by: np.ndarray | None = None
+        filled = 0
         for x, y in self.source.batches(batch_size):
-            xs.append(x)
-            if y is not None:
-                ys.append(np.asarray(y))
-            rows += len(x)
-            if rows >= self.buffer_rows:
-                yield from self._emit(xs, ys, rng, batch_size)
-                xs, ys, rows = [], [], 0
-        if rows:
-            yield from self._emit(xs, ys, rng, batch_size)
+            if bx is None:  # sized by the first batch: rows of one dataset are alike
+                row_bytes = max(1, x[0].nbytes + (0 if y is None else np.asarray(y)[0].nbytes))
+                rows = max(batch_size, min(self.buffer_rows, self.buffer_bytes // row_bytes))
+                bx = np.empty((rows, *x.shape[1:]), dtype=x.dtype)
+                by = None if y is None else np.empty((rows, *np.shape(y)[1:]), np.asarray(y).dtype)
+            done = 0
+            while done < len(x):
+                n = min(len(x) - done, len(bx) - filled)
+                bx[filled : filled + n] = x[done : done + n]
+                if by is not None and y is not None:
+                    by[filled : filled + n] = np.asarray(y)[done : done + n]
+                filled, done = filled + n, done + n
+                if filled == len(bx):
+                    yield from self._emit(bx, by, filled, rng, batch_size)
+                    filled = 0
+        if bx is not None and filled:
+            yield from self._emit(bx, by, filled, rng, batch_size)
 
     @staticmethod
     def _emit(
-        xs: list[np.ndarray], ys: list[np.ndarray], rng: np.random.Generator, batch_size: int
+        bx: np.ndarray,
+        by: np.ndarray | None,
+        filled: int,
+        rng: np.random.Generator,
+        batch_size: int,
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        x = np.concatenate(xs)
-        y = np.concatenate(ys) if ys else None
-        order = rng.permutation(len(x))
-        for start in range(0, len(x), batch_size):
+        """The buffer's first `filled` rows in a random order; each batch is a copy (fancy
+        indexing), so the buffer may be refilled once they have all been handed out."""
+        order = rng.permutation(filled)
+        for start in range(0, filled, batch_size):
             idx = order[start : start + batch_size]
-            yield x[idx], None if y is None else y[idx]
+            yield bx[idx], None if by is None else by[idx]
 
 
 def distil(

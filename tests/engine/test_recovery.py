@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from pruning.data import ArrayData, Feeder
 from pruning.evaluate import Evaluator
 from pruning.holdout import Subset, holdout_mask
 from pruning.reader import read_program
-from pruning.recovery import distil
+from pruning.recovery import Shuffled, distil
 from pruning.sweep import run
 from tests.engine.blob_classifier import Trained, cut, data, train_blob_classifier
 
@@ -108,3 +109,24 @@ def test_recovery_refuses_half_precision_and_undoes_a_divergence(
     assert report.diverged and report.steps == 0
     for name, p in student.named_parameters():
         assert torch.equal(p, start[name]), name
+
+
+def test_the_shuffle_buffer_is_bounded_in_bytes_and_hands_out_every_row_once() -> None:
+    """Rows of 256 KiB (and an 8-byte label) under a bound of 64 such rows: windows of 64
+    rows, each shuffled, every row exactly once; the job's memory then stays the same
+    whatever the number of samples."""
+    x = np.repeat(np.arange(100, dtype=np.float32)[:, None], 65536, axis=1)  # (100, 65536)
+    shuffled = Shuffled(ArrayData(x, np.arange(100)), seed=0, buffer_bytes=64 * (65536 * 4 + 8))
+    ids = [int(v) for bx, by in shuffled.batches(10) for v in by]
+    out = [int(v) for bx, _ in shuffled.batches(10) for v in bx[:, 0]]
+    assert ids == out  # rows and labels stay together
+    assert sorted(ids) == list(range(100))
+    assert set(ids[:64]) == set(range(64)) and ids[:64] != list(range(64))
+    assert set(ids[64:]) == set(range(64, 100))
+
+
+def test_data_that_fits_the_buffer_is_one_seeded_permutation() -> None:
+    """What the buffer held before it had a byte bound, so a job's recovery is unchanged."""
+    x = np.arange(300, dtype=np.float32)[:, None]
+    ids = [int(v) for bx, _ in Shuffled(ArrayData(x), seed=3).batches(32) for v in bx[:, 0]]
+    assert ids == np.random.default_rng(3).permutation(300).tolist()
