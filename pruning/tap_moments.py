@@ -83,7 +83,7 @@ class TapMoments:
         self.track_gram = track_gram
         self.count = 0
         self._shift: torch.Tensor | None = None  # (C,) s, in the activations' dtype
-        self._pending: list[tuple[torch.Tensor, ...]] = []  # per batch: each (C,)
+        self._pending: list[tuple[torch.Tensor, ...]] = []  # per chunk: sums, each (C,)
         self._sums: list[torch.Tensor] | None = None  # float64: Σd, Σd², Σ|x|, nonzero
         self._min: torch.Tensor | None = None
         self._max: torch.Tensor | None = None
