@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from torch import nn
 from jobs.job_config import JobConfig
 from jobs.settings import GIB
 from tests.tiny_models import export_to
+from tests.worker.world import assert_engine_limits
 from worker.lease import LeaseLost
 from worker.protocol import DatasetSpec, InspectRequest, JobRequest, SelfCheckRequest
 from worker.sandbox import (
@@ -42,14 +42,7 @@ def test_the_child_has_its_limits_its_directory_and_no_service_settings(
     seen = run_sandboxed(SelfCheckRequest(), work, Limits(3 * GIB, 120))
     assert not [k for k in seen["env"] if k.startswith("DEADWEIGHT_") or k.startswith("AWS_")]
     assert Path(seen["cwd"]) == work.resolve()
-    limits = seen["limits"]
-    if not Path("/dev/nvidiactl").exists():
-        assert limits["RLIMIT_AS"] == [3 * GIB, 3 * GIB]
-    assert limits["RLIMIT_CPU"] == [120, 180]
-    assert limits["RLIMIT_NOFILE"] == [1024, 1024]
-    assert limits["RLIMIT_CORE"] == [0, 0]
-    # The worker itself keeps its own limits.
-    assert resource.getrlimit(resource.RLIMIT_CPU)[0] != 120
+    assert_engine_limits(seen, 3 * GIB, 120)
 
 
 def test_engine_env_is_an_allowlist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

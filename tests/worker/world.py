@@ -3,7 +3,9 @@ with a tiny model and datasets to run jobs on."""
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,3 +78,15 @@ class World:
     def attempt_folders(self) -> list[str]:
         """Hidden folders left in jobs/ (staging and working folders of attempts)."""
         return [p.name for p in self.blobs.jobs_dir.iterdir() if p.name.startswith(".")]
+
+
+def assert_engine_limits(seen: dict[str, Any], memory_bytes: int, cpu_seconds: int) -> None:
+    """The limits a self-check engine reported on itself: those of `Limits(memory_bytes,
+    cpu_seconds)` (address space only off GPU machines), while the worker keeps its own."""
+    limits = seen["limits"]
+    if not Path("/dev/nvidiactl").exists():
+        assert limits["RLIMIT_AS"] == [memory_bytes, memory_bytes]
+    assert limits["RLIMIT_CPU"] == [cpu_seconds, cpu_seconds + 60]
+    assert limits["RLIMIT_NOFILE"] == [1024, 1024]
+    assert limits["RLIMIT_CORE"] == [0, 0]
+    assert resource.getrlimit(resource.RLIMIT_CPU)[0] != cpu_seconds
