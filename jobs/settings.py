@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     validation_concurrency: int = 2  # validations at once per API process; others wait
     # The model inspection (worker side) gets a short time limit of its own.
     inspection_time_limit: int = 600
+    # Added to the engine's niceness: on a machine it shares with the API (the embedded
+    # workers of `deadweight serve`), requests are answered first while a job computes.
+    engine_nice: int = 10
     # Work in flight per tenant: uploads being received (per API process), models waiting
     # for or in inspection, jobs queued or running. Beyond them: 429 with Retry-After.
     tenant_uploads_in_flight: int = 4
@@ -95,6 +98,7 @@ class Settings(BaseSettings):
             "validation_seconds": 1,
             "validation_concurrency": 1,
             "inspection_time_limit": 1,
+            "engine_nice": 0,
             "tenant_uploads_in_flight": 1,
             "tenant_pending_inspections": 1,
             "tenant_jobs_in_flight": 1,
@@ -122,6 +126,8 @@ class Settings(BaseSettings):
                 "DEADWEIGHT_VALIDATION_MEMORY_BYTES must be 0 (no limit) or at least 256 MiB, "
                 f"got {self.validation_memory_bytes}"
             )
+        if self.engine_nice > 19:
+            problems.append(f"DEADWEIGHT_ENGINE_NICE must be at most 19, got {self.engine_nice}")
         if self.job_time_limit <= self.job_soft_time_limit:
             # The soft limit lets a job stop cleanly; a hard limit below it would kill it first.
             problems.append(

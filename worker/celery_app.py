@@ -60,7 +60,8 @@ def _warm_engine(**_: Any) -> None:
     """Each pool process starts the engine of its one task while it waits for the message;
     the task falls back to a fresh engine if this one cannot start."""
     try:
-        standby.prepare(BlobStore(get_settings().resolved_data_dir()).tmp_dir)
+        settings = get_settings()
+        standby.prepare(BlobStore(settings.resolved_data_dir()).tmp_dir, settings.engine_nice)
     except Exception:
         logging.getLogger("deadweight.worker").exception("no standby engine; jobs start cold")
 

@@ -7,8 +7,8 @@ printed to stdout by libraries goes to stderr instead, so the protocol stays cle
 - `InspectRequest` -> the model's description (`pruning.describe`);
 - `JobRequest` -> None, the files written into its `out_dir`; `PruneRequest` -> the table
   `deadweight prune` prints (a dataset's `format` may be None: guessed from the file);
-- `SelfCheckRequest` -> this process's environment names, directory and limits, so that the
-  sandbox itself can be checked;
+- `SelfCheckRequest` -> this process's environment names, directory, limits and niceness,
+  so that the sandbox itself can be checked;
 - with `--standby` it imports what requests need first, then reads its orders (limits,
   directory) before the request (`worker.engine_standby`, `worker.sandbox.standby`);
 - any request may say `stack_on_crash=False` (default True: faulthandler prints the Python
@@ -137,6 +137,7 @@ def _self_check() -> dict[str, Any]:
         "home": os.environ.get("HOME"),
         "tmpdir": os.environ.get("TMPDIR"),
         "limits": limits,
+        "nice": os.nice(0),
     }
 
 

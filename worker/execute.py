@@ -130,7 +130,10 @@ def _run_attempt(
             request,
             workdir,
             Limits.for_job(
-                settings.job_memory_bytes, settings.job_time_limit, settings.job_output_bytes
+                settings.job_memory_bytes,
+                settings.job_time_limit,
+                settings.job_output_bytes,
+                nice=settings.engine_nice,
             ),
             on_progress=throttled_progress(store.lifecycle, job_id, attempt),
             watches=(

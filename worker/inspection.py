@@ -53,6 +53,7 @@ def execute_inspection(
                 settings.job_memory_bytes,
                 limit * max(1, os.cpu_count() or 1),
                 wall_seconds=limit,
+                nice=settings.engine_nice,
             ),
         )
     except EngineTimedOut:

@@ -3,6 +3,7 @@ fresh engine (limits, directory, environment), one request each, a fresh one wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def test_a_standby_engine_takes_the_requests_limits_directory_and_environment(
     assert seen["home"] == str(work) and seen["tmpdir"] == str(work / "tmp")
     assert_engine_limits(seen, 3 * GIB, 120)
     assert not waited_in.exists()  # the folder it waited in went with its orders
+
+
+def test_engines_fresh_or_standby_run_at_the_niceness_they_are_given(tmp_path: Path) -> None:
+    """The worker's engines yield to the API on a shared machine (`ENGINE_NICE`)."""
+    expected = min(os.nice(0) + 5, 19)
+    fresh = run_sandboxed(SelfCheckRequest(), tmp_path / "fresh", Limits(0, 60, nice=5))
+    assert fresh["nice"] == expected
+    standby.prepare(tmp_path / "tmp", nice=5)
+    warm = run_sandboxed(SelfCheckRequest(), tmp_path / "warm", Limits(0, 60, nice=5))
+    assert warm["nice"] == expected  # once, at its start: the orders add nothing more
+    assert os.nice(0) < expected or expected == 19  # the worker keeps its own
 
 
 def test_a_standby_serves_one_request_then_engines_start_fresh(tmp_path: Path) -> None:

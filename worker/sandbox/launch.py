@@ -42,11 +42,13 @@ class Limits:
     cpu_seconds: int  # 0: none
     file_bytes: int = 0  # the largest file the child may write; 0: none
     wall_seconds: float = 0  # killed after this long; 0: none
+    nice: int = 0  # added to the child's niceness at its start (a priority, not a limit)
 
     @staticmethod
-    def for_job(memory_bytes: int, wall_seconds: int, file_bytes: int = 0) -> Limits:
+    def for_job(memory_bytes: int, wall_seconds: int, file_bytes: int = 0, nice: int = 0) -> Limits:
         """CPU time accrues on every core at once: the wall-clock limit times the cores."""
-        return Limits(memory_bytes, wall_seconds * max(1, os.cpu_count() or 1), file_bytes)
+        cpu_seconds = wall_seconds * max(1, os.cpu_count() or 1)
+        return Limits(memory_bytes, cpu_seconds, file_bytes, nice=nice)
 
 
 def launch(workdir: Path, limits: Limits, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
@@ -82,6 +84,8 @@ def limiter(limits: Limits) -> Callable[[], None]:
     apply_memory = limits.memory_bytes > 0 and _address_space_limit_applies()
 
     def preexec() -> None:  # may run between fork and exec: no allocation-heavy work
+        if limits.nice > 0:
+            os.nice(limits.nice)
         if limits.file_bytes > 0:
             # A write past it fails with EFBIG instead of killing the child (SIGXFSZ).
             resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))

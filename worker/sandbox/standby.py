@@ -12,7 +12,8 @@ standby engine has too:
   tenant's job is left in a process that runs another's;
 - the same environment (`engine_env`'s allowlist; HOME and TMPDIR move to the request's
   working directory, which becomes its current directory);
-- the same limits: open files, no core dumps and death with its parent from its start;
+- the same limits: open files, no core dumps, niceness and death with its parent from its
+  start;
   address space, CPU time and file size from its orders, before it reads the request (its
   imports count against the CPU limit, as a fresh engine's do);
 - the same parent, the worker process that follows it: its exit status, its death signal.
@@ -51,16 +52,17 @@ class _Standby:
 _waiting: list[_Standby] = []  # this process's standby: none or one
 
 
-def prepare(root: Path) -> None:
+def prepare(root: Path, nice: int = 0) -> None:
     """Start this process's standby engine, in a folder of its own under `root`, unless one
-    is waiting already."""
+    is waiting already; `nice` is the requests' (`Limits.nice`), taken from its start, so
+    that its imports already yield to the API and to a running job."""
     if _waiting and _waiting[0].proc.poll() is None:
         return
     discard()
     root.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=STANDBY_PREFIX, dir=root))
     # No address-space, CPU or file-size limit yet: the orders bring the request's.
-    _waiting.append(_Standby(launch(folder, Limits(0, 0), (STANDBY_ARG,)), folder))
+    _waiting.append(_Standby(launch(folder, Limits(0, 0, nice=nice), (STANDBY_ARG,)), folder))
 
 
 def hand_over(workdir: Path, limits: Limits) -> subprocess.Popen[bytes] | None:
