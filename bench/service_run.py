@@ -1,9 +1,10 @@
 """The real service, started as users start it, and one pruning job sent through its API.
 
-`deadweight serve --no-worker` and `deadweight worker` (default concurrency: one job at a
-time) share a temporary data directory (SQLite job store) and Redis database 13 (the test
-suite uses 15 and 14; `bench.api_load` its own). Each process runs in a session of its own,
-and its whole process group is ended when the benchmark leaves the `service` block.
+`deadweight serve`, as `make run` starts it: the API and its two embedded workers, one for
+jobs and one for model inspections (one at a time each), on a temporary data directory
+(SQLite job store) and Redis database 13 (the test suite uses 15 and 14; `bench.api_load`
+its own). The service runs in a session of its own, and its whole process group (workers,
+pool processes, engines) is ended when the benchmark leaves the `service` block.
 """
 
 from __future__ import annotations
@@ -70,17 +71,14 @@ def _wait_ready(url: str, procs: Sequence[subprocess.Popen[bytes]], logs: Path) 
 
 @contextlib.contextmanager
 def service(folder: Path) -> Iterator[Service]:
-    """`deadweight serve --no-worker` + `deadweight worker` on a data directory in `folder`."""
+    """`deadweight serve` (with its embedded workers) on a data directory in `folder`."""
     _flush(REDIS_URL)
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEADWEIGHT_")}
     env.update(DEADWEIGHT_DATA_DIR=str(folder / "data"), DEADWEIGHT_BROKER_URL=REDIS_URL)
     port = _free_port()
-    commands = {
-        "serve": [DEADWEIGHT, "serve", "--no-worker", "--port", str(port)],
-        "worker": [DEADWEIGHT, "worker", "--loglevel", "WARNING"],
-    }
+    commands = {"serve": [DEADWEIGHT, "serve", "--port", str(port)]}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for name, command in commands.items():
