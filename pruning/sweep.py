@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = ["CancelFn", "DataInput", "ProgressFn", "resolve_device", "run"]
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -97,31 +98,40 @@ def run(
     layer_stats = [s.to_layer_stats(name) for name, s in group_stats.items()]
     write_stats(layer_stats, out_dir)
     drawn = [] if config.search else [t.as_dict() for t in config.thresholds]
-    plot_stats(layer_stats, drawn, config.criterion, out_dir / STATS_PNG)
+    # The statistics plot is drawn beside the rest of the run, off its critical path: the
+    # baseline's and the candidates' forwards and the ranking's algebra release the GIL.
+    # Leaving the block waits for it, also when the run stops early (a cancellation).
+    with ThreadPoolExecutor(1, thread_name_prefix="stats-plot") as beside:
+        stats_plot = beside.submit(
+            plot_stats, layer_stats, drawn, config.criterion, out_dir / STATS_PNG
+        )
 
-    evaluator = Evaluator(metric, evaluation.source, feeder)
-    ctx.progress("baseline", 0.0)
-    baseline = measure_baseline(ctx, program, module, feeder, evaluator)
-    maker = CandidateMaker(
-        config=config,
-        out_dir=out_dir,
-        cpu_module=cpu_module,
-        teacher=module,
-        analysis=analysis,
-        moments=stats,
-        feeder=feeder,
-        evaluator=evaluator,
-        baseline=baseline,
-        metric=metric,
-        training=calibration,
-        baseline_classes=evaluator.predicted_classes,
-    )
-    candidates = make_candidates(ctx, maker, analysis, group_stats, stats) if group_stats else []
-    (out_dir / PLANS_JSON).write_text(json.dumps(maker.plans))
+        evaluator = Evaluator(metric, evaluation.source, feeder)
+        ctx.progress("baseline", 0.0)
+        baseline = measure_baseline(ctx, program, module, feeder, evaluator)
+        maker = CandidateMaker(
+            config=config,
+            out_dir=out_dir,
+            cpu_module=cpu_module,
+            teacher=module,
+            analysis=analysis,
+            moments=stats,
+            feeder=feeder,
+            evaluator=evaluator,
+            baseline=baseline,
+            metric=metric,
+            training=calibration,
+            baseline_classes=evaluator.predicted_classes,
+        )
+        candidates = (
+            make_candidates(ctx, maker, analysis, group_stats, stats) if group_stats else []
+        )
+        (out_dir / PLANS_JSON).write_text(json.dumps(maker.plans))
 
-    ctx.progress("publishing", 0.0)
-    results = choose(config, metric, baseline, candidates, analysis, maker.notes, data_use)
-    write_results(results, out_dir)
-    plot_tradeoff(results, out_dir / TRADEOFF_PNG)
+        ctx.progress("publishing", 0.0)
+        results = choose(config, metric, baseline, candidates, analysis, maker.notes, data_use)
+        write_results(results, out_dir)
+        plot_tradeoff(results, out_dir / TRADEOFF_PNG)
+        stats_plot.result()  # its failure is the run's
     ctx.progress("publishing", 1.0)
     return results
