@@ -11,15 +11,24 @@ WORKDIR /app
 # CPU torch first, from the CPU index, so pip never pulls the CUDA build. For GPU workers,
 # build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-RUN pip install "torch==2.13.*" --index-url "${TORCH_INDEX}"
+# The same release the Makefile installs (pyproject.toml pins torch==2.13.*).
+RUN pip install "torch==2.13.0" --index-url "${TORCH_INDEX}"
 
 COPY pyproject.toml README.md ./
+COPY client ./client
 COPY pruning ./pruning
 COPY jobs ./jobs
 COPY service ./service
 COPY worker ./worker
-RUN pip install . && useradd --create-home --uid 1000 deadweight \
+# The client (deadweight-client, behind `deadweight submit` and `deadweight jobs`) is not on
+# any index: pip takes it from ./client. No extras: the image serves, it does not test.
+RUN pip install ./client . && useradd --create-home --uid 1000 deadweight \
     && mkdir -p /data && chown deadweight /data
+# /docs and /redoc load their assets from the installed package (package-data): fail the
+# build, not the page, if they are missing. From /, so that ./service is not what is imported.
+RUN cd / && python -c "from service.openapi_docs import STATIC_DIR as d; \
+    assert (d / 'swagger-ui/swagger-ui-bundle.js').is_file(), d; \
+    assert (d / 'redoc/redoc.standalone.js').is_file(), d"
 
 USER deadweight
 VOLUME ["/data"]

@@ -12,14 +12,30 @@ TORCHVISION ?= torchvision==0.28.0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/torchvision $(TORCHVISION)
-	touch $(STAMP)
+# What serving needs (`make run`): torch, the client (./client, not on any index: before the
+# package that depends on it), the package without extras.
+SERVE_STAMP := $(VENV)/.deadweight-serve-installed
 
-run: install
+$(SERVE_STAMP): pyproject.toml client/pyproject.toml
+	@test -x $(PY) || { echo "==> creating the virtual environment $(VENV)"; python3 -m venv $(VENV); }
+	@echo "==> installing $(TORCH) first (the pinned CPU build; pip never resolves torch itself)"
+	$(PY) -m pip install -q $(TORCH)
+	@echo "==> installing the Python client (./client: deadweight-client, httpx only)"
+	$(PY) -m pip install -q -e ./client
+	@echo "==> installing deadweight and what serving needs (FastAPI, Celery, SQLAlchemy, ...)"
+	$(PY) -m pip install -q -e .
+	@touch $(SERVE_STAMP)
+
+# Everything tests, linters and benchmarks need, on top.
+$(STAMP): $(SERVE_STAMP)
+	@echo "==> installing the test and lint tools (the [dev] extra)"
+	$(PY) -m pip install -q -e '.[dev]'
+	@echo "==> installing torchvision's model code into $(VENV)/torchvision (make zoo only)"
+	$(PY) -m pip install -q --no-deps --upgrade --target $(VENV)/torchvision $(TORCHVISION)
+	@touch $(STAMP)
+
+run: $(SERVE_STAMP)
+	@echo "==> serving http://127.0.0.1:8000 (API + embedded workers; docs at /docs); Ctrl-C stops"
 	$(VENV)/bin/deadweight serve
 
 # Two processes: the suite waits on subprocesses, leases and sockets as much as it computes.
@@ -28,7 +44,7 @@ test: install
 	$(PY) -m pytest -q -n 2
 
 lint: install
-	$(VENV)/bin/ruff check pruning jobs service worker tests bench
+	$(VENV)/bin/ruff check pruning jobs service worker tests bench client
 	$(VENV)/bin/mypy
 
 # Issue 3's acceptance: `deadweight prune` on one or two members of every torchvision family.

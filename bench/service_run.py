@@ -111,6 +111,9 @@ def http_job(url: str, model: Path, data: Path, fractions: Sequence[float]) -> d
     with httpx.Client(base_url=url, timeout=600) as client:
         model_id = _upload(client, "/v1/models", model)
         dataset_id = _upload(client, "/v1/datasets", data)
+        # A job on a model still being inspected is refused (409 model_not_ready): wait.
+        while client.get(f"/v1/models/{model_id}").json()["status"] == "pending":
+            time.sleep(POLL_S)
         body = {
             "model_id": model_id,
             "dataset_id": dataset_id,

@@ -6,16 +6,17 @@ on IDs taken from the queue.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from jobs.blob_refs import drop_hold
 from jobs.database import Database
+from jobs.idempotency import Claim, complete_claim
 from jobs.records import DatasetRecord
 from jobs.tables import DatasetRow
 
 
 class DatasetTable:
-    """Dataset records: add, read, delete."""
+    """Dataset records: add, read, list, delete."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -32,8 +33,14 @@ class DatasetTable:
         has_labels: bool,
         label_column: str | None,
         hold_id: str | None = None,
+        claim: Claim | None = None,
     ) -> DatasetRecord:
-        """Insert a dataset record; `hold_id` (the upload's hold) is dropped in the same step."""
+        """Insert a dataset record; `hold_id` (the upload's hold) is dropped, and `claim` (its
+        idempotency key) completed, in the same step.
+
+        Raises:
+            ClaimLost: the key was taken over meanwhile; nothing is written.
+        """
         row = DatasetRow(
             tenant=tenant,
             sha256=sha256,
@@ -47,8 +54,25 @@ class DatasetTable:
         )
         with self._db.session() as session:
             session.add(row)
+            session.flush()  # the ID, for the claim
             drop_hold(session, hold_id)
+            complete_claim(session, claim, "dataset", row.id)
         return row.to_record()
+
+    def list(self, tenant: str, limit: int, offset: int) -> tuple[list[DatasetRecord], int]:
+        """Newest first; returns (page, total count)."""
+        page = (
+            select(DatasetRow)
+            .where(DatasetRow.tenant == tenant)
+            # The ID breaks ties, so pages never overlap or skip a dataset.
+            .order_by(DatasetRow.created_at.desc(), DatasetRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(DatasetRow).where(DatasetRow.tenant == tenant)
+        with self._db.session() as session:
+            rows = [row.to_record() for row in session.scalars(page)]
+            return rows, session.scalar(count) or 0
 
     def get(self, tenant: str, dataset_id: str) -> DatasetRecord | None:
         query = select(DatasetRow).where(DatasetRow.id == dataset_id, DatasetRow.tenant == tenant)

@@ -6,11 +6,13 @@ on IDs taken from the queue. A job's transitions are in `jobs.lifecycle`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, or_, select
 
 from jobs.database import Database
+from jobs.idempotency import Claim, complete_claim
 from jobs.records import JOB_RECORD_FIELDS, JobRecord
 from jobs.states import JobStatus, Stage
 from jobs.tables import DatasetRow, JobRow, ModelRow
@@ -36,6 +38,28 @@ _BY_ID = _record_columns().where(JobRow.id == bindparam("job_id"))
 _BY_ID_AND_TENANT = _BY_ID.where(JobRow.tenant == bindparam("tenant"))
 
 
+@dataclass(frozen=True)
+class JobFilters:
+    """Which of a tenant's jobs a listing shows: any of `statuses` (all when empty), on
+    `model_id`, using `dataset_id` for calibration or evaluation."""
+
+    statuses: frozenset[JobStatus] = frozenset()
+    model_id: str | None = None
+    dataset_id: str | None = None
+
+    def conditions(self, tenant: str) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = [JobRow.tenant == tenant]
+        if self.statuses:
+            conditions.append(JobRow.status.in_(sorted(s.value for s in self.statuses)))
+        if self.model_id is not None:
+            conditions.append(JobRow.model_id == self.model_id)
+        if self.dataset_id is not None:
+            conditions.append(
+                or_(JobRow.dataset_id == self.dataset_id, JobRow.eval_dataset_id == self.dataset_id)
+            )
+        return conditions
+
+
 class JobTable:
     """Job records: add, read, list, delete."""
 
@@ -50,12 +74,15 @@ class JobTable:
         eval_dataset_id: str | None,
         config: dict[str, Any],
         verify_uploads: bool = False,
+        claim: Claim | None = None,
     ) -> JobRecord:
         """Insert a queued job. With `verify_uploads` the model and datasets must still
-        exist once the job is written (see `Deletion.delete_upload_unless_used`).
+        exist once the job is written (see `Deletion.delete_upload_unless_used`); `claim`
+        (its idempotency key) is completed in the same step.
 
         Raises:
             UploadGone: (with `verify_uploads`) one of them was deleted meanwhile.
+            ClaimLost: the key was taken over meanwhile; nothing is written.
         """
         row = JobRow(
             tenant=tenant,
@@ -86,6 +113,7 @@ class JobTable:
                     # FOR SHARE on PostgreSQL: a deletion of that row waits for this job.
                     if session.scalar(query.with_for_update(read=True)) is None:
                         raise UploadGone(f"upload {upload_id} was deleted", upload_id)
+            complete_claim(session, claim, "job", row.id)
         return row.to_record()
 
     def get(self, tenant: str, job_id: str) -> JobRecord | None:
@@ -99,20 +127,27 @@ class JobTable:
             row = connection.execute(query, values).one_or_none()
         return None if row is None else JobRecord.from_columns(row._asdict())
 
-    def list(self, tenant: str, limit: int, offset: int) -> tuple[list[JobRecord], int]:
-        """Newest first; returns (page, total count)."""
+    def list(
+        self,
+        tenant: str,
+        limit: int,
+        offset: int,
+        filters: JobFilters | None = None,
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first, those that pass `filters`; returns (page, total count)."""
         if limit < 0 or offset < 0:
             raise ValueError("limit and offset must not be negative")
+        conditions = (filters or JobFilters()).conditions(tenant)
         page = (
             _record_columns()
-            .where(JobRow.tenant == tenant)
+            .where(*conditions)
             # The ID breaks ties between jobs created in the same microsecond, so pages
             # never overlap or skip a job.
             .order_by(JobRow.created_at.desc(), JobRow.id.desc())
             .limit(limit)
             .offset(offset)
         )
-        count = select(func.count()).select_from(JobRow).where(JobRow.tenant == tenant)
+        count = select(func.count()).select_from(JobRow).where(*conditions)
         with self._db.read() as connection:
             rows = connection.execute(page).all()
             total = connection.scalar(count) or 0

@@ -5,7 +5,9 @@ worker pushes forward while it works (`renew_lease`, a heartbeat). Every change 
 makes names its attempt, so a worker that comes back after its lease was taken over (the
 reaper re-enqueued the job, another worker started attempt n + 1) changes nothing.
 
-Expired leases are ended by the reaper, through `jobs.reaping`.
+Expired leases are ended by the reaper, through `jobs.reaping`. Every transition a job's
+webhook asks to hear of writes its event into the outbox in its own transaction
+(`jobs.webhook_outbox.record_event`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from jobs.database import Database
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus, Stage
 from jobs.tables import JobRow, utcnow
+from jobs.webhook_config import WebhookEvent, event_for
+from jobs.webhook_outbox import record_event
 
 
 class JobLifecycle:
@@ -53,6 +57,7 @@ class JobLifecycle:
         with self._db.session() as session:
             if not self._db.change(session, statement):
                 return None
+            record_event(session, job_id, WebhookEvent.STARTED)
             row = session.get(JobRow, job_id)
             return None if row is None else row.to_record()
 
@@ -106,7 +111,11 @@ class JobLifecycle:
             values.update(stage=Stage.DONE.value, fraction=1.0)
         statement = update(JobRow).where(*held(job_id, attempt)).values(**values)
         with self._db.session() as session:
-            return self._db.change(session, statement)
+            if not self._db.change(session, statement):
+                return False
+            # In the same transaction: the job never ends without its webhook event on record.
+            record_event(session, job_id, event_for(status))
+            return True
 
     def request_cancel(self, tenant: str, job_id: str) -> JobRecord | None:
         """queued -> cancelled at once; running -> cancel_requested=True (the worker stops).
@@ -127,7 +136,9 @@ class JobLifecycle:
         with self._db.session() as session:
             # Queued first: if a worker starts the job between the two statements, the
             # second one still catches it as running.
-            if not self._db.change(session, cancel_queued):
+            if self._db.change(session, cancel_queued):
+                record_event(session, job_id, WebhookEvent.CANCELLED)
+            else:
                 self._db.change(session, flag_running)
             row = session.scalars(select(JobRow).where(*mine)).one_or_none()
             return None if row is None else row.to_record()

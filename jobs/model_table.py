@@ -9,25 +9,37 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from jobs.blob_refs import drop_hold
 from jobs.database import Database
+from jobs.idempotency import Claim, complete_claim
 from jobs.records import ModelRecord
 from jobs.states import ModelStatus
 from jobs.tables import ModelRow, utcnow
 
 
 class ModelTable:
-    """Model records: add, read, record the inspection, delete."""
+    """Model records: add, read, list, record the inspection, delete."""
 
     def __init__(self, database: Database) -> None:
         self._db = database
 
     def add(
-        self, tenant: str, sha256: str, size: int, filename: str, hold_id: str | None = None
+        self,
+        tenant: str,
+        sha256: str,
+        size: int,
+        filename: str,
+        hold_id: str | None = None,
+        claim: Claim | None = None,
     ) -> ModelRecord:
-        """Insert a model record; `hold_id` (the upload's hold) is dropped in the same step."""
+        """Insert a model record; `hold_id` (the upload's hold) is dropped, and `claim` (its
+        idempotency key) completed, in the same step.
+
+        Raises:
+            ClaimLost: the key was taken over meanwhile; nothing is written.
+        """
         row = ModelRow(
             tenant=tenant,
             sha256=sha256,
@@ -37,7 +49,9 @@ class ModelTable:
         )
         with self._db.session() as session:
             session.add(row)
+            session.flush()  # the ID, for the claim
             drop_hold(session, hold_id)
+            complete_claim(session, claim, "model", row.id)
         return row.to_record()
 
     def get(self, tenant: str, model_id: str) -> ModelRecord | None:
@@ -94,3 +108,28 @@ class ModelTable:
         )
         with self._db.session() as session:
             return list(session.scalars(query).all())
+
+    # Last: inside the class, `list` names this method from here on.
+    def list(
+        self,
+        tenant: str,
+        limit: int,
+        offset: int,
+        statuses: frozenset[ModelStatus] = frozenset(),
+    ) -> tuple[list[ModelRecord], int]:
+        """Newest first, in any of `statuses` (all when empty); returns (page, total count)."""
+        condition = ModelRow.tenant == tenant
+        if statuses:
+            condition &= ModelRow.status.in_(sorted(s.value for s in statuses))
+        page = (
+            select(ModelRow)
+            .where(condition)
+            # The ID breaks ties, so pages never overlap or skip a model.
+            .order_by(ModelRow.created_at.desc(), ModelRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        count = select(func.count()).select_from(ModelRow).where(condition)
+        with self._db.session() as session:
+            rows = [row.to_record() for row in session.scalars(page)]
+            return rows, session.scalar(count) or 0

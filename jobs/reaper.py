@@ -29,6 +29,9 @@ longer than a lease while this reaper was not: that attempt counts as lost, the 
 re-queued, and when the cut-off worker comes back its lease is gone, so it stops its engine
 and records nothing.
 
+Beside it runs the worker's webhook dispatcher (`jobs.webhook_dispatch`), a thread of its
+own that the reaper starts and stops: it sends due deliveries every second or so.
+
 Several reapers (one per worker) are safe together: each step is a conditional UPDATE or
 DELETE on the row as read, so only one of them acts on a given expiry or record, and a
 message sent twice starts the job once.
@@ -50,6 +53,7 @@ from jobs.queue import INSPECT_QUEUE_NAME, Queue
 from jobs.settings import Settings
 from jobs.states import JobStatus
 from jobs.store import JobStore
+from jobs.webhook_dispatch import WebhookDispatcher
 
 log = logging.getLogger("deadweight.reaper")
 
@@ -181,6 +185,12 @@ class Reaper(threading.Thread):
         # when this reaper cannot know whether the database was just down).
         self._reachable_since: float | None = None
         self._swept_at: float | None = None
+        # Webhook deliveries are due within seconds, more often than a reaper pass comes.
+        self.webhooks = WebhookDispatcher(store, blobs, settings)
+
+    def start(self) -> None:
+        super().start()
+        self.webhooks.start()
 
     def run(self) -> None:
         while not self._halt.wait(self.interval):
@@ -215,3 +225,4 @@ class Reaper(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+        self.webhooks.stop()

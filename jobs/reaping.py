@@ -21,6 +21,8 @@ from jobs.database import Database
 from jobs.lifecycle import held
 from jobs.states import JobStatus, Stage
 from jobs.tables import JobRow, utcnow
+from jobs.webhook_config import event_for
+from jobs.webhook_outbox import record_event
 
 
 @dataclass
@@ -100,6 +102,9 @@ class Reaping:
                 bucket = out.failed
             with self._db.session() as session:
                 if self._db.change(session, update(JobRow).where(*same).values(**values)):
+                    # A job back in the queue emits nothing; an ended one, its webhook event.
+                    if bucket is not out.requeued:
+                        record_event(session, job_id, event_for(values["status"]))
                     bucket.append(job_id)
         return out
 

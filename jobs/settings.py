@@ -15,6 +15,7 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.job_config import DEFAULT_BATCH_SIZE
+from jobs.webhook_config import webhook_problems
 
 GIB = 1024**3
 
@@ -73,6 +74,18 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = 15.0
     body_timeout_seconds: float = 60.0
     max_connections: int = 512
+    # How long an Idempotency-Key names what its first request created (jobs.idempotency).
+    idempotency_ttl_seconds: int = 24 * 3600
+    # -- Webhooks (jobs.webhook_config, jobs.webhook_dispatch; the README's Webhooks section).
+    # `tenant=whsec_<base64>` pairs, `*=...` for every tenant (and the open mode).
+    webhook_secrets: str | None = None
+    # `host` or `host:port` entries jobs may call; unset: no job may carry a webhook.
+    webhook_allowed_hosts: str | None = None
+    # Seconds between failed attempts (the last repeats), and the window after the event.
+    webhook_retry_seconds: str = "5,30,120,600,3600"
+    webhook_give_up_seconds: float = 24 * 3600
+    webhook_timeout_seconds: float = 10.0  # to connect, and again to read the answer
+    webhook_poll_seconds: float = 1.0  # how often each worker looks for due deliveries
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -108,6 +121,7 @@ class Settings(BaseSettings):
             "header_timeout_seconds": 1,
             "body_timeout_seconds": 1,
             "max_connections": 8,
+            "idempotency_ttl_seconds": 60,
         }
         problems = [
             f"DEADWEIGHT_{name.upper()} must be at least {low}, got {getattr(self, name)}"
@@ -142,6 +156,15 @@ class Settings(BaseSettings):
             self.api_key_tenants()
         except ValueError as exc:
             problems.append(str(exc))
+        problems += webhook_problems(
+            self.webhook_secrets,
+            self.webhook_retry_seconds,
+            {
+                "webhook_give_up_seconds": self.webhook_give_up_seconds,
+                "webhook_timeout_seconds": self.webhook_timeout_seconds,
+                "webhook_poll_seconds": self.webhook_poll_seconds,
+            },
+        )
         return problems
 
     def resolved_data_dir(self) -> Path:

@@ -15,12 +15,14 @@ from jobs.blob_refs import BlobReferences
 from jobs.database import Database
 from jobs.dataset_table import DatasetTable
 from jobs.deletion import Deletion
+from jobs.idempotency import IdempotencyKeys
 from jobs.job_table import JobTable
 from jobs.lifecycle import JobLifecycle
 from jobs.model_table import ModelTable
 from jobs.reaping import Reaping
 from jobs.scheduling import Scheduling
 from jobs.usage import TenantUsage
+from jobs.webhook_outbox import WebhookOutbox
 
 
 class JobStore:
@@ -42,6 +44,10 @@ class JobStore:
       hold_upload, release_hold, release_blob, blob_in_use, unreferenced, stale_holds.
     - `usage`: `TenantUsage` (jobs/usage.py), the figures behind quotas and limits.
     - `deletion`: `Deletion` (jobs/deletion.py), deleting uploads safely, and retention.
+    - `idempotency`: `IdempotencyKeys` (jobs/idempotency.py): claim, get, release;
+      the tables complete a claim in the transaction that writes its resource.
+    - `webhooks`: `WebhookOutbox` (jobs/webhook_outbox.py), webhook deliveries: claim_due,
+      record_attempt, for_job, expire.
     - `database`: `Database` (jobs/database.py), the engine and transactions they share;
       `migrate`, `ping` and `dispose` are on the store itself.
     """
@@ -58,6 +64,8 @@ class JobStore:
         self.blob_refs = BlobReferences(self.database)
         self.usage = TenantUsage(self.database)
         self.deletion = Deletion(self.database)
+        self.webhooks = WebhookOutbox(self.database)
+        self.idempotency = IdempotencyKeys(self.database)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent, safe at every start)."""

@@ -220,3 +220,30 @@ class UploadHoldRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column("bytes", BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IdempotencyKeyRow(Base):
+    """A tenant's `Idempotency-Key`, claimed by the request that carried it first.
+
+    The primary key (tenant, key) is what makes two racing requests create one resource:
+    the second INSERT fails instead of both passing a check. While `status_code` is null the
+    first request is still in flight (`claim_token` fences its completion); once set, the
+    row names what it created until `expires_at` (jobs.idempotency)."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        # Expired keys are purged by time.
+        Index("ix_idempotency_keys_expires_at", "expires_at"),
+    )
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    claim_token: Mapped[str] = mapped_column(String(ID_LENGTH))
+    # sha256 of the request (route, body; for uploads the file's sha256 and form fields);
+    # null until an upload's file has arrived.
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    resource_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    resource_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,4 +1,5 @@
-"""The `deadweight` command: serve, worker, prune, example (their flags: `service.cli_parser`).
+"""The `deadweight` command: serve, worker, prune, example, and the remote submit and jobs
+(their flags: `service.cli_parser`; the remote ones' bodies: `service.cli_remote`).
 
 This is the composition root: `worker`, `prune` and `example` import the worker and the
 engine lazily, inside the command, so the API process never imports torch.
@@ -13,9 +14,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 
+from service.cli_exits import EXIT_BAD_INPUT
 from service.cli_parser import bare_compensate, build_parser
-
-EXIT_BAD_INPUT = 2
 
 
 class BadInput(Exception):
@@ -145,11 +145,20 @@ def _example(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remote(args: argparse.Namespace) -> int:
+    # Imported here: the client (httpx) is no concern of `serve`'s or `worker`'s.
+    from service.cli_remote import run_remote
+
+    return run_remote(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "worker": _worker,
     "prune": _prune,
     "example": _example,
+    "submit": _remote,
+    "jobs": _remote,
 }
 
 

@@ -19,6 +19,7 @@ from jobs.job_config import (
     Metric,
     RecoverySpec,
 )
+from service.cli_remote_parser import add_remote_commands
 
 _COMPENSATIONS = tuple(c.value for c in Compensation)
 
@@ -90,77 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "data", type=Path, metavar="DATA", help="calibration data (.npz, .safetensors, .csv)"
     )
-    prune.add_argument("--eval-data", type=Path, help="evaluation data (default: DATA)")
-    prune.add_argument("--label-column", help="label column of CSV data")
-    prune.add_argument(
-        "--criterion",
-        choices=[c.value for c in Criterion],
-        help="reconstruction: the error a removal leaves in the next layer after linear "
-        "compensation (fractions only); seed: |mean| and std both small; variance: std "
-        "alone (default: reconstruction, or the one absolute --thresholds are written for)",
-    )
-    prune.add_argument(
-        "--thresholds",
-        help="fractions (f0.2,f0.4), MEAN:STD pairs for seed (0.1:0.4,0.5:1) or STD values "
-        "for variance (0.1,0.2); default: f0.1..f0.8",
-    )
-    prune.add_argument(
-        "--compensate",
-        nargs="?",
-        const=Compensation.MEAN.value,
-        default=DEFAULT_COMPENSATION.value,
-        choices=_COMPENSATIONS,
-        help="what replaces removed neurons in the next layer: none, mean (their means "
-        "folded into its bias; the bare flag) or linear (their least-squares reconstruction "
-        "from the kept neurons; default)",
-    )
-    prune.add_argument(
-        "--allocation",
-        default=DEFAULT_ALLOCATION.value,
-        choices=[a.value for a in Allocation],
-        help="spread a fraction by one ranking across layers (global, default), as the "
-        "same share of every layer (uniform), or, with --search, search with both and let "
-        "the evaluation choose (auto, 12 evaluations)",
-    )
-    prune.add_argument(
-        "--search",
-        action="store_true",
-        help="find the largest fraction within --max-metric-drop by bisection (6 "
-        "evaluations) instead of a sweep; no --thresholds",
-    )
-    prune.add_argument(
-        "--recover-epochs",
-        type=int,
-        metavar="N",
-        help="fine-tune every candidate for N epochs on DATA (distillation from the original, "
-        "plus cross-entropy with labels) after re-estimating its BatchNorm statistics (N=0: "
-        "only that); without --eval-data, 20%% of DATA is held out",
-    )
-    prune.add_argument(
-        "--recover-lr",
-        type=float,
-        default=RecoverySpec.lr,
-        help="recovery's learning rate (default %(default)g)",
-    )
-    prune.add_argument(
-        "--recover-max-seconds",
-        type=float,
-        help="stop each candidate's recovery after this many seconds",
-    )
-    prune.add_argument(
-        "--seed", type=int, default=0, help="hold-out split and recovery seed (default 0)"
-    )
-    prune.add_argument(
-        "--metric",
-        choices=[m.value for m in Metric],
-        help="default: accuracy with labels, else agreement with the original",
-    )
-    prune.add_argument(
-        "--max-metric-drop",
-        type=float,
-        default=DEFAULT_MAX_METRIC_DROP,
-        help="largest acceptable metric drop for the recommendation (default %(default)g)",
-    )
+    add_job_options(prune)
     prune.add_argument(
         "--batch-size",
         type=int,
@@ -184,7 +115,83 @@ def build_parser() -> argparse.ArgumentParser:
     example.add_argument(
         "--out", type=Path, default=Path("example"), help="folder (default ./example)"
     )
+    add_remote_commands(sub, add_job_options)
     return parser
+
+
+def add_job_options(parser: argparse.ArgumentParser) -> None:
+    """The job's settings, shared by `prune` (run here) and `submit` (run by a service)."""
+    parser.add_argument("--eval-data", type=Path, help="evaluation data (default: DATA)")
+    parser.add_argument("--label-column", help="label column of CSV data")
+    parser.add_argument(
+        "--criterion",
+        choices=[c.value for c in Criterion],
+        help="reconstruction: the error a removal leaves in the next layer after linear "
+        "compensation (fractions only); seed: |mean| and std both small; variance: std "
+        "alone (default: reconstruction, or the one absolute --thresholds are written for)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        help="fractions (f0.2,f0.4), MEAN:STD pairs for seed (0.1:0.4,0.5:1) or STD values "
+        "for variance (0.1,0.2); default: f0.1..f0.8",
+    )
+    parser.add_argument(
+        "--compensate",
+        nargs="?",
+        const=Compensation.MEAN.value,
+        default=DEFAULT_COMPENSATION.value,
+        choices=_COMPENSATIONS,
+        help="what replaces removed neurons in the next layer: none, mean (their means "
+        "folded into its bias; the bare flag) or linear (their least-squares reconstruction "
+        "from the kept neurons; default)",
+    )
+    parser.add_argument(
+        "--allocation",
+        default=DEFAULT_ALLOCATION.value,
+        choices=[a.value for a in Allocation],
+        help="spread a fraction by one ranking across layers (global, default), as the "
+        "same share of every layer (uniform), or, with --search, search with both and let "
+        "the evaluation choose (auto, 12 evaluations)",
+    )
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="find the largest fraction within --max-metric-drop by bisection (6 "
+        "evaluations) instead of a sweep; no --thresholds",
+    )
+    parser.add_argument(
+        "--recover-epochs",
+        type=int,
+        metavar="N",
+        help="fine-tune every candidate for N epochs on DATA (distillation from the original, "
+        "plus cross-entropy with labels) after re-estimating its BatchNorm statistics (N=0: "
+        "only that); without --eval-data, 20%% of DATA is held out",
+    )
+    parser.add_argument(
+        "--recover-lr",
+        type=float,
+        default=RecoverySpec.lr,
+        help="recovery's learning rate (default %(default)g)",
+    )
+    parser.add_argument(
+        "--recover-max-seconds",
+        type=float,
+        help="stop each candidate's recovery after this many seconds",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="hold-out split and recovery seed (default 0)"
+    )
+    parser.add_argument(
+        "--metric",
+        choices=[m.value for m in Metric],
+        help="default: accuracy with labels, else agreement with the original",
+    )
+    parser.add_argument(
+        "--max-metric-drop",
+        type=float,
+        default=DEFAULT_MAX_METRIC_DROP,
+        help="largest acceptable metric drop for the recommendation (default %(default)g)",
+    )
 
 
 def _queues(text: str) -> list[str]:

@@ -14,7 +14,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    JsonValue,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
@@ -32,37 +31,14 @@ from jobs.job_config import (
     Criterion,
     Metric,
     RecoverySpec,
-    ThresholdSpec,
     criterion_for,
 )
 from jobs.records import JobRecord
 from jobs.states import JobStatus
+from service.openapi_examples import JOB_CREATE_EXAMPLES
 from service.schemas import InputSchema, Schema, utc, utc_or_none
-
-
-class ThresholdIn(InputSchema):
-    """Absolute (`mean`, `std`; `variance` needs `std` only) or relative (`fraction`)."""
-
-    mean: float | None = Field(None, ge=0)
-    std: float | None = Field(None, ge=0)
-    fraction: float | None = Field(
-        None, ge=0, lt=1, description="share of prunable neurons to drop, lowest scores first"
-    )
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Self:
-        if self.fraction is not None:
-            if self.mean is not None or self.std is not None:
-                raise ValueError('a threshold is either {"mean", "std"} or {"fraction"}, not both')
-        elif self.std is None:
-            raise ValueError(
-                'a threshold needs "std" (with "mean" for criterion seed) or "fraction"'
-            )
-        return self
-
-    def spec(self) -> ThresholdSpec:
-        return ThresholdSpec(mean=self.mean, std=self.std, fraction=self.fraction)
-
+from service.threshold_schema import ThresholdIn
+from service.webhook_schemas import WebhookIn
 
 _TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "off", "0"})
@@ -118,30 +94,12 @@ class RecoveryIn(InputSchema):
         return RecoverySpec(self.epochs, self.lr, self.max_seconds, self.batch_size)
 
 
-_SWEEP_EXAMPLE: dict[str, JsonValue] = {
-    "model_id": "5f0c2b8e9a7d4c1e8b3a6f2d1c0e9b8a",
-    "dataset_id": "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
-    "criterion": "reconstruction",
-    "thresholds": [{"fraction": 0.3}, {"fraction": 0.5}, {"fraction": 0.7}],
-    "compensate": "linear",
-    "max_metric_drop": DEFAULT_MAX_METRIC_DROP,
-}
-_SEARCH_EXAMPLE: dict[str, JsonValue] = {
-    "model_id": "5f0c2b8e9a7d4c1e8b3a6f2d1c0e9b8a",
-    "dataset_id": "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d",
-    "eval_dataset_id": "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d",
-    "search": True,
-    "max_metric_drop": DEFAULT_MAX_METRIC_DROP,
-    "recovery": {"epochs": 3, "lr": 0.001, "max_seconds": 600},
-}
-
-
 class JobCreate(InputSchema):
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
         protected_namespaces=(),
-        json_schema_extra={"examples": [_SWEEP_EXAMPLE, _SEARCH_EXAMPLE]},
+        json_schema_extra={"examples": [e["value"] for e in JOB_CREATE_EXAMPLES.values()]},
     )
 
     model_id: str = Field(min_length=1, max_length=64)
@@ -193,6 +151,9 @@ class JobCreate(InputSchema):
         None, description="omitted: accuracy when the evaluation data has labels, else agreement"
     )
     max_metric_drop: float = Field(DEFAULT_MAX_METRIC_DROP, ge=0)
+    webhook: WebhookIn | None = Field(
+        None, description="signed events when the job ends (and, if asked, when it starts)"
+    )
 
     @property
     def resolved_criterion(self) -> Criterion:

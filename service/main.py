@@ -20,6 +20,7 @@ from service.auth import KeyRing
 from service.body_guard import RequestBodyGuard
 from service.error_handlers import install_error_handlers
 from service.limits import UploadSlots
+from service.openapi_docs import install_docs
 from service.origin import OpenModeGuard
 from service.routes import include_routers
 
@@ -31,7 +32,8 @@ out, handing back a genuinely smaller model.
 2. `POST /v1/jobs` to run a threshold sweep; poll `GET /v1/jobs/{id}`.
 3. Read `GET /v1/jobs/{id}/results` and download pruned models from `/artifacts`.
 
-Errors are `{"error": {"code": "...", "message": "..."}}`.
+Errors are `{"error": {"code": "...", "message": "..."}}` (schema `ErrorPublic`); each error
+response below lists the codes it can carry.
 """
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # The documentation's order, which is no longer the routes' (`include_routers`).
         openapi_tags=[{"name": tag} for tag in ("models", "datasets", "jobs", "operations")],
+        # FastAPI's pages load their assets from a CDN; ours are served by the service.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     # Added last is outermost: the open-mode guard answers before any body is read.
@@ -91,4 +96,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if not resolved.api_key_tenants():
         app.add_middleware(OpenModeGuard)
     include_routers(app)
+    install_docs(app)
     return app

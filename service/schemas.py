@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.records import DatasetRecord, ModelRecord
 from jobs.states import ModelStatus
+from service.openapi_errors import ErrorDetailPublic
 
 
 class Schema(BaseModel):
@@ -115,6 +116,16 @@ class DatasetPublic(Schema):
         )
 
 
+class ModelsPublic(Schema):
+    data: list[ModelPublic]
+    count: int = Field(description="all of the caller's models that match, not only this page")
+
+
+class DatasetsPublic(Schema):
+    data: list[DatasetPublic]
+    count: int = Field(description="all of the caller's datasets, not only this page")
+
+
 # -- operations -----------------------------------------------------------------------------
 class HealthPublic(Schema):
     status: str
@@ -123,3 +134,9 @@ class HealthPublic(Schema):
 class ReadyPublic(Schema):
     status: str
     checks: dict[str, str]
+
+
+class NotReadyPublic(ReadyPublic):
+    """/readyz's 503: the probe's fields, and the error envelope for clients that read it."""
+
+    error: ErrorDetailPublic

@@ -1,31 +1,97 @@
 """The checks a job submission goes through, from the request to its queued row.
 
-In order: the uploads exist and are the tenant's, the request fits its model and data and
-the server's limits (404, 422), the tenant's work in flight and storage (429, 507), and the
-row is written only while its uploads still exist.
+In order: its `Idempotency-Key` (a retry answers with the job the key created; see
+`service.idempotency`), the uploads exist and are the tenant's, the model has been inspected
+(409 `model_not_ready` until then), the request fits its model and data and the server's
+limits (404, 422), the tenant's work in flight and storage (429, 507), and the row is written
+only while its uploads still exist, with its key completed in the same transaction.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 from jobs.blobs import BlobStore
 from jobs.datasets import DatasetFileError, DatasetFormat, DatasetInfo, check_fits_model
+from jobs.idempotency import Claim, ClaimLost, Remembered
 from jobs.job_config import JobConfig, Metric, resolve_metric
 from jobs.job_table import UploadGone
+from jobs.queue import Queue
 from jobs.records import DatasetRecord, JobRecord, ModelRecord
 from jobs.settings import Settings
 from jobs.states import ModelStatus
 from jobs.store import JobStore
-from service.errors import InvalidJob, InvalidModel, NotFound
+from service import idempotency
+from service.errors import Conflict, InvalidJob, InvalidModel, NotFound, broker_unavailable
+from service.idempotency import JOB_IN_USE_RETRY_AFTER
 from service.job_schemas import JobCreate
 from service.limits import check_jobs_in_flight, check_storage
+from service.webhook_checks import with_webhook
+
+log = logging.getLogger(__name__)
+
+SUBMIT_ROUTE = "POST /v1/jobs"
+# A model's inspection takes seconds once a worker is free.
+MODEL_NOT_READY_RETRY_AFTER = 5
+
+
+def submit(
+    body: JobCreate,
+    tenant: str,
+    store: JobStore,
+    blobs: BlobStore,
+    queue: Queue,
+    settings: Settings,
+    key: str | None = None,
+) -> tuple[JobRecord, Remembered | None]:
+    """Check, write and send a job; with an idempotency `key` used before for this very
+    request, the job that request created and what it answered (nothing is sent again)."""
+    request = idempotency.fingerprint(SUBMIT_ROUTE, body.model_dump(mode="json"))
+    outcome = idempotency.begin(store, settings, tenant, key, request, JOB_IN_USE_RETRY_AFTER)
+    if isinstance(outcome, Remembered):
+        job_id = idempotency.replayed_id(key or "", outcome, "job")
+        job = store.jobs.get(tenant, job_id)
+        if job is None:
+            raise idempotency.gone("job", job_id)
+        return job, outcome
+    claim = None if outcome is None else replace(outcome, status_code=202)
+    try:
+        job = add_checked_job(body, tenant, store, blobs, settings, claim)
+        return _send(job, tenant, store, queue), None
+    except ClaimLost:
+        raise idempotency.IdempotencyKeyInUse(key or "", JOB_IN_USE_RETRY_AFTER) from None
+    except BaseException:
+        idempotency.release(store, claim)
+        raise
+
+
+def _send(job: JobRecord, tenant: str, store: JobStore, queue: Queue) -> JobRecord:
+    try:
+        queue.enqueue_job(job.id)
+    except Exception as exc:
+        # A queued row no message will ever start would sit `queued` forever; one that a
+        # worker already started (on another tenant's message) is under way: keep it.
+        if store.jobs.withdraw(tenant, job.id):
+            raise broker_unavailable(exc) from exc
+        log.warning("job %s: its message failed (%s) but a worker had started it", job.id, exc)
+        return store.jobs.get(tenant, job.id) or job
+    return job
 
 
 def add_checked_job(
-    body: JobCreate, tenant: str, store: JobStore, blobs: BlobStore, settings: Settings
+    body: JobCreate,
+    tenant: str,
+    store: JobStore,
+    blobs: BlobStore,
+    settings: Settings,
+    claim: Claim | None = None,
 ) -> JobRecord:
-    """Check a submission and write its queued job (the caller sends the message)."""
+    """Check a submission and write its queued job, completing `claim` (its idempotency
+    key) in the same step; the caller sends the message."""
     model, dataset, eval_dataset = _lookup(store, tenant, body)
     config = checked_config(body, model, dataset, eval_dataset, settings)
+    stored = with_webhook(config.to_json(), body.webhook, tenant, settings)
     # After the request's own errors (404, 422), which tell the client more.
     check_jobs_in_flight(store, settings, tenant)
     # What the job will publish is unknown yet: refuse only a tenant already at its quota.
@@ -36,8 +102,9 @@ def add_checked_job(
             model.id,
             dataset.id,
             body.eval_dataset_id,
-            config.to_json(),
+            stored,
             verify_uploads=True,
+            claim=claim,
         )
     except UploadGone as exc:
         raise NotFound(
@@ -60,6 +127,11 @@ def _lookup(
         if eval_dataset is None:
             raise NotFound(f"evaluation dataset {body.eval_dataset_id!r} not found")
     return model, dataset, eval_dataset
+
+
+def _named(kind: str, upload: ModelRecord | DatasetRecord) -> str:
+    """An upload as messages name it: by ID and by the file name it was sent with."""
+    return f"{kind} {upload.id!r} ({upload.filename})"
 
 
 def _model_input_shape(model: ModelRecord) -> list[int | None] | None:
@@ -94,7 +166,7 @@ def _check_fits(model: ModelRecord, datasets: list[DatasetRecord]) -> None:
             check_fits_model(info, shape)
         except DatasetFileError as exc:
             raise DatasetFileError(
-                f"dataset {ds.id!r} does not fit model {model.id!r}: {exc}"
+                f"{_named('dataset', ds)} does not fit {_named('model', model)}: {exc}"
             ) from exc
 
 
@@ -104,7 +176,7 @@ def _resolve_metric(body: JobCreate, evaluation: DatasetRecord) -> Metric:
     except ValueError:
         raise InvalidJob(
             f"metric {str(body.metric)!r} compares predictions with labels, and the evaluation "
-            f"dataset {evaluation.id!r} has none: upload it with labels (array y, or "
+            f"{_named('dataset', evaluation)} has none: upload it with labels (array y, or "
             "label_column for CSV) or use metric 'agreement'"
         ) from None
 
@@ -124,7 +196,18 @@ def checked_config(
         )
     if model.status is ModelStatus.INVALID:
         raise InvalidModel(
-            f"model {model.id!r} cannot be pruned: {model.error or 'it failed inspection'}"
+            f"{_named('model', model)} cannot be pruned: {model.error or 'it failed inspection'}"
+        )
+    if model.status is ModelStatus.PENDING:
+        # Refused rather than queued unchecked: the fit between model and data is known only
+        # once a worker has read the graph, and a job that fails on it later is far from its
+        # cause. Clients wait and retry (the Python client does).
+        raise Conflict(
+            f"{_named('model', model)} is still being inspected (status pending), so this job "
+            "cannot be checked against it yet; retry when GET /v1/models/"
+            f"{model.id} says status ready (usually within seconds)",
+            code="model_not_ready",
+            headers={"Retry-After": str(MODEL_NOT_READY_RETRY_AFTER)},
         )
     _check_fits(model, [d for d in (dataset, eval_dataset) if d is not None])
     return JobConfig(

@@ -27,6 +27,11 @@ SHARED_VOCABULARY = "jobs.job_config"
 # The CLI is the composition root: it may reach the worker and engine, inside its commands.
 COMPOSITION_ROOT = {"service/cli.py", "service/cli_prune.py"}
 MAX_LINES = 300
+# The Python client (./client, a distribution of its own) needs httpx and nothing of ours; in
+# `service/` only the remote commands use it, so the API server never needs it installed.
+CLIENT = "deadweight_client"
+CLIENT_ALLOWED = {CLIENT, "httpx", "__future__"}
+CLIENT_USERS = {"service/cli_remote.py", "service/cli_show.py", "service/cli_submit.py"}
 
 
 def _sources(*tops: str) -> Iterator[Path]:
@@ -118,6 +123,32 @@ def test_the_cli_and_the_engines_vocabulary_load_no_torch() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_client_needs_only_httpx() -> None:
+    problems = []
+    for path in _sources(f"client/{CLIENT}"):
+        extra = _tops(_imported_modules(path)) - CLIENT_ALLOWED - set(sys.stdlib_module_names)
+        if extra:
+            problems.append(f"{path.relative_to(ROOT).as_posix()} imports {sorted(extra)}")
+    assert problems == []
+
+
+def test_only_the_remote_commands_use_the_client() -> None:
+    users = {
+        path.relative_to(ROOT).as_posix()
+        for path in _sources(*PACKAGES)
+        if CLIENT in _tops(_imported_modules(path))
+    }
+    assert users <= CLIENT_USERS
+    code = (
+        "import sys, service.main, service.cli\n"
+        f"assert {CLIENT!r} not in sys.modules, 'the API imported the client'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_shared_vocabulary_is_a_leaf_of_the_standard_library() -> None:
     path = ROOT / (SHARED_VOCABULARY.replace(".", "/") + ".py")
     imported = _tops(_imported_modules(path))
@@ -197,7 +228,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_no_file_over_300_lines() -> None:
     long = {
         path.relative_to(ROOT).as_posix(): n
-        for path in _sources(*PACKAGES, "bench", "tests")
+        for path in _sources(*PACKAGES, "bench", "tests", "client")
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}

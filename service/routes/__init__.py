@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, FastAPI
 
 from service.auth import get_tenant
-from service.routes import datasets, jobs, models, ops
+from service.routes import datasets, deliveries, jobs, models, ops
 
 
 def include_routers(app: FastAPI) -> None:
@@ -17,7 +17,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(ops.router)
     # Every resource route needs an API key (when keys are set), whether or not it reads the
     # tenant itself; health checks stay open for orchestrators.
-    for module in (jobs, models, datasets):
+    for module in (jobs, deliveries, models, datasets):
         router: APIRouter = module.router
         app.include_router(router, dependencies=[Depends(get_tenant)])
 

@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
 
 from jobs.blobs import BlobStore
 from jobs.job_config import RESULTS_JSON, STATS_JSON
+from jobs.job_table import JobFilters
 from jobs.records import JobRecord
 from jobs.states import TERMINAL_STATUSES, JobStatus
 from service.deps import BlobsDep, OwnedJob, QueueDep, SettingsDep, StoreDep, TenantDep
 from service.errors import (
     Conflict,
     NotFound,
-    broker_unavailable,
-    error_responses,
 )
 from service.file_responses import JobFileResponse
+from service.idempotency import IdempotencyKeyHeader, mark_replayed, replayable
 from service.job_schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic
 from service.limits import freeing_space
-from service.submission import add_checked_job
+from service.listing import JobStatusFilter, PageDep, parse_choices
+from service.openapi_errors import FILE_ERRORS, error_codes
+from service.openapi_examples import JOB_CREATE_EXAMPLES
+from service.result_schemas import ResultsPublic, StatsPublic
+from service.schemas import Schema
+from service.submission import submit
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-_JSON_FILE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {}}, "description": "the published JSON file"}
-}
+
+def _json_file(model: type[Schema]) -> dict[int | str, dict[str, Any]]:
+    # Streamed from the file the worker published, so no response_model: the schema is
+    # documented here, and tests/service/test_result_schemas.py checks it against a real job.
+    return {200: {"model": model, "description": "the published JSON file"}}
 
 
 # -- submission -----------------------------------------------------------------------------
@@ -38,7 +45,17 @@ _JSON_FILE: dict[int | str, dict[str, Any]] = {
     "",
     status_code=202,
     response_model=JobPublic,
-    responses=error_responses(404, 422, 429, 503, 507),
+    responses=error_codes(
+        *("not_found", "request_timeout", "payload_too_large", "too_many_requests"),
+        *("invalid_request", "invalid_job", "invalid_model", "invalid_dataset"),
+        *("broker_unavailable", "quota_exceeded", "storage_full"),
+        *("invalid_idempotency_key", "idempotency_key_reused", "idempotency_key_in_use"),
+        *("model_not_ready", "invalid_webhook"),
+    )
+    | replayable(202),
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"examples": JOB_CREATE_EXAMPLES}}}
+    },
 )
 def submit_job(
     body: JobCreate,
@@ -47,36 +64,44 @@ def submit_job(
     blobs: BlobsDep,
     queue: QueueDep,
     settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
 ) -> JobPublic:
-    """Submit a pruning job; poll GET /v1/jobs/{id} until it has finished."""
-    job = add_checked_job(body, tenant, store, blobs, settings)
-    try:
-        queue.enqueue_job(job.id)
-    except Exception as exc:
-        # A queued row no message will ever start would sit `queued` forever; one that a
-        # worker already started (on another tenant's message) is under way: keep it.
-        if store.jobs.withdraw(tenant, job.id):
-            raise broker_unavailable(exc) from exc
-        log.warning("job %s: its message failed (%s) but a worker had started it", job.id, exc)
-        job = store.jobs.get(tenant, job.id) or job
+    """Submit a pruning job; poll GET /v1/jobs/{id} until it has finished.
+
+    The model must have been inspected (status `ready`): while it is `pending`, the answer is
+    409 `model_not_ready` with `Retry-After`; retry once GET /v1/models/{id} says `ready`.
+    """
+    job, replay = submit(body, tenant, store, blobs, queue, settings, idempotency_key)
+    if replay is not None:
+        mark_replayed(response, replay)
     return JobPublic.from_record(job)
 
 
 # -- the job record -------------------------------------------------------------------------
-@router.get("", response_model=JobsPublic)
+@router.get("", response_model=JobsPublic, responses=error_codes("invalid_filter"))
 def list_jobs(
     tenant: TenantDep,
     store: StoreDep,
-    limit: int = Query(50, ge=1, le=200, description="page size"),
-    # Bounded so that SQL's 64-bit integers always hold it.
-    offset: int = Query(0, ge=0, le=2**31, description="jobs to skip, newest first"),
+    page: PageDep,
+    status: JobStatusFilter = None,
+    model_id: Annotated[
+        str | None, Query(max_length=64, description="only jobs on this model")
+    ] = None,
+    dataset_id: Annotated[
+        str | None,
+        Query(
+            max_length=64, description="only jobs using this dataset (calibration or evaluation)"
+        ),
+    ] = None,
 ) -> JobsPublic:
-    """The caller's jobs, newest first, one page at a time."""
-    page, total = store.jobs.list(tenant, limit, offset)
-    return JobsPublic(data=[JobPublic.from_record(j) for j in page], count=total)
+    """The caller's jobs, newest first, one page at a time; `count` counts those that match."""
+    filters = JobFilters(parse_choices("status", status, JobStatus), model_id, dataset_id)
+    jobs, total = store.jobs.list(tenant, page.limit, page.offset, filters)
+    return JobsPublic(data=[JobPublic.from_record(j) for j in jobs], count=total)
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
+@router.get("/{job_id}", response_model=JobPublic, responses=error_codes("not_found"))
 async def get_job(job: OwnedJob) -> JobPublic:
     """The job's status, progress and timestamps."""
     # `async`: the record's read is `OwnedJob`'s one hop to the thread pool; the response is
@@ -84,7 +109,7 @@ async def get_job(job: OwnedJob) -> JobPublic:
     return JobPublic.from_record(job)
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_responses(404))
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=error_codes("not_found"))
 def cancel_job(job: OwnedJob, tenant: TenantDep, store: StoreDep) -> JobPublic:
     """Cancel a queued or running job; a finished job is returned unchanged."""
     updated = store.lifecycle.request_cancel(tenant, job.id)
@@ -93,7 +118,7 @@ def cancel_job(job: OwnedJob, tenant: TenantDep, store: StoreDep) -> JobPublic:
     return JobPublic.from_record(updated)
 
 
-@router.delete("/{job_id}", status_code=204, responses=error_responses(404, 409))
+@router.delete("/{job_id}", status_code=204, responses=error_codes("not_found", "job_active"))
 def delete_job(job: OwnedJob, tenant: TenantDep, store: StoreDep, blobs: BlobsDep) -> None:
     """Delete a finished job and every file it published."""
     if job.status not in TERMINAL_STATUSES:
@@ -134,7 +159,7 @@ def _published_json(job: JobRecord, blobs: BlobStore, name: str) -> FileResponse
 @router.get(
     "/{job_id}/results",
     response_class=FileResponse,
-    responses={**_JSON_FILE, **error_responses(404, 409)},
+    responses={**_json_file(ResultsPublic), **error_codes(*FILE_ERRORS, "not_ready")},
 )
 def get_results(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
     """The sweep table: baseline, candidates, Pareto front and recommendation."""
@@ -144,7 +169,7 @@ def get_results(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
 @router.get(
     "/{job_id}/stats",
     response_class=FileResponse,
-    responses={**_JSON_FILE, **error_responses(404, 409)},
+    responses={**_json_file(StatsPublic), **error_codes(*FILE_ERRORS, "not_ready")},
 )
 def get_stats(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
     """Per-neuron activation statistics of every prunable layer."""
@@ -152,7 +177,7 @@ def get_stats(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
 
 
 @router.get(
-    "/{job_id}/artifacts", response_model=list[ArtifactPublic], responses=error_responses(404)
+    "/{job_id}/artifacts", response_model=list[ArtifactPublic], responses=error_codes("not_found")
 )
 def list_artifacts(job: OwnedJob, blobs: BlobsDep) -> list[ArtifactPublic]:
     """The files the job has published so far."""
@@ -162,7 +187,7 @@ def list_artifacts(job: OwnedJob, blobs: BlobsDep) -> list[ArtifactPublic]:
 @router.get(
     "/{job_id}/artifacts/{name}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_codes(*FILE_ERRORS)},
 )
 def download_artifact(job: OwnedJob, blobs: BlobsDep, name: str) -> FileResponse:
     """Download one published file (a pruned model, a table, a plot)."""

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from service.deps import BlobsDep, QueueDep, SettingsDep, StoreDep
 from service.errors import error_body
 from service.limits import check_free_disk
-from service.schemas import HealthPublic, ReadyPublic
+from service.schemas import HealthPublic, NotReadyPublic, ReadyPublic
 
 router = APIRouter(tags=["operations"])
 
@@ -33,7 +33,12 @@ def _check(probe: Callable[[], None]) -> str:
 @router.get(
     "/readyz",
     response_model=ReadyPublic,
-    responses={503: {"description": "a dependency is unreachable; `checks` says which"}},
+    responses={
+        503: {
+            "model": NotReadyPublic,
+            "description": "a dependency is unreachable; `checks` says which (code `not_ready`)",
+        }
+    },
 )
 def readyz(
     store: StoreDep, queue: QueueDep, blobs: BlobsDep, settings: SettingsDep

@@ -61,8 +61,18 @@ class Cluster:
     def submit(self, thresholds: list[dict[str, float]] = THRESHOLDS) -> str:
         body = {"model_id": self.model_id, "dataset_id": self.dataset_id,
                 "criterion": "variance", "thresholds": thresholds}  # fmt: skip
+        return self.post_job(body)
+
+    def post_job(self, body: dict[str, Any], timeout: float = 120) -> str:
+        """Submit once the model is inspected: until a worker has done so, the API answers
+        409 model_not_ready (with Retry-After), as a client would be told to wait."""
+        deadline = time.monotonic() + timeout
         response = self.client.post("/v1/jobs", json=body)
-        assert response.status_code == 202, response.text
+        while response.status_code == 409 and time.monotonic() < deadline:
+            assert response.json()["error"]["code"] == "model_not_ready", response.text
+            time.sleep(0.5)
+            response = self.client.post("/v1/jobs", json=body)
+        assert response.status_code == 202, (response.text, self.procs.dump_logs())
         return str(response.json()["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -66,9 +66,7 @@ def _submit_slow(cluster: Cluster) -> str:
     body = {"model_id": cluster.model_id, "dataset_id": cluster.dataset_id,
             "criterion": "variance", "thresholds": LONG,
             "recovery": {"epochs": 5, "max_seconds": 1}}  # fmt: skip
-    response = cluster.client.post("/v1/jobs", json=body)
-    assert response.status_code == 202, response.text
-    return str(response.json()["id"])
+    return cluster.post_job(body)
 
 
 def test_a_database_restart_mid_job_costs_no_attempt(

@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
-from jobs.states import JobStatus
+from jobs.job_config import Criterion, JobConfig, Metric, ThresholdSpec
+from jobs.states import JobStatus, ModelStatus
+from service.auth import OPEN_TENANT
 
 ClientFactory = Callable[..., TestClient]  # the `make_client` fixture
 
@@ -36,11 +38,28 @@ def upload(client: TestClient, kind: str, data: bytes, filename: str, **fields: 
     )
 
 
-def new_model(client: TestClient, model_bytes: bytes) -> dict[str, Any]:
+def new_model(client: TestClient, model_bytes: bytes, ready: bool = True) -> dict[str, Any]:
+    """Upload a model; `ready`: and mark it inspected, as a worker would, so that jobs may be
+    submitted on it (a pending model's are refused: 409 model_not_ready). The record keeps no
+    `inputs`, so the fit check is left to the tests that set them."""
     response = upload(client, "models", model_bytes, "mlp.pt2")
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
+    if ready:
+        info = {"parameters": 67, "layers": [], "frozen": []}
+        client.app.state.store.models.set_inspected(body["id"], ModelStatus.READY, info, None)
+        body = client.get(f"/v1/models/{body['id']}").json()
     return body
+
+
+def unchecked_job(client: TestClient, model_id: str, dataset_id: str) -> str:
+    """A job written straight to the store, past submission's checks (as an earlier release
+    queued jobs on models not yet inspected): what the job run does with such a model."""
+    config = JobConfig(
+        Criterion.RECONSTRUCTION, (ThresholdSpec(fraction=0.5),), metric=Metric.AGREEMENT
+    )
+    job = client.app.state.store.jobs.add(OPEN_TENANT, model_id, dataset_id, None, config.to_json())
+    return str(job.id)
 
 
 def new_dataset(

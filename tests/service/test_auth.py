@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from jobs.states import ModelStatus
 from service.auth import KeyRing, is_loopback
 from tests.service.api_helpers import ClientFactory, npz_bytes, publish_job
 
@@ -72,6 +73,7 @@ def test_no_record_of_one_tenant_is_visible_to_the_other(
     client: TestClient, model_bytes: bytes
 ) -> None:
     model = _upload(client, "models", model_bytes, ALPHA).json()
+    client.app.state.store.models.set_inspected(model["id"], ModelStatus.READY, {}, None)
     dataset = _upload(client, "datasets", npz_bytes(), ALPHA).json()
     body = {"model_id": model["id"], "dataset_id": dataset["id"], "thresholds": [{"fraction": 0.5}]}
     job = client.post("/v1/jobs", json=body, headers=ALPHA).json()

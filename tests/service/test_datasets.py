@@ -36,7 +36,8 @@ def test_csv_with_and_without_a_label_column(client: TestClient) -> None:
     assert labelled["format"] == "csv"
     assert (labelled["x_shape"], labelled["has_labels"]) == ([2], True)
     assert labelled["label_column"] == "label"
-    plain = new_dataset(client, CSV, "table.csv")
+    # Without label_column, a column named like the labels must be declared a feature.
+    plain = new_dataset(client, CSV, "table.csv", no_labels="true")
     assert (plain["x_shape"], plain["has_labels"]) == ([3], False)
     assert plain["sha256"] == labelled["sha256"]
 
@@ -60,7 +61,7 @@ def test_invalid_datasets_are_422_with_the_reason_and_not_kept(client: TestClien
 
 
 def test_refused_upload_keeps_a_blob_another_record_uses(client: TestClient) -> None:
-    new_dataset(client, CSV, "table.csv")
+    new_dataset(client, CSV, "table.csv", label_column="label")
     response = upload(client, "datasets", CSV, "table.csv", label_column="missing")
     assert response.status_code == 422
     assert "no column 'missing'" in response.json()["error"]["message"]

@@ -1,9 +1,10 @@
 """The hostile corpus through HTTP: upload, inspection, job submission and the job run.
 
 Every hostile model is refused at upload (not an archive) or marked `invalid` by the
-worker's sandboxed inspection, and a job on it is refused at submission; submitted before
-the inspection, the job fails with the reader's reason. Every hostile dataset is refused at
-upload with nothing stored. The canary folder stays empty throughout.
+worker's sandboxed inspection, and a job on it is refused at submission (409 until it is
+inspected, then 422); a job queued without that check fails with the reader's reason.
+Every hostile dataset is refused at upload with nothing stored. The canary folder stays
+empty throughout.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from jobs.states import JobStatus
 from tests.hostile.unsafe_datasets import hostile_datasets
 from tests.hostile.unsafe_models import hostile_models
-from tests.service.api_helpers import blob_files, new_dataset, upload
+from tests.service.api_helpers import blob_files, new_dataset, unchecked_job, upload
 from worker.execute import execute_job
 from worker.inspection import execute_inspection
 
@@ -48,11 +49,14 @@ def test_hostile_models_are_refused_at_every_step(client: TestClient, tmp_path: 
 
         body = {"model_id": model_id, "dataset_id": dataset_id, "thresholds": [{"fraction": 0.5}]}
         if item.name in JOB_RUN_SAMPLE:
-            # A job submitted before the inspection runs, and fails with the reader's reason.
+            # Submitted before the inspection, a job is refused until the model is ready...
             early = client.post("/v1/jobs", json=body)
-            assert early.status_code == 202, (item.name, early.text)
-            execute_job(early.json()["id"], state.store, state.blobs, state.settings)
-            job = client.get(f"/v1/jobs/{early.json()['id']}").json()
+            assert early.status_code == 409, (item.name, early.text)
+            assert early.json()["error"]["code"] == "model_not_ready"
+            # ...and one queued without that check fails with the reader's reason.
+            early_id = unchecked_job(client, model_id, dataset_id)
+            execute_job(early_id, state.store, state.blobs, state.settings)
+            job = client.get(f"/v1/jobs/{early_id}").json()
             assert job["status"] == JobStatus.FAILED.value and job["error"], item.name
 
         execute_inspection(model_id, state.store, state.blobs, state.settings)

@@ -25,7 +25,7 @@ from tests.service.api_helpers import (
 def test_upload_stores_a_pending_model_and_queues_its_inspection(
     client: TestClient, model_bytes: bytes
 ) -> None:
-    body = new_model(client, model_bytes)
+    body = new_model(client, model_bytes, ready=False)
     assert body["status"] == "pending"
     assert body["sha256"] == hashlib.sha256(model_bytes).hexdigest()
     assert body["bytes"] == len(model_bytes)

@@ -7,7 +7,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from jobs.settings import GIB, Settings
-from tests.service.api_helpers import ClientFactory, blob_files, new_dataset, npz_bytes, upload
+from tests.service.api_helpers import (
+    ClientFactory,
+    blob_files,
+    new_dataset,
+    npz_bytes,
+    unchecked_job,
+    upload,
+)
 from worker.execute import execute_job
 from worker.inspection import execute_inspection
 
@@ -34,8 +41,8 @@ def test_models_over_the_parameter_limit_are_refused_by_inspection_and_jobs(
     client: TestClient = make_client(max_parameters=66)  # the test model has 67
     state = client.app.state
     model_id = upload(client, "models", model_bytes, "mlp.pt2").json()["id"]
-    body = {"model_id": model_id, "dataset_id": new_dataset(client)["id"]}
-    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    # Queued before the inspection (submission refuses that now: 409 model_not_ready).
+    job_id = unchecked_job(client, model_id, new_dataset(client)["id"])
 
     execute_job(job_id, state.store, state.blobs, state.settings)
     job = client.get(f"/v1/jobs/{job_id}").json()
