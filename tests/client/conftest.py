@@ -12,6 +12,7 @@ import pytest
 from deadweight_client import Client, RetryPolicy
 
 from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
+from tests.integration.webhook_helpers import SECRET
 
 TENANT, API_KEY = "pipeline", "client-test-key"
 # Quick retries: the tests wait on real failures (a closed port, a dropped answer).
@@ -54,6 +55,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     procs = Processes(root / "logs")
     env = base_env(root / "data")
     env["DEADWEIGHT_API_KEYS"] = f"{TENANT}={API_KEY}"
+    # A pipeline's webhook: receivers on this host, signed with this tenant's secret.
+    env["DEADWEIGHT_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
+    env["DEADWEIGHT_WEBHOOK_SECRETS"] = f"{TENANT}={SECRET}"
     port = free_port()
     try:
         api = procs.start("serve", [DEADWEIGHT, "serve", "--port", str(port)], env)

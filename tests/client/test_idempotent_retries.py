@@ -6,13 +6,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from deadweight_client import Client, RetryPolicy
 
-from tests.client.conftest import API_KEY, FAST_RETRY, Service
+from tests.client.conftest import API_KEY, FAST_RETRY, TENANT, Service
 from tests.client.proxy import Proxy
+from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -85,16 +87,39 @@ class _Recorder(httpx.HTTPTransport):
         return response
 
 
-def test_a_submission_right_after_an_upload_waits_for_the_inspection(service: Service) -> None:
-    recorder = _Recorder()
-    with Client(service.url, API_KEY, transport=recorder) as client:
-        model = client.upload_model(service.files / "model.pt2", wait=False)
-        data = client.upload_dataset(service.files / "data.npz")
-        job = client.submit(model, data, thresholds="f0.3")  # 409 model_not_ready, waited
-        job.cancel()
+def test_a_submission_on_a_model_being_inspected_waits_for_the_inspection(
+    tmp_path: Path, service: Service
+) -> None:
+    """A service whose inspection worker is not up yet answers 409 `model_not_ready`; the
+    client waits it out with the same key, and submits once the worker has inspected."""
+    procs = Processes(tmp_path)
+    env = base_env(tmp_path / "data")
+    env["DEADWEIGHT_API_KEYS"] = f"{TENANT}={API_KEY}"
+    port = free_port()
+    try:
+        api = procs.start("serve", [DEADWEIGHT, "serve", "--no-worker", "--port", str(port)], env)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/healthz", api, procs)
+        recorder = _Recorder()
+        with Client(url, API_KEY, transport=recorder, retry=FAST_RETRY) as client:
+            model = client.upload_model(service.files / "model.pt2", wait=False)
+            data = client.upload_dataset(service.files / "data.npz")
+            assert model["status"] == "pending"  # no worker: it stays so until one starts
+            inspector = threading.Timer(
+                1.0,
+                lambda: procs.start(
+                    "inspections", [DEADWEIGHT, "worker", "--queues", "inspections"], env
+                ),
+            )
+            inspector.start()
+            job = client.submit(model, data, thresholds="f0.3")  # waits the 409s out
+            inspector.join()
+            job.cancel()  # no job worker here: it ends cancelled from the queue
+    finally:
+        procs.stop_all()
     submissions = [s for s in recorder.sent if s[:2] == ("POST", "/v1/jobs")]
-    assert submissions[-1][2] == 202
-    assert {status for _, _, status, _ in submissions[:-1]} <= {409}
+    assert submissions[0][2] == 409 and submissions[-1][2] == 202
+    assert {status for _, _, status, _ in submissions[:-1]} == {409}
     assert len({key for *_, key in submissions}) == 1  # one key for every attempt
     writes = [s for s in recorder.sent if s[0] == "POST" and not s[1].endswith("/cancel")]
-    assert len(writes) >= 3 and all(key for *_, key in writes)  # uploads too
+    assert len(writes) >= 4 and all(key for *_, key in writes)  # uploads too

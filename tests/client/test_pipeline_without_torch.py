@@ -1,5 +1,6 @@
 """The client as a pipeline uses it: installed alone (`pip install ./client`) in a fresh
-virtual environment without torch, driving a real service from upload to download."""
+virtual environment without torch, driving a real service from upload to download, told of
+the job's end by a signed webhook to a real receiver process."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.client.conftest import Service
+from tests.integration.conftest import free_port
+from tests.integration.webhook_helpers import SECRET, received, receiver, verify
 
 pytestmark = pytest.mark.integration
 
@@ -55,22 +59,35 @@ def test_a_pipeline_uploads_submits_waits_and_downloads(
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEADWEIGHT_")}
     env.update(service.env())  # Client() reads them
     env.pop("PYTHONPATH", None)
-    done = subprocess.run(
-        [
-            str(bare_python),
-            str(Path(__file__).with_name("pipeline_script.py")),
-            str(service.files / "model.pt2"),
-            str(service.files / "data.npz"),
-            str(tmp_path),
-        ],
-        env=env,
-        cwd=tmp_path,  # not the repository: nothing of it is importable
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, f"{done.stderr[-3000:]}\n{service.procs.dump_logs()}"
-    report = json.loads(done.stdout)
+    port, log = free_port(), tmp_path / "hooks.jsonl"
+    with receiver(port, log):
+        done = subprocess.run(
+            [
+                str(bare_python),
+                str(Path(__file__).with_name("pipeline_script.py")),
+                str(service.files / "model.pt2"),
+                str(service.files / "data.npz"),
+                str(tmp_path),
+                f"http://127.0.0.1:{port}/deadweight",
+            ],
+            env=env,
+            cwd=tmp_path,  # not the repository: nothing of it is importable
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{done.stderr[-3000:]}\n{service.procs.dump_logs()}"
+        report = json.loads(done.stdout)
+        deadline = time.monotonic() + 30  # the workers' sender polls about every second
+        while not received(log) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # a duplicate would come now
+    (request,) = received(log)  # one terminal event, once
+    assert request["path"] == "/deadweight"
+    event = verify(request, SECRET)  # the documented Standard Webhooks signature
+    assert event["type"] == "job.succeeded"
+    assert event["data"]["id"] == report["job"]["id"]
+    assert event["data"]["status"] == "succeeded"
 
     assert report["model"]["status"] == "ready"  # upload_model waited for the inspection
     assert report["job"]["status"] == "succeeded"
