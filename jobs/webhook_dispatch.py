@@ -5,8 +5,9 @@ them, and records each attempt.
 Retries: after the n-th failed attempt the next comes `DEADWEIGHT_WEBHOOK_RETRY_SECONDS[n-1]`
 seconds later (the last delay repeats: by default 5 s, 30 s, 2 min, 10 min, then hourly), until
 `DEADWEIGHT_WEBHOOK_GIVE_UP_SECONDS` after the event (24 h by default); a delivery whose next
-attempt would come later than that is `failed`. Any 2xx is delivered; anything else, a
-timeout, a refused connection, a redirect, is a failed attempt.
+attempt would come later than that is `failed`. Any 2xx is delivered; 410 Gone ends the
+delivery `failed` at once (the receiver retired the endpoint); anything else, a timeout, a
+refused connection, a redirect, is a failed attempt.
 
 The destination and the tenant's secret are checked again before every attempt: an operator
 who removes a host from the allowed list stops its deliveries at once.
@@ -47,6 +48,8 @@ CLAIM_BATCH = 16
 _MAX_RESULTS_BYTES = 16 * 1024 * 1024
 _RECOMMENDED_FIELDS = ("index", "metric", "metric_drop", "parameters", "size_reduction", "artifact")
 EXPIRE_EVERY_S = 600.0
+# A receiver that answers 410 Gone has retired the endpoint (Standard Webhooks): no retry.
+GONE = 410
 
 
 def deliver_due(store: JobStore, blobs: BlobStore, settings: Settings) -> int:
@@ -120,6 +123,8 @@ def next_step(
     """Delivered, or the time of the next attempt, or failed once the retry window is over."""
     if outcome.delivered:
         return DeliveryState.DELIVERED, None
+    if outcome.status_code == GONE:  # the receiver asks to be sent nothing more
+        return DeliveryState.FAILED, None
     delays = retry_delays(settings.webhook_retry_seconds)
     done = len(delivery.attempts) + 1
     next_at = now + timedelta(seconds=delays[min(done, len(delays)) - 1])

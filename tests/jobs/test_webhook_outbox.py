@@ -108,6 +108,8 @@ def test_retry_schedule_and_giving_up(store: JobStore) -> None:
     failed, ok = SendOutcome(None, "refused", 1), SendOutcome(204, None, 1)
     now = delivery.created_at
     assert next_step(delivery, ok, settings, now) == (DeliveryState.DELIVERED, None)
+    gone = SendOutcome(410, "410 Gone", 1)  # a retired endpoint: no retry
+    assert next_step(delivery, gone, settings, now) == (DeliveryState.FAILED, None)
     assert next_step(delivery, failed, settings, now) == (
         DeliveryState.PENDING,
         now + timedelta(seconds=5),
