@@ -15,6 +15,7 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.job_config import DEFAULT_BATCH_SIZE
+from jobs.logging_setup import LOG_FORMATS
 from jobs.webhook_config import webhook_problems
 
 GIB = 1024**3
@@ -86,6 +87,11 @@ class Settings(BaseSettings):
     webhook_give_up_seconds: float = 24 * 3600
     webhook_timeout_seconds: float = 10.0  # to connect, and again to read the answer
     webhook_poll_seconds: float = 1.0  # how often each worker looks for due deliveries
+    # -- Operating (the README's Operating section).
+    # A Bearer token GET /metrics requires; unset: /metrics answers without one.
+    metrics_token: str | None = None
+    # `text` (for a terminal) or `json` (one object per line; schema in jobs.logging_setup).
+    log_format: str = "text"
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -148,6 +154,8 @@ class Settings(BaseSettings):
                 "DEADWEIGHT_JOB_TIME_LIMIT must exceed DEADWEIGHT_JOB_SOFT_TIME_LIMIT "
                 f"({self.job_time_limit} <= {self.job_soft_time_limit})"
             )
+        if self.log_format not in LOG_FORMATS:
+            problems.append(f"DEADWEIGHT_LOG_FORMAT must be json or text, got {self.log_format!r}")
         if not _DEVICE_RE.fullmatch(self.device):
             problems.append(
                 f"DEADWEIGHT_DEVICE must be auto, cpu, mps, cuda or cuda:<n>, got {self.device!r}"

@@ -18,6 +18,7 @@ from jobs.deletion import Deletion
 from jobs.idempotency import IdempotencyKeys
 from jobs.job_table import JobTable
 from jobs.lifecycle import JobLifecycle
+from jobs.metrics_store import MetricsStore
 from jobs.model_table import ModelTable
 from jobs.reaping import Reaping
 from jobs.scheduling import Scheduling
@@ -48,6 +49,8 @@ class JobStore:
       the tables complete a claim in the transaction that writes its resource.
     - `webhooks`: `WebhookOutbox` (jobs/webhook_outbox.py), webhook deliveries: claim_due,
       record_attempt, for_job, expire.
+    - `metrics`: `MetricsStore` (jobs/metrics_store.py), /metrics: the series workers
+      push (add, series) and jobs by state and tenant (job_counts).
     - `database`: `Database` (jobs/database.py), the engine and transactions they share;
       `migrate`, `ping` and `dispose` are on the store itself.
     """
@@ -66,6 +69,7 @@ class JobStore:
         self.deletion = Deletion(self.database)
         self.webhooks = WebhookOutbox(self.database)
         self.idempotency = IdempotencyKeys(self.database)
+        self.metrics = MetricsStore(self.database)
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision (idempotent, safe at every start)."""

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jobs.blobs import BlobStore
-from jobs.job_config import RESULTS_JSON
+from jobs.metrics_store import WEBHOOK_DELIVERIES, Tally
+from jobs.results_file import read_results
 from jobs.settings import Settings
 from jobs.store import JobStore
 from jobs.tables import utcnow
@@ -44,8 +45,6 @@ log = logging.getLogger("deadweight.webhooks")
 
 # Attempts one pass makes at most before it looks at the clock again (the thread's stop).
 CLAIM_BATCH = 16
-# results.json is the engine's own file; a larger one is not read to find one candidate.
-_MAX_RESULTS_BYTES = 16 * 1024 * 1024
 _RECOMMENDED_FIELDS = ("index", "metric", "metric_drop", "parameters", "size_reduction", "artifact")
 EXPIRE_EVERY_S = 600.0
 # A receiver that answers 410 Gone has retired the endpoint (Standard Webhooks): no retry.
@@ -89,7 +88,9 @@ def attempt_delivery(
     state, next_at = next_step(delivery, outcome, settings, utcnow())
     if not store.webhooks.record_attempt(delivery, attempt, state, next_at, body):
         log.warning("delivery %s: its lease ran out during the attempt", delivery.id)
-    elif state is DeliveryState.FAILED:
+        return state
+    _count_attempt(store, state)
+    if state is DeliveryState.FAILED:
         log.warning(
             "delivery %s (%s of job %s) failed for good after %d attempts: %s",
             delivery.id,
@@ -99,6 +100,23 @@ def attempt_delivery(
             outcome.error,
         )
     return state
+
+
+# A recorded attempt's outcome on /metrics: a pending delivery failed this attempt and waits.
+_OUTCOMES = {
+    DeliveryState.DELIVERED: "delivered",
+    DeliveryState.PENDING: "retrying",
+    DeliveryState.FAILED: "failed",
+}
+
+
+def _count_attempt(store: JobStore, state: DeliveryState) -> None:
+    tally = Tally()
+    tally.count(WEBHOOK_DELIVERIES, {"outcome": _OUTCOMES[state]})
+    try:
+        store.metrics.add(tally)
+    except Exception as exc:  # figures are best effort; the attempt is already recorded
+        log.warning("a webhook attempt was not counted on /metrics: %s", exc)
 
 
 def _send(delivery: DeliveryRecord, body: str, settings: Settings) -> SendOutcome:
@@ -143,14 +161,8 @@ def with_recommendation(body: str, blobs: BlobStore, job_id: str) -> str:
 
 
 def _recommended(blobs: BlobStore, job_id: str) -> dict[str, Any] | None:
-    path = blobs.job_dir(job_id) / RESULTS_JSON
-    try:
-        if path.stat().st_size > _MAX_RESULTS_BYTES:
-            return None
-        results = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(results, dict) or results.get("recommended") is None:
+    results = read_results(blobs, job_id)
+    if results is None or results.get("recommended") is None:
         return None
     for candidate in results.get("candidates") or []:
         if isinstance(candidate, dict) and candidate.get("index") == results["recommended"]:

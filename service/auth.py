@@ -17,6 +17,7 @@ from fastapi import Request
 from fastapi.security import HTTPBearer
 from fastapi.security.base import SecurityBase
 
+from jobs.logging_setup import set_log_field
 from service.errors import Unauthorized
 
 OPEN_TENANT = "default"  # every record's owner while authentication is off
@@ -78,6 +79,7 @@ class TenantFromKey(SecurityBase):
         """
         keyring: KeyRing = request.app.state.keyring
         if not keyring.enabled:
+            set_log_field("tenant", OPEN_TENANT)
             return OPEN_TENANT
         credentials = await self._bearer(request)
         if credentials is None:
@@ -85,6 +87,7 @@ class TenantFromKey(SecurityBase):
         tenant = keyring.tenant_for(credentials.credentials)
         if tenant is None:
             raise _challenge("the API key is not valid")
+        set_log_field("tenant", tenant)  # the request's later lines name it (never the key)
         return tenant
 
 

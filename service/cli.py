@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from jobs.logging_setup import configure_logging
     from jobs.settings import get_settings
     from service.auth import is_loopback
     from service.main import create_app
@@ -43,6 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = get_settings()
     except ValueError as exc:
         raise BadInput(f"invalid settings: {exc}") from exc
+    configure_logging(settings.log_format)
     if not settings.api_key_tenants() and not is_loopback(args.host):
         raise BadInput(
             f"refusing to serve on {args.host} without API keys: set DEADWEIGHT_API_KEYS "
@@ -103,11 +105,19 @@ def _node_name(queues: list[str]) -> str:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from jobs.logging_setup import configure_logging
     from jobs.queue import QUEUES
+    from jobs.settings import get_settings
     from worker.celery_app import app
 
+    log_format = get_settings().log_format
+    # Before Celery starts: its first warnings come before its logging signal.
+    configure_logging(log_format, args.loglevel.upper())
+    # Celery's start-up banner is raw text, which has no place among JSON lines.
+    quiet = ["--quiet"] if log_format == "json" else []
     app.worker_main(
         [
+            *quiet,  # an option of `celery` itself, before the subcommand
             "worker",
             f"--queues={','.join(QUEUES[name] for name in args.queues)}",
             # Two workers on one host (the embedded pair) need names of their own.

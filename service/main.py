@@ -20,9 +20,12 @@ from service.auth import KeyRing
 from service.body_guard import RequestBodyGuard
 from service.error_handlers import install_error_handlers
 from service.limits import UploadSlots
+from service.metrics import ApiMetrics, RequestMetrics
 from service.openapi_docs import install_docs
 from service.origin import OpenModeGuard
+from service.request_ids import RequestIds
 from service.routes import include_routers
+from service.store_metrics import StoreCollector
 
 DESCRIPTION = """\
 Deadweight finds the neurons of a trained network that carry almost no signal and cuts them
@@ -58,12 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store.migrate()
         celery_app = make_celery(resolved)
         app.state.keyring = KeyRing(resolved.api_key_tenants())
+        token = resolved.metrics_token
+        app.state.metrics_token = KeyRing({token: "metrics"} if token else {})
         if not app.state.keyring.enabled:
             log.warning(
                 "DEADWEIGHT_API_KEYS is not set: the API is open to every client that can reach it"
             )
         # From here on only the key ring's digests stand for the keys.
-        app.state.settings = resolved.model_copy(update={"api_keys": None})
+        app.state.settings = resolved.model_copy(update={"api_keys": None, "metrics_token": None})
         app.state.store = store
         app.state.blobs = blobs = BlobStore(resolved.resolved_data_dir())
         app.state.upload_slots = UploadSlots(resolved.tenant_uploads_in_flight)
@@ -73,9 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("removed %d leftover temporary upload files", swept)
         await run_in_threadpool(ensure_reserve, blobs.root)
         app.state.queue = Queue(celery_app)
+        collector = StoreCollector(store)
+        metrics.registry.register(collector)
         try:
             yield
         finally:
+            metrics.registry.unregister(collector)
             celery_app.close()
             store.dispose()
 
@@ -91,10 +99,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    # Added last is outermost: the open-mode guard answers before any body is read.
+    app.state.metrics = metrics = ApiMetrics()
+    # Added last is outermost: the open-mode guard answers before any body is read, and
+    # the request metrics count its refusals too.
     app.add_middleware(RequestBodyGuard, seconds=resolved.body_timeout_seconds)
     if not resolved.api_key_tenants():
-        app.add_middleware(OpenModeGuard)
+        # A scraper on another host names this one by address: with a metrics token, the
+        # token rather than the loopback Host check keeps /metrics from other machines.
+        exempt = frozenset({"/metrics"}) if resolved.metrics_token else frozenset()
+        app.add_middleware(OpenModeGuard, host_exempt_paths=exempt)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestIds)  # outermost: every line of a request carries its ID
     include_routers(app)
     install_docs(app)
     return app

@@ -86,11 +86,11 @@ def _guarded_headers(scope: Scope) -> dict[str, str]:
     return found
 
 
-def refusal(scope: Scope) -> tuple[str, str] | None:
+def refusal(scope: Scope, check_host: bool = True) -> tuple[str, str] | None:
     """Why an open-mode request is refused, as (code, message); None when it is allowed."""
     headers = _guarded_headers(scope)
     host = headers.get("host")
-    if host is not None:
+    if host is not None and check_host:
         parsed = _split_host(host, 80)
         if parsed is None or not is_loopback_name(parsed[0]):
             return "forbidden_host", (
@@ -136,12 +136,14 @@ def _is_ip_address(text: str) -> bool:
 class OpenModeGuard:
     """ASGI middleware for open mode: loopback hosts and same-origin requests only (403)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, host_exempt_paths: frozenset[str] = frozenset()) -> None:
+        # Paths answered whatever Host names (GET /metrics behind its own token); a page's
+        # Origin and Fetch Metadata are still checked there.
+        self.app, self.host_exempt_paths = app, host_exempt_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _reached_over_a_socket(scope):
-            refused = refusal(scope)
+            refused = refusal(scope, check_host=scope["path"] not in self.host_exempt_paths)
             if refused is not None:
                 await _forbid(send, *refused)
                 return

@@ -16,6 +16,7 @@ In production a reverse proxy in front adds the same limits per client address (
 
 from __future__ import annotations
 
+import gc
 import resource
 
 import uvicorn
@@ -62,6 +63,9 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, settings: Settings) -> uv
         host=host,
         port=port,
         log_level="info",
+        # Logging is configured by `deadweight serve` (jobs.logging_setup): uvicorn's loggers
+        # then write in the service's format, with the request's ID.
+        log_config=None,
         http=protocol_class(settings),
         ws="none",  # the API has no WebSocket routes: no upgrade path to guard
         # One more than the protocol's own cap, which answers first and before the head
@@ -81,4 +85,8 @@ def serve(app: ASGIApp, host: str, port: int, settings: Settings) -> None:
         ValueError: the descriptor limit cannot hold `settings.max_connections`.
     """
     ensure_descriptors(settings.max_connections)
+    # What start-up made (the imported modules, the app) lives as long as the process: out of
+    # the collector's sight, a full collection stays short, so that a burst of connections
+    # is refused at the pace the connection cap counts on rather than after a long pause.
+    gc.freeze()
     uvicorn.Server(uvicorn_config(app, host, port, settings)).run()

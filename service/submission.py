@@ -76,6 +76,8 @@ def _send(job: JobRecord, tenant: str, store: JobStore, queue: Queue) -> JobReco
             raise broker_unavailable(exc) from exc
         log.warning("job %s: its message failed (%s) but a worker had started it", job.id, exc)
         return store.jobs.get(tenant, job.id) or job
+    # The job's first line: the request's ID meets its job ID here.
+    log.info("job %s queued", job.id, extra={"job_id": job.id})
     return job
 
 

@@ -29,6 +29,7 @@ from jobs.settings import Settings
 from jobs.store import JobStore
 from service.errors import BadRequest, PayloadTooLarge, StorageFull, UnsupportedMediaType
 from service.limits import check_free_disk, check_quota, check_storage
+from service.metrics import count_upload
 from service.multipart import FILE_FIELD, MultipartForm, too_large_message
 
 # Room for the multipart boundaries, part headers and small text fields on top of the file.
@@ -103,6 +104,7 @@ async def receive_upload(
         except BaseException:
             await run_in_threadpool(target.store.blob_refs.release_hold, hold_id, blobs.delete)
             raise
+    count_upload(request, size)
     return Upload(sha256, size, form.filename, form.fields, hold_id)
 
 

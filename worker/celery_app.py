@@ -17,6 +17,7 @@ import celery
 from celery import signals
 
 from jobs.blobs import BlobStore
+from jobs.logging_setup import configure_logging
 from jobs.queue import Queue, make_celery
 from jobs.reaper import Reaper
 from jobs.settings import get_settings
@@ -66,6 +67,16 @@ def _warm_engine(**_: Any) -> None:
         logging.getLogger("deadweight.worker").exception("no standby engine; jobs start cold")
 
 
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """The service's format for every logger, Celery's included (a receiver of this signal
+    keeps Celery from configuring logging itself); pool children run it again."""
+    configure_logging(get_settings().log_format, loglevel or logging.INFO)
+    # "Task deadweight.run_job[...] succeeded" speaks of the message: a job that failed is a
+    # task that returned. `worker.execute` logs each job's real end state instead.
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+
+
+signals.setup_logging.connect(_setup_logging, weak=False)
 signals.worker_ready.connect(_start_reaper, weak=False)
 signals.worker_process_init.connect(_warm_engine, weak=False)
 signals.worker_shutdown.connect(_stop_reaper, weak=False)

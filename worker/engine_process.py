@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import faulthandler
+import logging
 import os
 import resource
 import sys
@@ -56,7 +57,10 @@ from worker.protocol import (
     encode,
     new_incident,
 )
+from worker.sandbox.engine_log import ENGINE_LINE_FORMAT, ENGINE_LOG_ENV, ENGINE_LOGGER
 from worker.sandbox.standby import STANDBY_ARG
+
+log = logging.getLogger(ENGINE_LOGGER)
 
 # Progress messages on the pipe to the worker, which costs little: often enough that the
 # worker's own throttle (`worker.lease.STORE_PROGRESS_EVERY_S`, a database write) always has
@@ -165,17 +169,25 @@ def main() -> int:
     channel = _Channel(os.fdopen(os.dup(1), "w"))
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if os.environ.get(ENGINE_LOG_ENV):
+        # The worker relays stderr into its JSON log (`worker.sandbox.engine_log`): lines in
+        # the form it parses keep their level and logger; warnings become such lines too.
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format=ENGINE_LINE_FORMAT)
+        logging.captureWarnings(True)
     try:
         if STANDBY_ARG in sys.argv[1:]:  # a warm engine: imports first, then its orders
             preload()
             if not take_orders(sys.stdin):
                 return 0  # the worker went without a request for it
         request = decode_request(sys.stdin.read())
+        started = time.monotonic()
         if request.stack_on_crash:
             # A native crash prints the Python stack to stderr (the worker's log) first.
             faulthandler.enable()
         _crash_if_asked("start")
+        log.info("%s received", type(request).__name__)
         result = _handle(request, channel)
+        log.info("%s done in %.1f s", type(request).__name__, time.monotonic() - started)
     except (PruningError, DatasetFileError) as exc:
         channel.send(RefusalMessage(reason=str(exc)))
         return 2

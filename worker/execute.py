@@ -35,12 +35,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from jobs.blobs import BlobStore
 from jobs.disk_space import is_disk_full
 from jobs.job_table import UploadGone
+from jobs.logging_setup import log_fields
 from jobs.manifest import is_complete
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
 from jobs.states import JobStatus
 from jobs.store import JobStore
 from jobs.usage import quota_left
+from worker.job_metrics import StageClock, push_job_metrics
 from worker.lease import Heartbeat, JobCancelled, LeaseLost, throttled_cancel, throttled_progress
 from worker.output_guard import OutputGuard, OutputRefused, disk_full_message
 from worker.protocol import DatasetSpec, JobRequest
@@ -84,18 +86,50 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
         return
     if job.id != job_id:
         log.info("message for job %s: starting job %s, whose tenant waits longer", job_id, job.id)
-    heartbeat = Heartbeat(store.lifecycle, job.id, job.attempts, settings.lease_seconds)
-    heartbeat.start()
-    try:
-        outcome = _run_attempt(job, store, blobs, settings, heartbeat)
-        if outcome is not None:
-            record_outcome(store, blobs, job.id, job.attempts, outcome, patience)
-    finally:
-        heartbeat.stop()
+    with log_fields(job_id=job.id, tenant=job.tenant, attempt=job.attempts):
+        log.info("job %s attempt %d started", job.id, job.attempts)
+        heartbeat = Heartbeat(store.lifecycle, job.id, job.attempts, settings.lease_seconds)
+        heartbeat.start()
+        clock = StageClock()
+        try:
+            outcome = _run_attempt(job, store, blobs, settings, heartbeat, clock)
+            recorded = outcome is not None and record_outcome(
+                store, blobs, job.id, job.attempts, outcome, patience
+            )
+            if outcome is not None and recorded:
+                push_job_metrics(store, blobs, job, outcome[0], clock)
+            log_outcome(job, outcome, recorded)
+        finally:
+            heartbeat.stop()
+
+
+def log_outcome(job: JobRecord, outcome: JobOutcome | None, recorded: bool) -> None:
+    """The job's end state as recorded (Celery's own line says only that the task returned)."""
+    if outcome is None:
+        log.warning(
+            "job %s attempt %d ended without an outcome: its lease is gone", job.id, job.attempts
+        )
+    elif not recorded:
+        log.warning(
+            "job %s attempt %d: its end state (%s) was not recorded; the job was cancelled, "
+            "deleted or taken over meanwhile",
+            job.id,
+            job.attempts,
+            outcome[0].value,
+        )
+    else:
+        status, error = outcome
+        level = logging.INFO if status is JobStatus.SUCCEEDED else logging.WARNING
+        log.log(level, "job %s %s%s", job.id, status.value, f": {error}" if error else "")
 
 
 def _run_attempt(
-    job: JobRecord, store: JobStore, blobs: BlobStore, settings: Settings, heartbeat: Heartbeat
+    job: JobRecord,
+    store: JobStore,
+    blobs: BlobStore,
+    settings: Settings,
+    heartbeat: Heartbeat,
+    clock: StageClock,
 ) -> JobOutcome | None:
     """Run the engine and publish; the outcome to record (None: nothing, the lease is gone).
 
@@ -135,7 +169,7 @@ def _run_attempt(
                 settings.job_output_bytes,
                 nice=settings.engine_nice,
             ),
-            on_progress=throttled_progress(store.lifecycle, job_id, attempt),
+            on_progress=clock.watching(throttled_progress(store.lifecycle, job_id, attempt)),
             watches=(
                 heartbeat.check,
                 throttled_cancel(store.lifecycle, job_id, attempt),

@@ -79,15 +79,15 @@ def record_outcome(
     attempt: int,
     outcome: JobOutcome,
     patience: float,
-) -> None:
-    """Write the end state (retried through outages). A success the store refuses leaves
-    its files only where they can still be the job's outcome."""
+) -> bool:
+    """Write the end state (retried through outages); True when it was recorded. A success
+    the store refuses leaves its files only where they can still be the job's outcome."""
     status, error = outcome
     done = retry(
         lambda: store.lifecycle.finish(job_id, status, error, attempt=attempt), "finish", patience
     )
     if done or status is not JobStatus.SUCCEEDED:
-        return
+        return done
     # Not recorded: cancelled, deleted, or taken over meanwhile. A later attempt (or the
     # reaper) records success from the published folder, or has already done so.
     record = retry(lambda: store.jobs.get_any_tenant(job_id), "read the job", patience)
@@ -95,3 +95,4 @@ def record_outcome(
         record.status in TERMINAL_STATUSES and record.status is not JobStatus.SUCCEEDED
     ):
         blobs.remove_job_dir(job_id)
+    return False

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Depends, FastAPI
 
 from service.auth import get_tenant
-from service.routes import datasets, deliveries, jobs, models, ops
+from service.routes import datasets, deliveries, jobs, metrics, models, ops
 
 
 def include_routers(app: FastAPI) -> None:
@@ -15,6 +15,7 @@ def include_routers(app: FastAPI) -> None:
     disjoint, so the order changes no match.
     """
     app.include_router(ops.router)
+    app.include_router(metrics.router)  # a token of its own (DEADWEIGHT_METRICS_TOKEN)
     # Every resource route needs an API key (when keys are set), whether or not it reads the
     # tenant itself; health checks stay open for orchestrators.
     for module in (jobs, deliveries, models, datasets):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import DEADWEIGHT, Processes, base_env, free_port, wait_http
 
@@ -40,8 +42,13 @@ def _poll(client: httpx.Client, url: str, done: set[str], timeout: float) -> dic
     raise AssertionError(f"{url} still {record['status']} after {timeout}s: {record}")
 
 
-def walkthrough(base_url: str, example: Path, procs: Processes, tmp_path: Path) -> None:
-    with httpx.Client(base_url=base_url, timeout=30) as client:
+def walkthrough(
+    base_url: str, example: Path, procs: Processes, tmp_path: Path, token: str | None = None
+) -> str:
+    """The product path; returns the job's ID. `token`: sent as the Bearer of every request
+    (the metrics token; in open mode the API routes ignore it)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers) as client:
         model = _upload(client, "/v1/models", example / "model.pt2")
         data = _upload(client, "/v1/datasets", example / "data.npz")
         evaluation = _upload(client, "/v1/datasets", example / "eval.npz")
@@ -94,6 +101,30 @@ def walkthrough(base_url: str, example: Path, procs: Processes, tmp_path: Path) 
         program = torch.export.load(local)  # trusted: the service wrote this file
         assert sum(p.numel() for p in program.parameters()) == chosen["parameters"]
         assert chosen["parameters"] < results["baseline"]["parameters"]
+        assert_metrics(client, job["id"], data["bytes"] + evaluation["bytes"])
+        return str(job["id"])
+
+
+def assert_metrics(client: httpx.Client, job_id: str, dataset_bytes: int) -> None:
+    """/metrics after the walkthrough: the worker's figures (pushed to the store), the
+    API's (a 404 included), all on the API's one endpoint."""
+    assert client.get(f"/v1/jobs/{'0' * 32}").status_code == 404
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+    finished = ("deadweight_jobs_finished_total", (("state", "succeeded"), ("tenant", "default")))
+    assert samples[finished] == 1
+    assert samples["deadweight_candidates_evaluated_total", ()] == 3
+    assert samples["deadweight_jobs", (("state", "succeeded"), ("tenant", "default"))] == 1
+    route = (("method", "GET"), ("route", "/v1/jobs/{job_id}"))
+    assert samples["deadweight_http_requests_total", (*route, ("status", "404"))] == 1
+    assert samples["deadweight_http_requests_total", (*route, ("status", "200"))] >= 1
+    assert samples["deadweight_upload_bytes_total", (("kind", "datasets"),)] == dataset_bytes
+    assert job_id not in response.text
 
 
 def test_api_and_separate_worker_with_redis_and_postgres(
@@ -111,8 +142,41 @@ def test_api_and_separate_worker_with_redis_and_postgres(
 
 def test_serve_with_embedded_defaults(example: Path, processes: Processes, tmp_path: Path) -> None:
     env = base_env(tmp_path / "data")
+    # JSON logs, and secrets that must never reach them.
+    env.update(
+        DEADWEIGHT_LOG_FORMAT="json",
+        DEADWEIGHT_METRICS_TOKEN=METRICS_TOKEN,
+        DEADWEIGHT_WEBHOOK_SECRETS=f"*={WEBHOOK_SECRET}",
+    )
     port = free_port()
     api = processes.start("serve", [DEADWEIGHT, "serve", "--port", str(port)], env)
     wait_http(f"http://127.0.0.1:{port}/readyz", api, processes)
-    walkthrough(f"http://127.0.0.1:{port}", example, processes, tmp_path)
+    job_id = walkthrough(f"http://127.0.0.1:{port}", example, processes, tmp_path, METRICS_TOKEN)
     assert (tmp_path / "data" / "deadweight.db").exists()  # SQLite job store
+    # Read while the processes run: at shutdown Celery prints one raw notice to stdout.
+    assert_json_logs((processes.logs / "serve-0.log").read_text(), job_id)
+
+
+METRICS_TOKEN = "metrics-token-3f9c1e"
+WEBHOOK_SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LW9mLTMyLWJ5dGVzISE="
+
+
+def assert_json_logs(text: str, job_id: str) -> None:
+    """Every line of the API, its embedded workers and their engines is one JSON object of
+    the schema, the job's ID runs through all three, and no secret is in any."""
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines)
+    of_job = [line for line in lines if line.get("job_id") == job_id]
+    loggers = {line["logger"] for line in of_job}
+    assert {"service.submission", "deadweight.worker", "deadweight.engine"} <= loggers, loggers
+    queued = next(line for line in of_job if line["logger"] == "service.submission")
+    assert len(queued["request_id"]) == 32  # generated: the client sent none
+    ended = [line for line in of_job if line["msg"] == f"job {job_id} succeeded"]
+    assert [(line["tenant"], line["attempt"]) for line in ended] == [("default", 1)]
+    engine = [line for line in of_job if line["logger"] == "deadweight.engine"]
+    assert all(line["attempt"] == 1 and line["tenant"] == "default" for line in engine)
+    # Celery's "Task deadweight.run_job[...] succeeded" (of every task, whatever the job did).
+    assert not [line for line in lines if line["logger"] == "celery.app.trace"]
+    access = [line for line in lines if line["logger"] == "uvicorn.access"]
+    assert access and all(line.get("request_id") for line in access)
+    assert METRICS_TOKEN not in text and WEBHOOK_SECRET not in text

@@ -80,6 +80,13 @@ def test_retries_until_a_late_receiver_gets_it_once(store: JobStore, tmp_path: P
     assert done.state is DeliveryState.DELIVERED and len(done.attempts) == 3
     assert done.attempts[-1]["status_code"] == 204 and done.attempts[-1]["error"] is None
     assert request["headers"]["webhook-id"] == "msg_" + done.id
+    # Each recorded attempt counted for /metrics (jobs.metrics_store), by its outcome.
+    counted = {
+        labels["outcome"]: value
+        for name, labels, value in store.metrics.series()
+        if name == "deadweight_webhook_deliveries_total"
+    }
+    assert counted == {"retrying": 2, "delivered": 1}
 
 
 def test_redirects_are_not_followed_and_hosts_are_checked_again(

@@ -12,7 +12,14 @@ from sqlalchemy import update
 from jobs.manifest import is_complete, write_manifest
 from jobs.states import JobStatus
 from jobs.tables import JobRow, utcnow
+from tests.log_capture import captured_json_log
 from tests.worker.world import TENANT, World
+
+
+def pushed_metrics(world: World) -> dict[tuple[object, ...], float]:
+    """The series the worker pushed for /metrics: (name, *sorted label pairs) -> value."""
+    series = world.store.metrics.series()
+    return {(name, *sorted(labels.items())): value for name, labels, value in series}
 
 
 def test_a_job_runs_to_success_and_publishes_its_files(world: World, model_file: Path) -> None:
@@ -23,6 +30,12 @@ def test_a_job_runs_to_success_and_publishes_its_files(world: World, model_file:
     assert {"results.json", "stats.json", "pruned-0.pt2", "pruned-1.pt2", "tradeoff.png"} <= names
     leftovers = [p.name for p in world.blobs.jobs_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the staging folder was renamed into place
+    pushed = pushed_metrics(world)
+    assert pushed["deadweight_jobs_finished_total", ("state", "succeeded"), ("tenant", TENANT)] == 1
+    assert pushed["deadweight_candidates_evaluated_total",] == 2
+    assert pushed["deadweight_job_duration_seconds_bucket", ("le", "+Inf"), ("state", "succeeded")]
+    stages = {key[1][1] for key in pushed if key[0] == "deadweight_job_stage_duration_seconds_sum"}
+    assert {"statistics", "candidates"} <= stages
 
 
 def test_a_search_job_with_recovery_runs_in_the_sandbox(world: World, model_file: Path) -> None:
@@ -66,10 +79,19 @@ def test_a_second_delivery_does_nothing(world: World, model_file: Path) -> None:
 def test_a_bad_model_fails_with_a_reason(world: World, tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt2"
     junk.write_bytes(b"not a zip at all")
-    job = world.run(world.job(world.model(junk), world.npz()).id)
+    with captured_json_log() as log:
+        job = world.run(world.job(world.model(junk), world.npz()).id)
     assert job.status is JobStatus.FAILED
+    # The job's real outcome in the log, with its fields (Celery's line would say "succeeded").
+    ended = [json.loads(line) for line in log.getvalue().splitlines() if " failed: " in line]
+    assert [(e["level"], e["job_id"], e["tenant"], e["attempt"]) for e in ended] == [
+        ("WARNING", job.id, TENANT, 1)
+    ]
     assert job.error is not None and "torch.export.save" in job.error
     assert world.blobs.list_artifacts(job.id) == []
+    pushed = pushed_metrics(world)
+    assert pushed["deadweight_jobs_finished_total", ("state", "failed"), ("tenant", TENANT)] == 1
+    assert ("deadweight_candidates_evaluated_total",) not in pushed
 
 
 def test_accuracy_without_labels_fails_with_a_reason(world: World, model_file: Path) -> None:

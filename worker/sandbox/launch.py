@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.child_process import child_env, limit_process
+from jobs.logging_setup import json_active
+from worker.sandbox import engine_log
 
 # torch and its libraries open many files (shared libraries, shared memory): far more than
 # the validation child's 64.
@@ -53,16 +55,25 @@ class Limits:
 
 def launch(workdir: Path, limits: Limits, args: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     """`python -m worker.engine_process` in `workdir`, limited before it runs a line of
-    Python; stdin and stdout are pipes (the protocol), stderr is the worker's (its log)."""
+    Python; stdin and stdout are pipes (the protocol), stderr is the worker's (its log),
+    relayed line by line when the worker logs JSON (`worker.sandbox.engine_log`)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
+    relayed = json_active()
+    env = engine_env(workdir)
+    if relayed:
+        env[engine_log.ENGINE_LOG_ENV] = "1"
+    proc = subprocess.Popen(
         [sys.executable, "-m", "worker.engine_process", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if relayed else None,
         cwd=workdir,
-        env=engine_env(workdir),
+        env=env,
         preexec_fn=limiter(limits),
     )
+    if relayed:
+        engine_log.relay(proc)
+    return proc
 
 
 def engine_env(workdir: Path) -> dict[str, str]:

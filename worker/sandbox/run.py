@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from jobs.logging_setup import current_fields
 from worker.protocol import (
     DiskFullMessage,
     EngineRequest,
@@ -23,6 +24,7 @@ from worker.protocol import (
     decode_message,
     encode,
 )
+from worker.sandbox import engine_log
 from worker.sandbox.failures import (
     EngineDiskFull,
     EngineFileTooLarge,
@@ -66,6 +68,7 @@ def run_sandboxed(
     """
     # This process's warm engine when one waits (`worker.sandbox.standby`), else a fresh one.
     proc = hand_over(workdir, limits) or launch(workdir, limits)
+    engine_log.bind(proc, current_fields())
     follower = _Follower(proc, limits, on_progress, watches)
     try:
         assert proc.stdin is not None
@@ -77,6 +80,7 @@ def run_sandboxed(
         if proc.poll() is None:  # a watch raised, timed out, or the worker's time limit struck
             proc.kill()
             proc.wait()
+        engine_log.finish(proc)
     if isinstance(final, ResultMessage) and code == 0:
         return final.value
     if final is not None and not isinstance(final, ResultMessage):
@@ -144,6 +148,7 @@ class _Follower:
         self.stage = message.stage
         if self.on_progress is not None:
             self.on_progress(message.stage, float(message.fraction))
+            engine_log.bind(self.proc, current_fields())  # the stage the job is in now
 
     def _checks(self, started: float) -> None:
         for watch in self.watches:
