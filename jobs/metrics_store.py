@@ -25,7 +25,7 @@ from sqlalchemy import Float, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jobs.database import Database
-from jobs.tables import Base, JobRow
+from jobs.tables import Base, JobRow, ModelRow
 
 
 class FamilyKind(StrEnum):
@@ -172,3 +172,11 @@ class MetricsStore:
         with self._database.read() as connection:
             rows = connection.execute(query).all()
         return [(str(status), str(tenant), int(count)) for status, tenant, count in rows]
+
+    def model_counts(self) -> list[tuple[str, int]]:
+        """Models in the store by (inspection status, count): `pending` ones wait for an
+        inspection worker."""
+        query = select(ModelRow.status, func.count()).group_by(ModelRow.status)
+        with self._database.read() as connection:
+            rows = connection.execute(query).all()
+        return [(str(status), int(count)) for status, count in rows]

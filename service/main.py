@@ -25,6 +25,7 @@ from service.openapi_docs import install_docs
 from service.origin import OpenModeGuard
 from service.request_ids import RequestIds
 from service.routes import include_routers
+from service.broker_metrics import BrokerCollector
 from service.store_metrics import StoreCollector
 
 DESCRIPTION = """\
@@ -78,12 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("removed %d leftover temporary upload files", swept)
         await run_in_threadpool(ensure_reserve, blobs.root)
         app.state.queue = Queue(celery_app)
-        collector = StoreCollector(store)
-        metrics.registry.register(collector)
+        collectors = (StoreCollector(store), BrokerCollector(app.state.queue))
+        for collector in collectors:
+            metrics.registry.register(collector)
         try:
             yield
         finally:
-            metrics.registry.unregister(collector)
+            for collector in collectors:
+                metrics.registry.unregister(collector)
             celery_app.close()
             store.dispose()
 

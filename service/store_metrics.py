@@ -1,5 +1,6 @@
 """The job store's figures on /metrics, read at scrape time, so every API replica answers
-the same: jobs by state and tenant, the queue's depth, and the series workers pushed
+the same: jobs by state and tenant, the queue's depth, models by inspection status, and the
+series workers pushed
 (`jobs.metrics_store`: jobs finished, durations, stages, candidates, webhook deliveries).
 
 A scrape while the store is unreachable still answers, with `deadweight_store_up 0` and
@@ -28,7 +29,7 @@ from jobs.metrics_store import (
     bucket_label,
     label_key,
 )
-from jobs.states import JobStatus
+from jobs.states import JobStatus, ModelStatus
 from jobs.store import JobStore
 
 log = logging.getLogger("deadweight.api")
@@ -47,6 +48,7 @@ class StoreCollector(Collector):
         up = GaugeMetricFamily("deadweight_store_up", "1 when the job store answered this scrape.")
         try:
             counts = self._store.metrics.job_counts()
+            models = self._store.metrics.model_counts()
             series = self._store.metrics.series()
         except Exception as exc:
             log.warning("/metrics: the job store did not answer: %s", exc)
@@ -65,6 +67,14 @@ class StoreCollector(Collector):
         yield GaugeMetricFamily(
             "deadweight_queue_depth", "Jobs queued in the store, waiting for a worker.", queued
         )
+        by_status = GaugeMetricFamily(
+            "deadweight_models",
+            "Uploaded models by inspection status (pending: waiting for an inspection worker).",
+            labels=["status"],
+        )
+        for status in ModelStatus:  # every status, 0 included: alerts need the series
+            by_status.add_metric([status.value], dict(models).get(status.value, 0))
+        yield by_status
         for family in WORKER_FAMILIES:
             yield _family(family, series)
 

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.metrics_store import JOB_DURATION, JOBS_FINISHED, Tally
 from service.main import create_app
-from tests.service.api_helpers import ClientFactory, new_dataset, npz_bytes
+from tests.service.api_helpers import ClientFactory, new_dataset, new_model, npz_bytes
 from tests.service.conftest import make_settings
 
 KEY = {"Authorization": "Bearer acme-key"}
@@ -77,6 +77,34 @@ def test_uploads_and_jobs_are_counted(make_client: ClientFactory) -> None:
     assert value(samples, buckets, state="failed", le="1.0") == 0  # every bound is present
     assert value(samples, buckets, state="failed", le="5.0") == 2
     assert value(samples, "deadweight_job_duration_seconds_sum", state="failed") == 6.0
+
+
+def test_models_by_status_and_the_brokers_queues(
+    make_client: ClientFactory, model_bytes: bytes
+) -> None:
+    client = make_client()
+    before = scrape(client)
+    assert value(before, "deadweight_models", status="pending") == 0  # present at 0
+    assert value(before, "deadweight_broker_up") == 1
+    assert ("deadweight_broker_messages", frozenset({("queue", "inspections")})) in before
+    new_model(client, model_bytes, ready=False)  # no worker: its inspection waits
+    ready = new_model(client, model_bytes, ready=True)  # same bytes, a record of its own
+    samples = scrape(client)
+    assert value(samples, "deadweight_models", status="pending") == 1
+    assert value(samples, "deadweight_models", status="ready") == 1
+    # Both uploads sent an inspection message and nobody took them.
+    assert value(samples, "deadweight_broker_messages", queue="inspections") == 2
+    assert value(samples, "deadweight_broker_messages", queue="jobs") == 0
+    assert ready["status"] == "ready"
+
+
+def test_a_broker_that_is_down_shows_as_down_and_the_scrape_still_answers(
+    make_client: ClientFactory,
+) -> None:
+    client = make_client(broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    samples = scrape(client)
+    assert value(samples, "deadweight_broker_up") == 0
+    assert value(samples, "deadweight_store_up") == 1
 
 
 def test_the_metrics_token_protects_the_endpoint_and_tenant_keys_do_not_open_it(
