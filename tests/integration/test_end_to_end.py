@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
@@ -101,8 +102,23 @@ def walkthrough(
         program = torch.export.load(local)  # trusted: the service wrote this file
         assert sum(p.numel() for p in program.parameters()) == chosen["parameters"]
         assert chosen["parameters"] < results["baseline"]["parameters"]
-        assert_metrics(client, job["id"], data["bytes"] + evaluation["bytes"])
+        failing = _failing_job(client, model["id"], tmp_path)
+        assert_metrics(client, job["id"], data["bytes"] + evaluation["bytes"] + failing)
         return str(job["id"])
+
+
+def _failing_job(client: httpx.Client, model_id: str, tmp_path: Path) -> int:
+    """A job that fails in the engine (labels the model's 10 classes cannot have); returns
+    its dataset's bytes."""
+    path = tmp_path / "wrong-labels.npz"
+    numpy.savez(path, x=numpy.zeros((32, 64), numpy.float32), y=numpy.full(32, 57))
+    data = _upload(client, "/v1/datasets", path)
+    body = {"model_id": model_id, "dataset_id": data["id"], "thresholds": [{"fraction": 0.3}]}
+    response = client.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    final = _poll(client, f"/v1/jobs/{response.json()['id']}", {"succeeded", "failed"}, 120)
+    assert final["status"] == "failed" and "label 57" in final["error"], final
+    return int(data["bytes"])
 
 
 def assert_metrics(client: httpx.Client, job_id: str, dataset_bytes: int) -> None:
@@ -118,6 +134,9 @@ def assert_metrics(client: httpx.Client, job_id: str, dataset_bytes: int) -> Non
     }
     finished = ("deadweight_jobs_finished_total", (("state", "succeeded"), ("tenant", "default")))
     assert samples[finished] == 1
+    failed = ("deadweight_jobs_finished_total", (("state", "failed"), ("tenant", "default")))
+    assert samples[failed] == 1
+    assert samples["deadweight_job_duration_seconds_count", (("state", "failed"),)] == 1
     assert samples["deadweight_candidates_evaluated_total", ()] == 3
     assert samples["deadweight_jobs", (("state", "succeeded"), ("tenant", "default"))] == 1
     route = (("method", "GET"), ("route", "/v1/jobs/{job_id}"))
