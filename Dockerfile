@@ -21,8 +21,11 @@ COPY jobs ./jobs
 COPY service ./service
 COPY worker ./worker
 # The client (deadweight-client, behind `deadweight submit` and `deadweight jobs`) is not on
-# any index: pip takes it from ./client. No extras: the image serves, it does not test.
-RUN pip install ./client . && useradd --create-home --uid 1000 deadweight \
+# any index: pip takes it from ./client. The `mlflow` extra (the MLflow client, for jobs that
+# log a run); `--build-arg EXTRAS=` leaves it out. Never `dev`: the image serves, it does
+# not test.
+ARG EXTRAS=mlflow
+RUN pip install ./client ".${EXTRAS:+[$EXTRAS]}" && useradd --create-home --uid 1000 deadweight \
     && mkdir -p /data && chown deadweight /data
 # /docs and /redoc load their assets from the installed package (package-data): fail the
 # build, not the page, if they are missing. From /, so that ./service is not what is imported.

@@ -22,6 +22,11 @@ from jobs.disk_space import DiskFull, is_disk_full
 
 UPLOAD_PREFIX = "upload-"
 _NEW_PREFIX = ".new-upload-"  # before its lock is taken; swept only by age
+# A committed upload's local copy where the blob itself lives elsewhere (S3): read by the
+# API's validation, then removed (`BlobStore.discard_local_copy`); swept only by age.
+SPOOL_PREFIX = "spool-"
+# (temporary file, sha256): puts the finished bytes where the store keeps them (S3).
+Place = Callable[[Path, str], None]
 
 
 class BlobTooLarge(ValueError):
@@ -32,14 +37,22 @@ class BlobWriter:
     """An upload in progress: hashed while written, visible under its sha256 only on commit.
 
     Use as a context manager; leaving the block without `commit()` removes the temp file.
+    With `remote`, committing hands the bytes to it instead of renaming the file into the
+    local store, and the file stays on disk as the upload's local copy (`local_path`).
     """
 
     def __init__(
-        self, tmp_dir: Path, destination: Callable[[str], Path], max_bytes: int | None
+        self,
+        tmp_dir: Path,
+        destination: Callable[[str], Path],
+        max_bytes: int | None,
+        remote: Place | None = None,
     ) -> None:
         # `destination` names the committed file by its hash (`BlobStore.path`).
         self._destination = destination
+        self._remote = remote
         self._max_bytes = max_bytes
+        self._local: Path | None = None
         tmp_dir.mkdir(parents=True, exist_ok=True)
         # Inside the root, so the final rename stays on one filesystem and is atomic.
         fd, name = tempfile.mkstemp(dir=tmp_dir, prefix=_NEW_PREFIX)
@@ -58,6 +71,14 @@ class BlobWriter:
     def size(self) -> int:
         """Bytes written so far."""
         return self._size
+
+    @property
+    def local_path(self) -> Path:
+        """Where this process reads the committed bytes: the blob itself, or (with `remote`)
+        the spool copy the caller discards once done with it."""
+        if self._local is None:
+            raise ValueError("the upload is not committed")
+        return self._local
 
     @property
     def sha256(self) -> str:
@@ -83,6 +104,8 @@ class BlobWriter:
         """Make the upload durable under its hash; returns (sha256, size)."""
         if self._file is None:
             raise ValueError("the upload is already committed or aborted")
+        if self._remote is not None:
+            return self._commit_remote(self._remote)
         try:
             self._file.flush()
             # Durable before it becomes visible: a crash must not leave a blob whose name
@@ -105,6 +128,27 @@ class BlobWriter:
                 fsync_path(target.parent)  # the rename itself, or a crash can forget it
         finally:
             self._unlock()
+        self._local = target
+        return sha256, self._size
+
+    def _commit_remote(self, remote: Place) -> tuple[str, int]:
+        # No fsync: the store keeps the bytes; the file is only read back on this machine.
+        assert self._file is not None
+        try:
+            self._file.close()
+            self._file = None
+            sha256 = self._hash.hexdigest()
+            remote(self._temp, sha256)
+            spool = self._temp.with_name(self._temp.name.replace(UPLOAD_PREFIX, SPOOL_PREFIX, 1))
+            os.rename(self._temp, spool)
+        except OSError as exc:
+            self.abort()
+            raise _full_or(exc) from exc
+        except BaseException:
+            self.abort()
+            raise
+        self._unlock()
+        self._local = spool
         return sha256, self._size
 
     def abort(self) -> None:

@@ -11,6 +11,12 @@ Layout under the root (the data directory):
                                       complete (`worker.publish`)
     jobs/.<job_id>.attempt-<n>.work/  attempt n's engine's working directory
     .reserve                ballast, released so deletions work on a full disk (disk_space)
+
+With `DEADWEIGHT_BLOB_URL=s3://...` the blobs and published result sets live in a bucket
+instead (`jobs.s3_blobs.S3BlobStore`, a subclass), and the data directory is each process's
+working area only: tmp/ spools uploads, the attempt folders stage a job's files and hold its
+inputs. Callers use the methods below that say "whichever the store" and never assume that a
+blob or a published file is a path.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.blob_writer import BlobWriter
+from jobs.manifest import is_complete
 
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -89,7 +97,9 @@ class BlobStore:
         with self.begin_upload() as writer, source.open("rb") as handle:
             while chunk := handle.read(_COPY_CHUNK):
                 writer.write(chunk)
-            return writer.commit()
+            committed = writer.commit()
+        self.discard_local_copy(writer.local_path)
+        return committed
 
     # -- job files ------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -140,12 +150,11 @@ class BlobStore:
             # links and folders are never served, so nothing can point outside the folder.
             if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
-            media_type = _MEDIA_TYPES.get(Path(entry.name).suffix.lower())
             found.append(
                 ArtifactInfo(
                     name=entry.name,
                     bytes=entry.stat(follow_symlinks=False).st_size,
-                    media_type=media_type or "application/octet-stream",
+                    media_type=media_type(entry.name),
                 )
             )
         return sorted(found, key=lambda info: info.name)
@@ -161,6 +170,80 @@ class BlobStore:
                 return self.job_dir(job_id) / info.name
         return None
 
+    # -- whichever the store (`jobs.s3_blobs` overrides these) ----------------------------
+    def discard_local_copy(self, path: Path) -> None:
+        """Done reading an upload's local copy (`BlobWriter.local_path`). Here that is the
+        blob itself, which stays (its holds and records decide when it goes)."""
+
+    def fetch(self, sha256: str, into: Path, name: str) -> Path:
+        """A path on this machine holding the blob's bytes, for a job or an inspection to
+        read; `into` is the attempt's own folder, where a remote store downloads it. Here:
+        the blob itself. `name` (the upload's) is for messages.
+        """
+        return self.path(sha256)
+
+    def blobs_older_than(self, min_age_seconds: float) -> list[str]:
+        """Blob names older than that: the job store then says which ones nothing refers to."""
+        if not self.blobs_dir.is_dir():
+            return []
+        cutoff = time.time() - min_age_seconds
+        found = []
+        for shard in os.scandir(self.blobs_dir):
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(shard.path):
+                if is_blob_name(entry.name) and entry.stat().st_mtime < cutoff:
+                    found.append(entry.name)
+        return found
+
+    def clear_unpublished(self, job_id: str) -> bool:
+        """Remove what earlier attempts of the job left; True when one of them published a
+        complete result set, which stays: it is the job's outcome."""
+        for folder in self.attempt_dirs_of(job_id):
+            shutil.rmtree(folder, ignore_errors=True)
+        final = self.job_dir(job_id)
+        if final.exists():
+            if is_complete(final):
+                return True
+            shutil.rmtree(final, ignore_errors=True)  # never published whole: not an outcome
+        return False
+
+    def publish_results(self, job_id: str, attempt: int, staging: Path) -> bool:
+        """Make a sealed staging folder (`jobs.manifest.write_manifest`) the job's result set
+        in one step: a rename, never a merge. False when another attempt's complete set is
+        already published (that set stays the outcome; `staging` is left to the caller).
+
+        Raises:
+            OSError: the rename failed, and no complete set is in place.
+        """
+        final = self.job_dir(job_id)
+        try:
+            staging.rename(final)
+        except OSError:
+            if not is_complete(final):
+                raise
+            return False
+        return True
+
+    def is_published(self, job_id: str) -> bool:
+        """True when the job has a complete published result set."""
+        return is_complete(self.job_dir(job_id))
+
+    def read_artifact(self, job_id: str, name: str, max_bytes: int) -> bytes | None:
+        """A published file's bytes; None when it is not published or is over `max_bytes`."""
+        path = self.artifact_path(job_id, name)
+        try:
+            if path is None or path.stat().st_size > max_bytes:
+                return None
+            return path.read_bytes()
+        except OSError:
+            return None
+
+
+def media_type(name: str) -> str:
+    """The media type a published file is served with, by its suffix."""
+    return _MEDIA_TYPES.get(Path(name).suffix.lower()) or "application/octet-stream"
+
 
 def _attempt_name(job_id: str, attempt: int | str) -> str:
     """`.<job id>.attempt-<n>`: hidden, beside the job's published folder (see the layout)."""
@@ -171,6 +254,10 @@ def _checked_job_id(job_id: str) -> str:
     if not _JOB_ID_RE.fullmatch(job_id):
         raise ValueError("not a job ID (32 lowercase hex digits)")
     return job_id
+
+
+def is_job_id(name: str) -> bool:
+    return bool(_JOB_ID_RE.fullmatch(name))
 
 
 def is_blob_name(name: str) -> bool:

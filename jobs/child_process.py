@@ -51,5 +51,12 @@ def limit_process(
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + cpu_grace_seconds))
     resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """On Linux, the calling process is killed when its parent dies (PR_SET_PDEATHSIG): a
+    worker killed by a hard time limit or the OOM killer leaves no child working on. Safe
+    between fork and exec."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

@@ -4,7 +4,8 @@
   an inspection can run (`sweep_tmp`);
 - holds of uploads whose API process died while validating them (their blob goes too,
   unless a record refers to it);
-- blobs with no record and no hold (a process died between deleting a record and its blob).
+- blobs with no record and no hold (a process died between deleting a record and its blob),
+  in the data directory or, with an S3 store, in the bucket (`BlobStore.blobs_older_than`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.blob_writer import UPLOAD_PREFIX, remove_if_abandoned
-from jobs.blobs import BlobStore, is_blob_name
+from jobs.blob_writer import SPOOL_PREFIX, UPLOAD_PREFIX, remove_if_abandoned
+from jobs.blobs import BlobStore
 from jobs.settings import Settings
 from jobs.store import JobStore
 
@@ -36,7 +37,7 @@ def sweep_leftovers(store: JobStore, blobs: BlobStore, settings: Settings) -> Sw
     for hold_id in holds:
         store.blob_refs.release_hold(hold_id, blobs.delete)
     orphans = 0
-    for sha256 in store.blob_refs.unreferenced(_blobs_older_than(blobs, age)):
+    for sha256 in store.blob_refs.unreferenced(blobs.blobs_older_than(age)):
         # Checked and unlinked under the blob's lock: an upload arriving now keeps it.
         if store.blob_refs.release_blob(sha256, blobs.delete):
             orphans += 1
@@ -69,16 +70,23 @@ def sweep_tmp(blobs: BlobStore, max_age_seconds: float) -> int:
     return removed
 
 
-def _blobs_older_than(blobs: BlobStore, min_age_seconds: float) -> list[str]:
-    """Blob names older than that: the store then says which ones nothing refers to."""
-    if not blobs.blobs_dir.is_dir():
-        return []
-    cutoff = time.time() - min_age_seconds
-    found = []
-    for shard in os.scandir(blobs.blobs_dir):
-        if not shard.is_dir(follow_symlinks=False):
+def sweep_spool(blobs: BlobStore, max_age_seconds: float) -> int:
+    """Remove uploads' local copies (`SPOOL_PREFIX`; an S3 store's API only) untouched for
+    `max_age_seconds`: the checks that read one end sooner (`Settings.leftover_seconds`), so
+    an older one's request died without discarding it. Returns how many."""
+    removed = 0
+    cutoff = time.time() - max_age_seconds
+    try:
+        entries = list(os.scandir(blobs.tmp_dir))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(SPOOL_PREFIX):
             continue
-        for entry in os.scandir(shard.path):
-            if is_blob_name(entry.name) and entry.stat().st_mtime < cutoff:
-                found.append(entry.name)
-    return found
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                Path(entry.path).unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue  # discarded meanwhile by its own request
+    return removed

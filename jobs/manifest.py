@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 
 from jobs.blob_writer import fsync_path
@@ -21,12 +22,9 @@ MANIFEST = ".manifest.json"
 def write_manifest(folder: Path) -> int:
     """Make every file in `folder` durable, then write the manifest last; returns the bytes
     the folder publishes. Called on the hidden folder, before it is renamed into place."""
-    files: dict[str, int] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name == MANIFEST or not entry.is_file():
-            continue
-        fsync_path(entry)
-        files[entry.name] = entry.stat().st_size
+    files = publishable_files(folder)
+    for name in files:
+        fsync_path(folder / name)
     target = folder / MANIFEST
     with target.open("w", encoding="utf-8") as handle:
         json.dump({"files": files}, handle, sort_keys=True)
@@ -36,15 +34,44 @@ def write_manifest(folder: Path) -> int:
     return sum(files.values())
 
 
+def publishable_files(folder: Path) -> dict[str, int]:
+    """The files a result set publishes, with their sizes: regular files not named with a
+    dot. A dot-name is never served (nor a valid name in a remote manifest,
+    `jobs.remote_manifest`), and a link is never followed: it could point anywhere on the
+    worker's disk, and its target would be published as the job's file."""
+    files: dict[str, int] = {}
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode):
+                files[entry.name] = info.st_size
+    return files
+
+
+def listed_files(folder: Path) -> dict[str, int]:
+    """The files a sealed folder's manifest lists, with their sizes (what a remote store
+    uploads, `jobs.s3_blobs`).
+
+    Raises:
+        OSError / ValueError: the folder has no readable manifest.
+    """
+    listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    if not isinstance(listed, dict):
+        raise ValueError(f"{folder / MANIFEST}: no file list")
+    return {str(name): int(size) for name, size in listed.items()}
+
+
 def is_complete(folder: Path) -> bool:
     """True when `folder` holds exactly the files its manifest lists, at their sizes."""
     try:
         listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
-        present = {
-            entry.name: entry.stat().st_size
-            for entry in folder.iterdir()
-            if entry.name != MANIFEST and entry.is_file()
-        }
+        present = publishable_files(folder)
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return isinstance(listed, dict) and listed == present
+    if not isinstance(listed, dict):
+        return False
+    # A manifest written before dot-names were left out may list some; they were never
+    # served, so they do not decide whether the set is whole.
+    return {name: size for name, size in listed.items() if not name.startswith(".")} == present

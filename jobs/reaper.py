@@ -17,7 +17,8 @@ Every worker runs one, in a thread of its main process (`worker.celery_app`), ev
    owns (their job is gone, finished, or ran a later attempt since); every ten minutes
    also the data directory's other leftovers (`jobs.leftovers`): temporary files and
    inspection folders of dead processes, upload holds of API processes that died
-   mid-validation, and blobs no record refers to.
+   mid-validation, and blobs no record refers to; with an S3 store, also the bucket's keys
+   of attempts no manifest names (`jobs.remote_sweep`).
 
 Database outages: a lease can run out while the database is down, because no worker can
 renew it then, though every worker is alive. So a reaper ends leases only after it has
@@ -48,10 +49,10 @@ from dataclasses import dataclass
 
 from jobs.blobs import BlobStore
 from jobs.leftovers import sweep_leftovers
-from jobs.manifest import is_complete
 from jobs.queue import INSPECT_QUEUE_NAME, Queue
+from jobs.reaping import attempt_is_live
+from jobs.remote_sweep import sweep_remote_attempts
 from jobs.settings import Settings
-from jobs.states import JobStatus
 from jobs.store import JobStore
 from jobs.webhook_dispatch import WebhookDispatcher
 
@@ -115,7 +116,7 @@ def reap_once(
     out.swept = sweep_attempt_folders(store, blobs)
     if sweep_files:
         swept = sweep_leftovers(store, blobs, settings)
-        out.swept += swept.temporary
+        out.swept += swept.temporary + sweep_remote_attempts(store, blobs)
         out.leftovers = swept.holds + swept.blobs
     return out
 
@@ -123,10 +124,7 @@ def reap_once(
 def _end_expired_leases(
     store: JobStore, queue: Queue, blobs: BlobStore, settings: Settings, out: Pass
 ) -> None:
-    def published(job_id: str) -> bool:
-        return is_complete(blobs.job_dir(job_id))
-
-    reaped = store.reaping.reap_expired(settings.max_attempts, published=published)
+    reaped = store.reaping.reap_expired(settings.max_attempts, published=blobs.is_published)
     for job_id in reaped.requeued:
         queue.enqueue_job(job_id)
     for job_id in reaped.succeeded:
@@ -152,11 +150,7 @@ def sweep_attempt_folders(store: JobStore, blobs: BlobStore) -> int:
     jobs = store.reaping.attempts_of(job_id for job_id, _, _ in found)
     removed = 0
     for job_id, attempt, folder in found:
-        status, attempts = jobs.get(job_id, ("", 0))
-        live = (status == JobStatus.RUNNING.value and attempt == attempts) or (
-            status == JobStatus.QUEUED.value and attempt > attempts
-        )
-        if not live:
+        if not attempt_is_live(jobs.get(job_id), attempt):
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed

@@ -135,7 +135,8 @@ class Reaping:
         return out
 
     def attempts_of(self, job_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
-        """(status, attempts) of each of these jobs that exists (the reaper's folder sweep)."""
+        """(status, attempts) of each of these jobs that exists (the reaper's folder sweep;
+        `attempt_is_live` reads it)."""
         wanted = sorted(set(job_ids))
         found: dict[str, tuple[str, int]] = {}
         # Chunks keep the IN list far below every backend's parameter limit.
@@ -147,3 +148,14 @@ class Reaping:
                 for job_id, status, attempts in session.execute(query).all():
                     found[job_id] = (status, attempts)
         return found
+
+
+def attempt_is_live(found: tuple[str, int] | None, attempt: int) -> bool:
+    """Whether attempt `attempt` of a job whose `attempts_of` entry is `found` (None: the job
+    is gone) may still be writing its files: only while the job runs that attempt, or is
+    queued after the one before it (that attempt then creates them; its files cannot be
+    stale). Anything else an attempt left is garbage."""
+    status, attempts = found or ("", 0)
+    return (status == JobStatus.RUNNING.value and attempt == attempts) or (
+        status == JobStatus.QUEUED.value and attempt > attempts
+    )

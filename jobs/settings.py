@@ -14,8 +14,10 @@ from typing import Any, Self
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobs.blob_url import S3Location, parse_blob_url, s3_problems
 from jobs.job_config import DEFAULT_BATCH_SIZE
 from jobs.logging_setup import LOG_FORMATS
+from jobs.mlflow_config import tracking_uri_problems
 from jobs.webhook_config import webhook_problems
 
 GIB = 1024**3
@@ -92,6 +94,22 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # `text` (for a terminal) or `json` (one object per line; schema in jobs.logging_setup).
     log_format: str = "text"
+    # -- MLflow tracking (jobs.mlflow_config, worker.mlflow_tracking; the README's MLflow
+    # section). The tracking server jobs with `mlflow` log to; unset: such jobs get a 422.
+    mlflow_tracking_uri: str | None = None
+    # A job's whole logging (run, metrics, plots, model): past it the logging is stopped and
+    # the job publishes its results with a note, so a slow tracking server delays a job by
+    # at most this much.
+    mlflow_timeout_seconds: float = 300.0
+    # -- Storage (jobs.blob_url, jobs.s3_blobs; the README's Operating section). Unset: blobs
+    # and published files live in the data directory. `s3://bucket/prefix`: in that bucket,
+    # through boto3 (region and credentials from the standard AWS_* variables); the data
+    # directory is then each process's working area only (upload spool, job staging).
+    blob_url: str | None = None
+    s3_endpoint_url: str | None = None  # MinIO, Ceph, R2, ...: path-style addressing
+    # Artifact downloads: streamed through the API (false), or a 307 to a presigned GET URL.
+    s3_presigned_downloads: bool = False
+    s3_presign_seconds: int = 300
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -128,6 +146,7 @@ class Settings(BaseSettings):
             "body_timeout_seconds": 1,
             "max_connections": 8,
             "idempotency_ttl_seconds": 60,
+            "mlflow_timeout_seconds": 1,
         }
         problems = [
             f"DEADWEIGHT_{name.upper()} must be at least {low}, got {getattr(self, name)}"
@@ -160,10 +179,12 @@ class Settings(BaseSettings):
             problems.append(
                 f"DEADWEIGHT_DEVICE must be auto, cpu, mps, cuda or cuda:<n>, got {self.device!r}"
             )
+        problems += s3_problems(self.blob_url, self.s3_endpoint_url, self.s3_presign_seconds)
         try:
             self.api_key_tenants()
         except ValueError as exc:
             problems.append(str(exc))
+        problems += tracking_uri_problems(self.mlflow_tracking_uri)
         problems += webhook_problems(
             self.webhook_secrets,
             self.webhook_retry_seconds,
@@ -174,6 +195,10 @@ class Settings(BaseSettings):
             },
         )
         return problems
+
+    def s3_location(self) -> S3Location | None:
+        """The bucket and prefix of `blob_url`; None: blobs live in the data directory."""
+        return parse_blob_url(self.blob_url) if self.blob_url else None
 
     def resolved_data_dir(self) -> Path:
         """The data directory as an absolute path (the worker may run from another directory)."""

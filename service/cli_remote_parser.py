@@ -50,6 +50,17 @@ def add_remote_commands(
         help="the CSV data has no label column (needed when a feature is named like one)",
     )
     submit.add_argument("--webhook-url", help="the service POSTs the job's end to this URL")
+    submit.add_argument(
+        "--mlflow-experiment",
+        metavar="NAME",
+        help="log the job as a run of this MLflow experiment (the service's "
+        "DEADWEIGHT_MLFLOW_TRACKING_URI names the tracking server)",
+    )
+    submit.add_argument(
+        "--mlflow-run-name",
+        metavar="NAME",
+        help="with --mlflow-experiment: the run's name (default: deadweight-<job id>)",
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the job's end")
     submit.add_argument(
         "--timeout", type=float, metavar="S", help="with --wait: give up waiting after S s"

@@ -53,4 +53,16 @@ def job_options(args: argparse.Namespace) -> dict[str, Any]:
         "metric": args.metric,
         "max_metric_drop": args.max_metric_drop,
         "webhook": args.webhook_url,
+        "mlflow": _mlflow(args),
     }
+
+
+def _mlflow(args: argparse.Namespace) -> dict[str, str] | None:
+    if args.mlflow_experiment is None:
+        if args.mlflow_run_name is not None:
+            raise ValueError("--mlflow-run-name names a run of --mlflow-experiment: give both")
+        return None
+    mlflow = {"experiment": args.mlflow_experiment}
+    if args.mlflow_run_name is not None:
+        mlflow["run_name"] = args.mlflow_run_name
+    return mlflow

@@ -2,10 +2,10 @@
 
 `install_error_handlers` registers one handler per kind of failure: the service's own
 `ServiceError`s, a refused dataset, an upload whose validation could not run or whose hold
-expired, FastAPI's request validation, Starlette's HTTP errors, the job store's outages, and
-anything else (500 with an incident ID; the traceback stays in the log). The error types and
-the envelope are in `service.errors`; this module is the only place that builds a response
-from an exception.
+expired, FastAPI's request validation, Starlette's HTTP errors, the job store's and the S3
+blob store's outages, and anything else (500 with an incident ID; the traceback stays in the
+log). The error types and the envelope are in `service.errors`; this module is the only
+place that builds a response from an exception.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.blob_refs import HoldLost
 from jobs.datasets import DatasetFileError
+from jobs.object_store import STORE_ERRORS, is_outage
 from jobs.validation import ValidationBusy
 from jobs.validation_launch import ValidationUnavailable
 from service.errors import (
@@ -219,6 +220,29 @@ async def _store_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected(request, exc)
 
 
+async def _blob_store_error(request: Request, exc: Exception) -> JSONResponse:
+    """An S3 blob store that cannot be reached, or is busy, is the service's state (503);
+    any other refusal (credentials, a missing bucket) is the operator's to fix (500)."""
+    if not is_outage(exc):
+        return await _unexpected(request, exc)
+    log.warning(
+        "blob store unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    message = (
+        "the blob store (S3) is unreachable or busy, so this request could not be completed; "
+        f"retry in {STORE_RETRY_AFTER_SECONDS} seconds (Retry-After)"
+    )
+    return JSONResponse(
+        error_body("blob_store_unavailable", message),
+        status_code=503,
+        headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every handler above on `app` (Starlette picks the closest class by MRO)."""
     # Starlette types handlers as taking any Exception; each of these gets only its own class.
@@ -230,4 +254,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for store_error in (sa_exc.SQLAlchemyError, sqlite3.Error, psycopg.Error, OSError):
         app.add_exception_handler(store_error, _store_error)
+    for blob_store_error in STORE_ERRORS:
+        app.add_exception_handler(blob_store_error, _blob_store_error)
     app.add_exception_handler(Exception, _unexpected)

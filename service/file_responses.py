@@ -28,16 +28,21 @@ class JobFileResponse(FileResponse):
         http_range = Headers(scope=scope).get("range")
         if http_range is None or scope.get("method", "GET").upper() not in ("GET", "HEAD"):
             return None
-        size = os.stat(self.path).st_size
-        try:
-            self._parse_range_header(http_range, size)
-        except MalformedRangeHeader as exc:
-            message = f"bad Range header ({exc.content}); send e.g. 'Range: bytes=0-1023'"
-            return JSONResponse(error_body("bad_range", message), status_code=400)
-        except Unsatisfiable:
-            return JSONResponse(
-                error_body("range_not_satisfiable", f"the file has {size} bytes"),
-                status_code=416,
-                headers={"Content-Range": f"bytes */{size}"},
-            )
-        return None
+        return range_refusal(http_range, os.stat(self.path).st_size)
+
+
+def range_refusal(http_range: str, size: int) -> JSONResponse | None:
+    """The API's error for a malformed (400) or unsatisfiable (416) Range header on a file of
+    `size` bytes; None when the header can be served."""
+    try:
+        FileResponse._parse_range_header(http_range, size)
+    except MalformedRangeHeader as exc:
+        message = f"bad Range header ({exc.content}); send e.g. 'Range: bytes=0-1023'"
+        return JSONResponse(error_body("bad_range", message), status_code=400)
+    except Unsatisfiable:
+        return JSONResponse(
+            error_body("range_not_satisfiable", f"the file has {size} bytes"),
+            status_code=416,
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return None

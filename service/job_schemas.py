@@ -35,6 +35,7 @@ from jobs.job_config import (
 )
 from jobs.records import JobRecord
 from jobs.states import JobStatus
+from service.mlflow_schemas import MlflowIn
 from service.openapi_examples import JOB_CREATE_EXAMPLES
 from service.schemas import InputSchema, Schema, utc, utc_or_none
 from service.threshold_schema import ThresholdIn
@@ -153,6 +154,11 @@ class JobCreate(InputSchema):
     max_metric_drop: float = Field(DEFAULT_MAX_METRIC_DROP, ge=0)
     webhook: WebhookIn | None = Field(
         None, description="signed events when the job ends (and, if asked, when it starts)"
+    )
+    mlflow: MlflowIn | None = Field(
+        None,
+        description="log the job as an MLflow run (parameters, metrics per candidate, plots, "
+        "results.json, the recommended model); needs DEADWEIGHT_MLFLOW_TRACKING_URI",
     )
 
     @property

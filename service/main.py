@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from jobs.blobs import BlobStore
+from jobs.blob_stores import open_blob_store
 from jobs.disk_space import ensure_reserve
 from jobs.leftovers import sweep_tmp
 from jobs.queue import Queue, make_celery
@@ -18,6 +18,7 @@ from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
 from service.auth import KeyRing
 from service.body_guard import RequestBodyGuard
+from service.broker_metrics import BrokerCollector
 from service.error_handlers import install_error_handlers
 from service.limits import UploadSlots
 from service.metrics import ApiMetrics, RequestMetrics
@@ -25,7 +26,6 @@ from service.openapi_docs import install_docs
 from service.origin import OpenModeGuard
 from service.request_ids import RequestIds
 from service.routes import include_routers
-from service.broker_metrics import BrokerCollector
 from service.store_metrics import StoreCollector
 
 DESCRIPTION = """\
@@ -71,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # From here on only the key ring's digests stand for the keys.
         app.state.settings = resolved.model_copy(update={"api_keys": None, "metrics_token": None})
         app.state.store = store
-        app.state.blobs = blobs = BlobStore(resolved.resolved_data_dir())
+        # The data directory, or an S3 bucket (DEADWEIGHT_BLOB_URL) with this disk as a spool.
+        app.state.blobs = blobs = await run_in_threadpool(open_blob_store, resolved)
         app.state.upload_slots = UploadSlots(resolved.tenant_uploads_in_flight)
         # Partial uploads of an API process that was killed; the reaper sweeps later ones.
         swept = await run_in_threadpool(sweep_tmp, blobs, resolved.leftover_seconds())

@@ -101,6 +101,9 @@ ERROR_CODES: Final[dict[str, ErrorCode]] = {
     "invalid_webhook": ErrorCode(
         422, "webhook host 'example.com' is not in DEADWEIGHT_WEBHOOK_ALLOWED_HOSTS"
     ),
+    "mlflow_not_configured": ErrorCode(
+        422, "MLflow tracking is off on this server: DEADWEIGHT_MLFLOW_TRACKING_URI is not set"
+    ),
     "invalid_filter": ErrorCode(
         422, "unknown status 'done'; accepted values: queued, running, succeeded, ..."
     ),
@@ -109,6 +112,7 @@ ERROR_CODES: Final[dict[str, ErrorCode]] = {
     "unavailable": ErrorCode(503, "the service is unavailable; retry in a moment"),
     "broker_unavailable": ErrorCode(503, "the job queue (broker) is unreachable; retry"),
     "store_unavailable": ErrorCode(503, "the job store (database) is unreachable or busy"),
+    "blob_store_unavailable": ErrorCode(503, "the blob store (S3) is unreachable or busy"),
     "validation_busy": ErrorCode(503, "every upload check is busy; retry in 30 seconds"),
     "validation_unavailable": ErrorCode(503, "the process that checks uploads did not start"),
     "upload_expired": ErrorCode(503, "the upload waited too long to be checked; send it again"),
@@ -130,9 +134,10 @@ UPLOAD_ERRORS: Final = (
     "upload_expired",
     "quota_exceeded",
     "storage_full",
+    "blob_store_unavailable",
 )
 # A job's published files (service/file_responses.py answers a bad Range itself).
-FILE_ERRORS: Final = ("not_found", "bad_range", "range_not_satisfiable")
+FILE_ERRORS: Final = ("not_found", "bad_range", "range_not_satisfiable", "blob_store_unavailable")
 
 _MARK = "x-deadweight-error-codes"  # the route's codes, read and removed by document_errors
 _REF = "#/components/schemas/{model}"

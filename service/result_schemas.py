@@ -90,6 +90,14 @@ class DataUsePublic(PublishedSchema):
     )
 
 
+class MlflowRunPublic(PublishedSchema):
+    run_id: str
+    experiment_id: str
+    run_url: str | None = Field(
+        description="the run's page on the tracking server (http(s) servers); null: none"
+    )
+
+
 class ResultsPublic(PublishedSchema):
     """The sweep table: baseline, candidates, Pareto front and recommendation."""
 
@@ -110,6 +118,11 @@ class ResultsPublic(PublishedSchema):
     search: bool
     recovery: RecoverySettingsPublic | None = Field(description="the job's recovery settings")
     data: DataUsePublic = Field(description="which samples served what")
+    mlflow: MlflowRunPublic | None = Field(
+        None,
+        description="a job with mlflow: the run it logged (absent when none was created; "
+        "notes then say why)",
+    )
 
 
 class LayerStatsPublic(PublishedSchema):

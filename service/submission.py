@@ -27,6 +27,7 @@ from service.errors import Conflict, InvalidJob, InvalidModel, NotFound, broker_
 from service.idempotency import JOB_IN_USE_RETRY_AFTER
 from service.job_schemas import JobCreate
 from service.limits import check_jobs_in_flight, check_storage
+from service.mlflow_checks import with_mlflow
 from service.webhook_checks import with_webhook
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def add_checked_job(
     model, dataset, eval_dataset = _lookup(store, tenant, body)
     config = checked_config(body, model, dataset, eval_dataset, settings)
     stored = with_webhook(config.to_json(), body.webhook, tenant, settings)
+    stored = with_mlflow(stored, body.mlflow, settings)
     # After the request's own errors (404, 422), which tell the client more.
     check_jobs_in_flight(store, settings, tenant)
     # What the job will publish is unknown yet: refuse only a tenant already at its quota.

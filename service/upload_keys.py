@@ -22,7 +22,7 @@ from jobs.idempotency import Claim, ClaimLost, Remembered
 from service import idempotency
 from service.idempotency import UPLOAD_IN_USE_RETRY_AFTER
 from service.upload_cleanup import release_upload
-from service.uploads import Upload, UploadTarget, receive_upload
+from service.uploads import Upload, UploadTarget, discard_local_copy, receive_upload
 
 
 async def begin_upload(
@@ -59,6 +59,7 @@ async def replayed_upload(
 ) -> str:
     """Receive a retried upload, check it is the first one, drop it; the first one's ID."""
     upload = await receive_upload(request, target, text_fields)
+    await discard_local_copy(target, upload)
     # The first upload's record keeps its own hold on the same bytes.
     await run_in_threadpool(release_upload, target.store, target.blobs, upload)
     idempotency.check_same(key, remembered, _fingerprint(request, upload))

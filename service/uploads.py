@@ -10,12 +10,18 @@ A received upload holds its blob (`JobStore.blob_refs.hold_upload`) from before 
 moved into place until its record replaces the hold or `release_upload` drops it
 (`service.upload_cleanup`): another tenant's refusal or deletion of the same bytes can then
 never remove the file under it.
+
+With an S3 store the committed file goes up to the bucket (in parts when large) and stays
+on this disk only as the upload's local copy (`Upload.local`), which the API's checks read;
+the route discards it once they are done (`discard_local_copy`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import anyio
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
@@ -25,6 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from jobs.blob_writer import BlobWriter
 from jobs.blobs import BlobStore
 from jobs.disk_space import DiskFull
+from jobs.leftovers import sweep_spool
 from jobs.settings import Settings
 from jobs.store import JobStore
 from service.errors import BadRequest, PayloadTooLarge, StorageFull, UnsupportedMediaType
@@ -47,6 +54,9 @@ class Upload:
     filename: str
     fields: dict[str, str]
     hold_id: str  # keeps the blob until a record replaces it or release_upload drops it
+    # Where this process reads the bytes: the blob itself, or (S3) a spool copy that
+    # `discard_local_copy` removes once the route's checks are done.
+    local: Path
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,9 @@ async def receive_upload(
     """
     settings, blobs = target.settings, target.blobs
     declared = _declared_length(request, settings.max_upload_bytes)
+    # Spool copies a dead request left (a process killed mid-check): nothing else on this
+    # disk sweeps them while the API runs, and the workers' reapers never see it.
+    await run_in_threadpool(sweep_spool, blobs, settings.leftover_seconds())
     await run_in_threadpool(
         check_storage, target.store, blobs, settings, target.tenant, declared or 0
     )
@@ -105,7 +118,15 @@ async def receive_upload(
             await run_in_threadpool(target.store.blob_refs.release_hold, hold_id, blobs.delete)
             raise
     count_upload(request, size)
-    return Upload(sha256, size, form.filename, form.fields, hold_id)
+    return Upload(sha256, size, form.filename, form.fields, hold_id, writer.local_path)
+
+
+async def discard_local_copy(target: UploadTarget, upload: Upload) -> None:
+    """The route is done reading the upload: a spool copy goes (the blob itself stays).
+    Shielded: a client that went away cancels the request, and the copy must go all the
+    same (with S3, nothing else on this disk removes it before `sweep_spool`'s age)."""
+    with anyio.CancelScope(shield=True):
+        await run_in_threadpool(target.blobs.discard_local_copy, upload.local)
 
 
 async def _pump(

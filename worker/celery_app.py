@@ -16,6 +16,7 @@ from typing import Any
 import celery
 from celery import signals
 
+from jobs.blob_stores import open_blob_store
 from jobs.blobs import BlobStore
 from jobs.logging_setup import configure_logging
 from jobs.queue import Queue, make_celery
@@ -47,7 +48,7 @@ def _start_reaper(**_: Any) -> None:
     settings = get_settings()
     store = JobStore(settings.resolved_database_url())
     store.migrate()
-    reaper = Reaper(store, Queue(app), BlobStore(settings.resolved_data_dir()), settings)
+    reaper = Reaper(store, Queue(app), open_blob_store(settings), settings)
     reaper.start()
     _reaper.append(reaper)
 

@@ -4,7 +4,8 @@
     -> heartbeat (worker.lease)
     -> the engine, sandboxed (worker.sandbox -> worker.engine_process), writing into a
        hidden folder; progress, cancellation, lease and output caps watched meanwhile
-    -> publish: manifest, rename into place (worker.publish)
+    -> MLflow, for jobs that ask: one run, its IDs into results.json (worker.mlflow_tracking)
+    -> publish: manifest, rename into place, or upload to S3 (worker.publish)
     -> record the end state, conditional on the attempt (worker.publish)
 
 A second delivery of the same message finds the job no longer queued and does nothing. An
@@ -28,15 +29,14 @@ import os
 import secrets
 import shutil
 import socket
-from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from jobs.blobs import BlobStore
+from jobs.blobs import AttemptDirs, BlobStore
 from jobs.disk_space import is_disk_full
 from jobs.job_table import UploadGone
 from jobs.logging_setup import log_fields
-from jobs.manifest import is_complete
+from jobs.object_store import STORE_ERRORS, is_outage
 from jobs.records import DatasetRecord, JobRecord
 from jobs.settings import Settings
 from jobs.states import JobStatus
@@ -44,6 +44,7 @@ from jobs.store import JobStore
 from jobs.usage import quota_left
 from worker.job_metrics import StageClock, push_job_metrics
 from worker.lease import Heartbeat, JobCancelled, LeaseLost, throttled_cancel, throttled_progress
+from worker.mlflow_tracking import track_in_mlflow
 from worker.output_guard import OutputGuard, OutputRefused, disk_full_message
 from worker.protocol import DatasetSpec, JobRequest
 from worker.publish import JobOutcome, publish, record_outcome
@@ -58,6 +59,11 @@ from worker.store_retry import retry, store_patience
 from worker.user_errors import incident_message, log_failure, scrub
 
 log = logging.getLogger("deadweight.worker")
+
+BLOB_STORE_DOWN = (
+    "the blob store (S3) could not be reached while the job ran; submit the job again "
+    "(the operator can find the details in the worker log)"
+)
 
 
 def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settings) -> None:
@@ -92,7 +98,7 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
         heartbeat.start()
         clock = StageClock()
         try:
-            outcome = _run_attempt(job, store, blobs, settings, heartbeat, clock)
+            outcome = _attempt_outcome(job, store, blobs, settings, heartbeat, clock)
             recorded = outcome is not None and record_outcome(
                 store, blobs, job.id, job.attempts, outcome, patience
             )
@@ -101,6 +107,25 @@ def execute_job(job_id: str, store: JobStore, blobs: BlobStore, settings: Settin
             log_outcome(job, outcome, recorded)
         finally:
             heartbeat.stop()
+
+
+def _attempt_outcome(
+    job: JobRecord,
+    store: JobStore,
+    blobs: BlobStore,
+    settings: Settings,
+    heartbeat: Heartbeat,
+    clock: StageClock,
+) -> JobOutcome | None:
+    """`_run_attempt`'s outcome, an S3 store's failure included (wherever it called it)."""
+    try:
+        return _run_attempt(job, store, blobs, settings, heartbeat, clock)
+    except STORE_ERRORS as exc:
+        if not is_outage(exc):  # a refusal (credentials, a missing bucket): the operator's
+            return (JobStatus.FAILED, incident_message(job.id, exc))
+        # An S3 store that stayed unreachable through boto3's retries.
+        log.error("job %s: the blob store could not be reached: %s", job.id, exc)
+        return (JobStatus.FAILED, BLOB_STORE_DOWN)
 
 
 def log_outcome(job: JobRecord, outcome: JobOutcome | None, recorded: bool) -> None:
@@ -137,15 +162,10 @@ def _run_attempt(
     state finds no partial files.
     """
     job_id, attempt = job.id, job.attempts
-    final = blobs.job_dir(job_id)
-    # Folders of earlier attempts whose worker died are this attempt's to clear.
-    for folder in blobs.attempt_dirs_of(job_id):
-        shutil.rmtree(folder, ignore_errors=True)
-    if final.exists():
-        if is_complete(final):
-            log.warning("job %s: found its published result set; recording it", job_id)
-            return (JobStatus.SUCCEEDED, None)
-        shutil.rmtree(final, ignore_errors=True)  # never published whole: not an outcome
+    # What earlier attempts whose worker died left is this attempt's to clear.
+    if blobs.clear_unpublished(job_id):
+        log.warning("job %s: found its published result set; recording it", job_id)
+        return (JobStatus.SUCCEEDED, None)
     folders = blobs.attempt_dirs(job_id, attempt)
     staging, workdir = folders.staging, folders.work
     patience = store_patience(settings)
@@ -159,7 +179,7 @@ def _run_attempt(
     try:
         staging.mkdir(parents=True)
         guard.check()
-        request, paths = _job_request(job, store, blobs, settings, staging, patience)
+        request, paths = _job_request(job, store, blobs, settings, folders, patience)
         run_sandboxed(
             request,
             workdir,
@@ -177,7 +197,14 @@ def _run_attempt(
             ),
         )
         shutil.rmtree(workdir, ignore_errors=True)  # gone before success is visible
-        return publish(store, job_id, attempt, settings, staging, final, guard)
+        # Before the manifest: the run's IDs, or why there is none, go into results.json.
+        track_in_mlflow(
+            job,
+            settings,
+            staging,
+            watches=(heartbeat.check, throttled_cancel(store.lifecycle, job_id, attempt)),
+        )
+        return publish(store, blobs, job_id, attempt, settings, staging, guard)
     except LeaseLost:
         log.warning("job %s attempt %d: its lease is gone; recording nothing", job_id, attempt)
         return None
@@ -198,6 +225,10 @@ def _run_attempt(
     except SoftTimeLimitExceeded:
         limit = settings.job_soft_time_limit
         return (JobStatus.FAILED, f"the job ran past its time limit ({limit} s)")
+    except STORE_ERRORS:
+        # `_attempt_outcome`'s, as the S3 calls before `try`; first: botocore's timeouts
+        # are OSErrors too, and an outage is no incident.
+        raise
     except OSError as exc:
         if is_disk_full(exc):
             return (JobStatus.FAILED, disk_full_message(settings))
@@ -214,14 +245,16 @@ def _job_request(
     store: JobStore,
     blobs: BlobStore,
     settings: Settings,
-    out_dir: Path,
+    folders: AttemptDirs,
     patience: float,
 ) -> tuple[JobRequest, dict[str, str]]:
     """What the sandboxed engine needs (file paths and settings, no store, no secrets), and
-    each upload's path with its name, to keep paths out of messages.
+    each upload's path with its name, to keep paths out of messages. With an S3 store the
+    uploads are downloaded into the attempt's working folder (removed with it).
 
     Raises:
-        UploadGone: the job's model or dataset was deleted.
+        UploadGone: the job's model or dataset was deleted, or (S3) its file is missing
+            or not the bytes uploaded.
     """
     model = retry(lambda: store.models.get_any_tenant(job.model_id), "read", patience)
     data = retry(lambda: store.datasets.get_any_tenant(job.dataset_id), "read", patience)
@@ -231,10 +264,12 @@ def _job_request(
     eval_data = (
         retry(lambda: store.datasets.get_any_tenant(eval_id), "read", patience) if eval_id else None
     )
-    names = {str(blobs.path(model.sha256)): model.filename}
+    inputs = folders.work / "inputs"
+    model_path = str(blobs.fetch(model.sha256, inputs, model.filename))
+    names = {model_path: model.filename}
 
     def dataset(record: DatasetRecord) -> DatasetSpec:
-        path = str(blobs.path(record.sha256))
+        path = str(blobs.fetch(record.sha256, inputs, record.filename))
         names[path] = record.filename
         # Blobs are named by hash: messages use the upload's name.
         return DatasetSpec(
@@ -242,13 +277,13 @@ def _job_request(
         )
 
     request = JobRequest(
-        model=str(blobs.path(model.sha256)),
+        model=model_path,
         data=dataset(data),
         eval_data=dataset(eval_data) if eval_data else None,
         config=job.job_config(),  # an unreadable stored config is an incident
         batch_size=settings.batch_size,
         device=settings.device,
         max_parameters=settings.max_parameters,
-        out_dir=str(out_dir),
+        out_dir=str(folders.staging),
     )
     return request, names

@@ -2,7 +2,8 @@
 
 The safe reader runs in the sandbox (`worker.sandbox`), under the job's memory limit and the
 inspection's own time limit; what it found, or why the model is refused, is recorded on the
-model. Store calls are retried through outages (`worker.store_retry`).
+model. Store calls are retried through outages (`worker.store_retry`). With an S3 store the
+model is downloaded into the inspection's own folder first (`BlobStore.fetch`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.blobs import BlobStore
+from jobs.job_table import UploadGone
 from jobs.settings import Settings
 from jobs.states import ModelStatus
 from jobs.store import JobStore
@@ -42,10 +44,11 @@ def execute_inspection(
     model_id = record.id
     blobs.tmp_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f".inspect-{model_id}-", dir=blobs.tmp_dir))
-    model_path = str(blobs.path(record.sha256))
+    model_path = record.filename  # until it is fetched (messages name the upload anyway)
     limit = settings.inspection_time_limit
     status, info, error = ModelStatus.READY, None, None
     try:
+        model_path = str(blobs.fetch(record.sha256, workdir / "inputs", record.filename))
         info = run_sandboxed(
             InspectRequest(model=model_path, max_parameters=settings.max_parameters),
             workdir,
@@ -62,6 +65,8 @@ def execute_inspection(
             f"the model took longer than {limit} s to inspect "
             "(DEADWEIGHT_INSPECTION_TIME_LIMIT); a model this costly to read is refused"
         )
+    except UploadGone as exc:  # its file is missing from an S3 store, or not its bytes
+        status, error = ModelStatus.INVALID, str(exc)
     except SandboxFailure as exc:
         log_failure(f"model {model_id}", exc)
         status = ModelStatus.INVALID

@@ -2,10 +2,11 @@
 
 A job's files are written into a hidden folder of its own (`jobs/.<id>.attempt-<n>/`); a
 manifest is written last (`jobs.manifest.write_manifest`), and the folder is renamed to
-`jobs/<id>/` when the run has succeeded, so a client never sees half a result set. The end
-state is recorded after the rename, conditional on the attempt, so a worker whose lease was
-taken over changes nothing; a published folder is recognised as the job's outcome after a
-crash between the two (`jobs.manifest.is_complete`).
+`jobs/<id>/` when the run has succeeded, so a client never sees half a result set (with an
+S3 store: uploaded under the attempt's keys, then a manifest object written last names
+them; `jobs.s3_blobs`). The end state is recorded after that step, conditional on the
+attempt, so a worker whose lease was taken over changes nothing; a published set is
+recognised as the job's outcome after a crash between the two (`BlobStore.is_published`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 from pathlib import Path
 
 from jobs.blobs import BlobStore
-from jobs.manifest import is_complete, write_manifest
+from jobs.manifest import write_manifest
 from jobs.settings import Settings
 from jobs.states import TERMINAL_STATUSES, JobStatus
 from jobs.store import JobStore
@@ -35,18 +36,18 @@ JobOutcome = tuple[JobStatus, str | None]
 
 def publish(
     store: JobStore,
+    blobs: BlobStore,
     job_id: str,
     attempt: int,
     settings: Settings,
     staging: Path,
-    final: Path,
     guard: OutputGuard,
 ) -> JobOutcome:
-    """Seal the result set (manifest last), check its size, and move it into place.
+    """Seal the result set (manifest last), check its size, and publish it in one step.
 
-    The lease is checked first, so an attempt that lost it publishes nothing. The folder is
-    renamed, never merged or overwritten: if another attempt already published a complete
-    set, that set is the outcome.
+    The lease is checked first, so an attempt that lost it publishes nothing. A set is
+    never merged or overwritten: if another attempt already published a complete set, that
+    set is the outcome (`BlobStore.publish_results`).
 
     Raises:
         LeaseLost: this attempt no longer holds the job.
@@ -61,11 +62,7 @@ def publish(
         raise LeaseLost(job_id)
     size = write_manifest(staging)
     guard.check_total(size)
-    try:
-        staging.rename(final)
-    except OSError:
-        if not is_complete(final):
-            raise
+    if not blobs.publish_results(job_id, attempt, staging):
         log.warning("job %s attempt %d: a result set is already published", job_id, attempt)
     if os.environ.get(_TEST_CRASH_AFTER_PUBLISH) == str(attempt):
         os.kill(os.getpid(), signal.SIGKILL)  # test-only: the crash window under test

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+from jobs.blob_stores import open_blob_store
 from jobs.blobs import BlobStore
 from jobs.queue import INSPECT_MODEL_TASK, RUN_JOB_TASK
 from jobs.settings import get_settings
@@ -28,7 +29,7 @@ def _stores() -> tuple[JobStore, BlobStore]:
     store = JobStore(settings.resolved_database_url())
     store.migrate()
     settings.ensure_dirs()
-    return store, BlobStore(settings.resolved_data_dir())
+    return store, open_blob_store(settings)
 
 
 @app.task(name=RUN_JOB_TASK, acks_late=True)  # type: ignore[untyped-decorator]

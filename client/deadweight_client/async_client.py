@@ -107,11 +107,12 @@ class AsyncClient:
         eval_dataset: str | Mapping[str, Any] | None = None,
         thresholds: ThresholdsArg | None = None,
         webhook: str | Mapping[str, Any] | None = None,
+        mlflow: str | Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         **options: Any,
     ) -> AsyncJob:
         """`Client.submit`."""
-        body = calls.job_body(model, dataset, eval_dataset, thresholds, webhook, options)
+        body = calls.job_body(model, dataset, eval_dataset, thresholds, webhook, options, mlflow)
         record: JobRecord = await self._json(calls.submit(body, idempotency_key))
         return AsyncJob(self, record)
 

@@ -150,10 +150,12 @@ def job_body(
     thresholds: ThresholdsArg | None,
     webhook: str | Mapping[str, Any] | None,
     options: Mapping[str, Any],
+    mlflow: str | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `POST /v1/jobs` body: IDs (or the records uploads returned), the options that are
     set (None: the server's default), `thresholds` as the CLI's text (`f0.2,f0.4`), numbers
-    (fractions) or the API's objects, `webhook` as a URL or its object. Unknown options pass
+    (fractions) or the API's objects, `webhook` as a URL or its object, `mlflow` as an
+    experiment's name or its object. Unknown options pass
     through: the server checks them (422 names the field)."""
     body: dict[str, Any] = {"model_id": _id(model), "dataset_id": _id(dataset)}
     if eval_dataset is not None:
@@ -166,6 +168,8 @@ def job_body(
         )
     if webhook is not None:
         body["webhook"] = {"url": webhook} if isinstance(webhook, str) else dict(webhook)
+    if mlflow is not None:
+        body["mlflow"] = {"experiment": mlflow} if isinstance(mlflow, str) else dict(mlflow)
     body.update({k: v for k, v in options.items() if v is not None})
     return body
 

@@ -141,6 +141,7 @@ class Client:
         eval_dataset: str | Mapping[str, Any] | None = None,
         thresholds: ThresholdsArg | None = None,
         webhook: str | Mapping[str, Any] | None = None,
+        mlflow: str | Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         **options: Any,
     ) -> Job:
@@ -151,16 +152,19 @@ class Client:
             thresholds: `"f0.2,f0.4"` (the CLI's text), fractions (`[0.2, 0.4]`) or the
                 API's objects (`[{"mean": 0.1, "std": 0.4}]`); None: the default sweep.
             webhook: a URL the service POSTs the job's end to, or `{"url": ...}`.
+            mlflow: log the job as an MLflow run: an experiment's name, or
+                `{"experiment": ..., "run_name": ...}` (the service needs
+                DEADWEIGHT_MLFLOW_TRACKING_URI; the run's IDs come in the results' `mlflow`).
             idempotency_key: a key of the caller's (a pipeline step that may run twice);
                 default: a fresh one per call, reused by its retries.
             **options: the job body's other fields, as the HTTP API names them:
                 criterion, compensate, allocation, search, max_metric_drop, recovery,
-                metric, seed, formats, mlflow, ... (None: the server's default).
+                metric, seed, formats, ... (None: the server's default).
 
         A model still being inspected is waited for (409 `model_not_ready`, retried for
         up to `RetryPolicy.busy_timeout`).
         """
-        body = calls.job_body(model, dataset, eval_dataset, thresholds, webhook, options)
+        body = calls.job_body(model, dataset, eval_dataset, thresholds, webhook, options, mlflow)
         record: JobRecord = self._json(calls.submit(body, idempotency_key))
         return Job(self, record)
 

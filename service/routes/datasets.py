@@ -3,6 +3,8 @@ never starts on bad data and no file can exhaust the API."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +20,7 @@ from service.openapi_errors import UPLOAD_ERRORS, error_codes
 from service.schemas import DatasetPublic, DatasetsPublic
 from service.upload_cleanup import delete_upload, release_upload
 from service.upload_keys import begin_upload, completing, keyed, replayed_upload
-from service.uploads import Upload, UploadTarget, receive_upload
+from service.uploads import Upload, UploadTarget, discard_local_copy, receive_upload
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -33,28 +35,11 @@ async def register_dataset(
     key); any other outcome releases the upload."""
     store, blobs = target.store, target.blobs
     try:
-        label_column = upload.fields.get(LABEL_COLUMN, "").strip() or None
-        no_labels = no_labels_flag(upload.fields.get(NO_LABELS))
-        if no_labels and label_column is not None:
-            raise Unprocessable(
-                f"{upload.filename}: give either {LABEL_COLUMN} (the labels' column) or "
-                f"{NO_LABELS}=true (the file has no labels), not both"
-            )
-        info = await validate_upload(
-            "dataset",
-            blobs.path(upload.sha256),
-            upload.filename,
-            label_column,
-            target.settings,
-            tenant=target.tenant,
-        )
-        if info["format"] != "csv" and no_labels:
-            raise Unprocessable(
-                f"{upload.filename}: {NO_LABELS} is for CSV files only (an .npz or "
-                ".safetensors file has labels when it holds y)"
-            )
-        if info["format"] == "csv" and label_column is None and not no_labels:
-            await run_in_threadpool(check_label_like, blobs.path(upload.sha256), upload.filename)
+        try:
+            info = await _checked_dataset(upload, target)
+        finally:
+            # Every refusal included: the local copy goes whatever the answer.
+            await discard_local_copy(target, upload)
         record = await run_in_threadpool(
             lambda: store.datasets.add(
                 target.tenant,
@@ -75,6 +60,37 @@ async def register_dataset(
         await run_in_threadpool(release_upload, store, blobs, upload)
         raise
     return DatasetPublic.from_record(record)
+
+
+async def _checked_dataset(upload: Upload, target: UploadTarget) -> dict[str, Any]:
+    """The form's label fields and the file's every value, checked; the file's summary.
+
+    Raises:
+        Unprocessable / DatasetFileError: refused (422).
+    """
+    label_column = upload.fields.get(LABEL_COLUMN, "").strip() or None
+    no_labels = no_labels_flag(upload.fields.get(NO_LABELS))
+    if no_labels and label_column is not None:
+        raise Unprocessable(
+            f"{upload.filename}: give either {LABEL_COLUMN} (the labels' column) or "
+            f"{NO_LABELS}=true (the file has no labels), not both"
+        )
+    info = await validate_upload(
+        "dataset",
+        upload.local,
+        upload.filename,
+        label_column,
+        target.settings,
+        tenant=target.tenant,
+    )
+    if info["format"] != "csv" and no_labels:
+        raise Unprocessable(
+            f"{upload.filename}: {NO_LABELS} is for CSV files only (an .npz or "
+            ".safetensors file has labels when it holds y)"
+        )
+    if info["format"] == "csv" and label_column is None and not no_labels:
+        await run_in_threadpool(check_label_like, upload.local, upload.filename)
+    return info
 
 
 @router.post(
@@ -139,7 +155,11 @@ def get_dataset(dataset: OwnedDataset) -> DatasetPublic:
     return DatasetPublic.from_record(dataset)
 
 
-@router.delete("/{dataset_id}", status_code=204, responses=error_codes("not_found", "in_use"))
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    responses=error_codes("not_found", "in_use", "blob_store_unavailable"),
+)
 def delete_dataset(
     dataset: OwnedDataset, tenant: TenantDep, store: StoreDep, blobs: BlobsDep
 ) -> None:

@@ -5,20 +5,21 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from jobs.blobs import BlobStore
 from jobs.job_config import RESULTS_JSON, STATS_JSON
 from jobs.job_table import JobFilters
 from jobs.records import JobRecord
+from jobs.settings import Settings
 from jobs.states import TERMINAL_STATUSES, JobStatus
+from service.artifact_responses import published_file
 from service.deps import BlobsDep, OwnedJob, QueueDep, SettingsDep, StoreDep, TenantDep
 from service.errors import (
     Conflict,
     NotFound,
 )
-from service.file_responses import JobFileResponse
 from service.idempotency import IdempotencyKeyHeader, mark_replayed, replayable
 from service.job_schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic
 from service.limits import freeing_space
@@ -48,9 +49,9 @@ def _json_file(model: type[Schema]) -> dict[int | str, dict[str, Any]]:
     responses=error_codes(
         *("not_found", "request_timeout", "payload_too_large", "too_many_requests"),
         *("invalid_request", "invalid_job", "invalid_model", "invalid_dataset"),
-        *("broker_unavailable", "quota_exceeded", "storage_full"),
+        *("broker_unavailable", "quota_exceeded", "storage_full", "blob_store_unavailable"),
         *("invalid_idempotency_key", "idempotency_key_reused", "idempotency_key_in_use"),
-        *("model_not_ready", "invalid_webhook"),
+        *("model_not_ready", "invalid_webhook", "mlflow_not_configured"),
     )
     | replayable(202),
     openapi_extra={
@@ -118,7 +119,11 @@ def cancel_job(job: OwnedJob, tenant: TenantDep, store: StoreDep) -> JobPublic:
     return JobPublic.from_record(updated)
 
 
-@router.delete("/{job_id}", status_code=204, responses=error_codes("not_found", "job_active"))
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    responses=error_codes("not_found", "job_active", "blob_store_unavailable"),
+)
 def delete_job(job: OwnedJob, tenant: TenantDep, store: StoreDep, blobs: BlobsDep) -> None:
     """Delete a finished job and every file it published."""
     if job.status not in TERMINAL_STATUSES:
@@ -146,14 +151,16 @@ def _not_ready(job: JobRecord) -> Conflict:
     return Conflict(f"{why}; results exist only once a job has succeeded", code="not_ready")
 
 
-def _published_json(job: JobRecord, blobs: BlobStore, name: str) -> FileResponse:
+def _published_json(
+    request: Request, job: JobRecord, blobs: BlobStore, settings: Settings, name: str
+) -> Response:
     if job.status is not JobStatus.SUCCEEDED:
         raise _not_ready(job)
-    path = blobs.artifact_path(job.id, name)
-    if path is None:
-        raise NotFound(f"job {job.id!r} published no {name}")
     # Streamed as written by the worker: the stats of a wide model can run to many MB.
-    return JobFileResponse(path, media_type="application/json")
+    response = published_file(request, blobs, settings, job.id, name, download=False)
+    if response is None:
+        raise NotFound(f"job {job.id!r} published no {name}")
+    return response
 
 
 @router.get(
@@ -161,9 +168,11 @@ def _published_json(job: JobRecord, blobs: BlobStore, name: str) -> FileResponse
     response_class=FileResponse,
     responses={**_json_file(ResultsPublic), **error_codes(*FILE_ERRORS, "not_ready")},
 )
-def get_results(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
+def get_results(
+    request: Request, job: OwnedJob, blobs: BlobsDep, settings: SettingsDep
+) -> Response:
     """The sweep table: baseline, candidates, Pareto front and recommendation."""
-    return _published_json(job, blobs, RESULTS_JSON)
+    return _published_json(request, job, blobs, settings, RESULTS_JSON)
 
 
 @router.get(
@@ -171,13 +180,15 @@ def get_results(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
     response_class=FileResponse,
     responses={**_json_file(StatsPublic), **error_codes(*FILE_ERRORS, "not_ready")},
 )
-def get_stats(job: OwnedJob, blobs: BlobsDep) -> FileResponse:
+def get_stats(request: Request, job: OwnedJob, blobs: BlobsDep, settings: SettingsDep) -> Response:
     """Per-neuron activation statistics of every prunable layer."""
-    return _published_json(job, blobs, STATS_JSON)
+    return _published_json(request, job, blobs, settings, STATS_JSON)
 
 
 @router.get(
-    "/{job_id}/artifacts", response_model=list[ArtifactPublic], responses=error_codes("not_found")
+    "/{job_id}/artifacts",
+    response_model=list[ArtifactPublic],
+    responses=error_codes("not_found", "blob_store_unavailable"),
 )
 def list_artifacts(job: OwnedJob, blobs: BlobsDep) -> list[ArtifactPublic]:
     """The files the job has published so far."""
@@ -187,13 +198,17 @@ def list_artifacts(job: OwnedJob, blobs: BlobsDep) -> list[ArtifactPublic]:
 @router.get(
     "/{job_id}/artifacts/{name}",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, **error_codes(*FILE_ERRORS)},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        307: {"description": "with DEADWEIGHT_S3_PRESIGNED_DOWNLOADS: the file's presigned URL"},
+        **error_codes(*FILE_ERRORS),
+    },
 )
-def download_artifact(job: OwnedJob, blobs: BlobsDep, name: str) -> FileResponse:
+def download_artifact(
+    request: Request, job: OwnedJob, blobs: BlobsDep, settings: SettingsDep, name: str
+) -> Response:
     """Download one published file (a pruned model, a table, a plot)."""
-    # Only names in the job's listing resolve: `..`, separators and absolute paths miss.
-    path = blobs.artifact_path(job.id, name)
-    info = next((a for a in blobs.list_artifacts(job.id) if a.name == name), None)
-    if path is None or info is None:
+    response = published_file(request, blobs, settings, job.id, name, download=True)
+    if response is None:
         raise NotFound(f"job {job.id!r} has no artifact {name!r}")
-    return JobFileResponse(path, media_type=info.media_type, filename=info.name)
+    return response

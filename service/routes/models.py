@@ -29,7 +29,7 @@ from service.openapi_errors import UPLOAD_ERRORS, error_codes
 from service.schemas import ModelPublic, ModelsPublic
 from service.upload_cleanup import delete_upload, forget_blob, release_upload
 from service.upload_keys import begin_upload, completing, keyed, replayed_upload
-from service.uploads import Upload, UploadTarget, receive_upload
+from service.uploads import Upload, UploadTarget, discard_local_copy, receive_upload
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -49,14 +49,17 @@ async def register_model(
     """
     store, blobs = target.store, target.blobs
     try:
-        await validate_upload(
-            "model_archive",
-            blobs.path(upload.sha256),
-            upload.filename,
-            None,
-            target.settings,
-            tenant=target.tenant,
-        )
+        try:
+            await validate_upload(
+                "model_archive",
+                upload.local,
+                upload.filename,
+                None,
+                target.settings,
+                tenant=target.tenant,
+            )
+        finally:
+            await discard_local_copy(target, upload)
         record = await run_in_threadpool(
             store.models.add,
             target.tenant,
@@ -153,7 +156,11 @@ def get_model(model: OwnedModel) -> ModelPublic:
     return ModelPublic.from_record(model)
 
 
-@router.delete("/{model_id}", status_code=204, responses=error_codes("not_found", "in_use"))
+@router.delete(
+    "/{model_id}",
+    status_code=204,
+    responses=error_codes("not_found", "in_use", "blob_store_unavailable"),
+)
 def delete_model(model: OwnedModel, tenant: TenantDep, store: StoreDep, blobs: BlobsDep) -> None:
     """Delete a model and, unless another record shares it, its file."""
     delete_upload(store, blobs, tenant, "model", model.id, model.sha256)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from jobs.s3_blobs import S3BlobStore
 from service.deps import BlobsDep, QueueDep, SettingsDep, StoreDep
 from service.errors import error_body
 from service.limits import check_free_disk
@@ -43,8 +44,8 @@ def _check(probe: Callable[[], None]) -> str:
 def readyz(
     store: StoreDep, queue: QueueDep, blobs: BlobsDep, settings: SettingsDep
 ) -> ReadyPublic | JSONResponse:
-    """The job store and the broker are reachable (503 otherwise); `disk` says whether the
-    data directory has its free space.
+    """The job store, the broker and (with an S3 store) the bucket are reachable (503
+    otherwise); `disk` says whether the data directory has its free space.
 
     A short disk makes the answer `degraded`, still 200: a probe that took the API out of
     service then would also stop the deletions that free the space.
@@ -54,6 +55,8 @@ def readyz(
         "broker": _check(queue.ping),
         "disk": _check(lambda: check_free_disk(blobs, settings, 0)),
     }
+    if isinstance(blobs, S3BlobStore):
+        checks["blob_store"] = _check(blobs.ping)  # a HEAD on the bucket
     failing = "; ".join(
         f"{name}: {result}" for name, result in checks.items() if result != "ok" and name != "disk"
     )

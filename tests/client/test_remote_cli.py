@@ -115,6 +115,11 @@ def test_a_refused_job_exits_2_with_the_services_reason(
     refused = _run(service, "submit", model, data, "--thresholds", "f1.5")  # a fraction < 1
     assert refused.returncode == 2
     assert "422" in refused.stderr
+    # This service names no MLflow tracking server: the flags reach it, and it says so.
+    untracked = _run(service, "submit", model, data, "--mlflow-experiment", "pruning")
+    assert untracked.returncode == 2 and "DEADWEIGHT_MLFLOW_TRACKING_URI" in untracked.stderr
+    lone = _run(service, "submit", model, data, "--mlflow-run-name", "r1")
+    assert lone.returncode == 2 and "give both" in lone.stderr
 
 
 def test_an_unreachable_service_exits_3(service: Service) -> None:

@@ -125,16 +125,23 @@ def assert_metrics(client: httpx.Client, job_id: str, dataset_bytes: int) -> Non
     """/metrics after the walkthrough: the worker's figures (pushed to the store), the
     API's (a 404 included), all on the API's one endpoint."""
     assert client.get(f"/v1/jobs/{'0' * 32}").status_code == 404
-    response = client.get("/metrics")
-    assert response.status_code == 200
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    failed = ("deadweight_jobs_finished_total", (("state", "failed"), ("tenant", "default")))
+    # A worker pushes a job's figures just after recording its end state: the failed job's
+    # may arrive a moment after a poll saw it failed.
+    deadline = time.monotonic() + 15
+    while True:
+        response = client.get("/metrics")
+        assert response.status_code == 200
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+        if failed in samples or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     finished = ("deadweight_jobs_finished_total", (("state", "succeeded"), ("tenant", "default")))
     assert samples[finished] == 1
-    failed = ("deadweight_jobs_finished_total", (("state", "failed"), ("tenant", "default")))
     assert samples[failed] == 1
     assert samples["deadweight_job_duration_seconds_count", (("state", "failed"),)] == 1
     assert samples["deadweight_candidates_evaluated_total", ()] == 3
