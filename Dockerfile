@@ -22,9 +22,9 @@ COPY service ./service
 COPY worker ./worker
 # The client (deadweight-client, behind `deadweight submit` and `deadweight jobs`) is not on
 # any index: pip takes it from ./client. The `mlflow` extra (the MLflow client, for jobs that
-# log a run); `--build-arg EXTRAS=` leaves it out. Never `dev`: the image serves, it does
-# not test.
-ARG EXTRAS=mlflow
+# log a run) and the `onnx` one (jobs with formats ["pt2", "onnx"]); `--build-arg EXTRAS=`
+# leaves them out. Never `dev`: the image serves, it does not test.
+ARG EXTRAS=mlflow,onnx
 RUN pip install ./client ".${EXTRAS:+[$EXTRAS]}" && useradd --create-home --uid 1000 deadweight \
     && mkdir -p /data && chown deadweight /data
 # /docs and /redoc load their assets from the installed package (package-data): fail the

@@ -42,6 +42,8 @@ _MEDIA_TYPES = {
     ".json": "application/json",
     ".csv": "text/csv",
     ".png": "image/png",
+    # report.html: served with a policy that lets it run no script (service.artifact_responses)
+    ".html": "text/html; charset=utf-8",
     # A .pt2 archive is a zip file.
     ".pt2": "application/zip",
 }

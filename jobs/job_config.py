@@ -76,9 +76,37 @@ class Metric(StrEnum):
         return self is not Metric.MSE
 
 
+# The files each candidate is written as. The `.pt2` always: every number a job reports is
+# measured on it; ONNX is a copy checked against it (`pruning.onnx_export`).
+class Format(StrEnum):
+    PT2 = "pt2"
+    ONNX = "onnx"
+
+    @classmethod
+    def parse_all(cls, values: Iterable[object]) -> tuple[Format, ...]:
+        """A job's formats, in this enum's order, each once; `pt2` must be among them.
+
+        Raises:
+            ValueError: an unknown format, or no `pt2`, naming what is accepted.
+        """
+        given: set[Format] = set()
+        for value in values:
+            try:
+                given.add(cls(str(value)))
+            except ValueError:
+                raise ValueError(f"formats are pt2 and onnx, got {value!r}") from None
+        if cls.PT2 not in given:
+            raise ValueError(
+                'formats must include "pt2": every candidate\'s numbers are measured on its '
+                ".pt2 file, and other formats are checked against it"
+            )
+        return tuple(f for f in cls if f in given)
+
+
 DEFAULT_COMPENSATION: Final = Compensation.LINEAR
 DEFAULT_ALLOCATION: Final = Allocation.GLOBAL
 DEFAULT_MAX_METRIC_DROP: Final = 0.005
+DEFAULT_FORMATS: Final[tuple[Format, ...]] = (Format.PT2,)
 # Samples per forward pass: a worker setting (DEADWEIGHT_BATCH_SIZE), `deadweight prune
 # --batch-size`, and the engine's default when used as a library.
 DEFAULT_BATCH_SIZE: Final = 256
@@ -185,6 +213,10 @@ class JobConfig:
     seed: int = 0  # hold-out split, recovery's shuffling and initialisation
     metric: Metric | None = None  # None: resolved by the engine (`resolve_metric`)
     max_metric_drop: float = DEFAULT_MAX_METRIC_DROP
+    # A second budget for the recommendation: the measured batch-1 median latency, in ms, of
+    # the candidate recommended is at most this (`pruning.choice.recommend`); None: none.
+    max_latency_ms: float | None = None
+    formats: tuple[Format, ...] = DEFAULT_FORMATS  # files per candidate (`Format.parse_all`)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (its keys in this order, as every release has stored them)."""
@@ -200,6 +232,14 @@ class JobConfig:
             "seed": self.seed,
             "metric": None if self.metric is None else self.metric.value,
             "max_metric_drop": self.max_metric_drop,
+            # Only when set: the rows of jobs without a latency budget keep their stored form.
+            **({} if self.max_latency_ms is None else {"max_latency_ms": self.max_latency_ms}),
+            # Likewise only beyond the default (the .pt2 alone).
+            **(
+                {}
+                if self.formats == DEFAULT_FORMATS
+                else {"formats": [f.value for f in self.formats]}
+            ),
         }
 
     @classmethod
@@ -213,6 +253,7 @@ class JobConfig:
         raw = data.get("thresholds")
         recovery = data.get("recovery")
         metric = data.get("metric")
+        max_latency = data.get("max_latency_ms")
         # Jobs stored before a field existed ran with what was then the behaviour: criterion
         # seed, compensation a boolean (false), global allocation, no recovery, no search.
         return cls(
@@ -227,6 +268,8 @@ class JobConfig:
             seed=int(data.get("seed", 0)),
             metric=Metric(metric) if metric else None,
             max_metric_drop=float(data.get("max_metric_drop", DEFAULT_MAX_METRIC_DROP)),
+            max_latency_ms=None if max_latency is None else float(max_latency),
+            formats=Format.parse_all(data.get("formats", DEFAULT_FORMATS)),
         )
 
 
@@ -237,6 +280,8 @@ STATS_JSON: Final = "stats.json"
 STATS_CSV: Final = "stats.csv"
 STATS_PNG: Final = "stats.png"
 TRADEOFF_PNG: Final = "tradeoff.png"
+# One self-contained page for a person: the recommendation, charts, tables, links to the rest.
+REPORT_HTML: Final = "report.html"
 # Which neurons each candidate dropped, per group: for debugging and for re-cutting a model.
 PLANS_JSON: Final = "plans.json"
 
@@ -244,3 +289,8 @@ PLANS_JSON: Final = "plans.json"
 def pruned_model_name(index: int) -> str:
     """The file of candidate `index` (its position in the results table)."""
     return f"pruned-{index}.pt2"
+
+
+def onnx_model_name(index: int) -> str:
+    """Candidate `index`'s ONNX copy, written when the job's formats include onnx."""
+    return f"pruned-{index}.onnx"

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     job_time_limit: int = 6 * 3600 + 300
     batch_size: int = DEFAULT_BATCH_SIZE
     device: str = "auto"
+    # Time the baseline and every distinct candidate on `device` (pruning/latency.py): the
+    # `latency_ms` figures and the `max_latency_ms` budget; off saves their time.
+    measure_latency: bool = True
     max_thresholds: int = 64
     # Checked at upload (datasets) and at inspection and job start (models).
     max_samples: int = 10_000_000

@@ -13,12 +13,14 @@ from pathlib import Path
 import torch
 from torch import fx
 
-from jobs.job_config import Allocation, Metric, pruned_model_name
+from jobs.job_config import Allocation, Format, Metric, pruned_model_name
 from pruning.batchnorm import has_batchnorm, reestimate_batchnorm
 from pruning.config import PruneConfig
 from pruning.data import DataInput, Feeder
 from pruning.evaluate import Evaluator, first_output
 from pruning.graph import GraphAnalysis, Plan, Tap
+from pruning.latency import LatencyMeter
+from pruning.onnx_export import OnnxCopies
 from pruning.publishing import CHECK_ROWS, Published, Publisher
 from pruning.recovery import distil
 from pruning.results import Baseline, Candidate
@@ -44,11 +46,13 @@ class CandidateMaker:
     metric: Metric
     training: DataInput  # what recovery trains on: the calibration data (minus any hold-out)
     baseline_classes: int | None = None  # distinct top-1 classes the original predicts
+    latency: LatencyMeter | None = None  # None: latency is not measured
     plans: dict[str, Plan] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     _seen: dict[tuple[tuple[str, tuple[int, ...]], ...], Candidate] = field(default_factory=dict)
     _publisher: Publisher = field(default_factory=Publisher)
     _check: tuple[torch.Tensor, ...] | None = None  # evaluation rows the file is checked on
+    _onnx: OnnxCopies | None = None  # made on first use, when the job's formats include onnx
 
     def make(
         self,
@@ -93,9 +97,16 @@ class CandidateMaker:
         check = self._check_rows()
         with torch.inference_mode():
             expected = first_output(module(*check))
+        latency = None
+        if self.latency is not None:
+            # Timed while nothing else of the run computes: the file before is published.
+            self._publisher.wait()
+            latency = self.latency.measure(module).as_dict()
         artifact = pruned_model_name(index)
         program = export(module, self.feeder)
         self._publisher.submit(index, program, module, self.out_dir / artifact, check, expected)
+        copies = self._onnx_copies()
+        onnx = None if copies is None else copies.write(index, program)
         # Provisional until `finish`: the parameters as the module holds them; bytes and
         # MACs are the file's, measured in the background.
         params = sum(p.numel() for p in module.parameters())
@@ -117,6 +128,8 @@ class CandidateMaker:
             metric_before_recovery=before,
             recovery=report,
             allocation=str(allocation),
+            latency_ms=latency,
+            onnx=onnx,
         )
         self._seen[key] = cand
         return cand
@@ -169,6 +182,13 @@ class CandidateMaker:
     def _drop(self, value: float) -> float:
         base = self.baseline.metric
         return (base - value) if self.metric.higher_is_better else (value - base)
+
+    def _onnx_copies(self) -> OnnxCopies | None:
+        if Format.ONNX not in self.config.formats:
+            return None
+        if self._onnx is None:
+            self._onnx = OnnxCopies(self.out_dir, self.feeder, self.evaluator.source, self.notes)
+        return self._onnx
 
     def _check_rows(self) -> tuple[torch.Tensor, ...]:
         """The first evaluation rows (a whole batch where the model's batch is fixed)."""

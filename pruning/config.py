@@ -12,6 +12,7 @@ from jobs.job_config import (
     Allocation,
     Compensation,
     Criterion,
+    Format,
     JobConfig,
     RecoverySpec,
     ThresholdSpec,
@@ -80,10 +81,18 @@ class PruneConfig(JobConfig):
     batch_size: int = DEFAULT_BATCH_SIZE
     device: str = "cpu"
     max_parameters: int | None = None  # a service limit; larger models are refused on reading
+    # Time every distinct model's forwards (`pruning.latency`); off: no `latency_ms` figures.
+    measure_latency: bool = True
 
     @classmethod
     def of(
-        cls, job: JobConfig, batch_size: int, device: str, max_parameters: int | None = None
+        cls,
+        job: JobConfig,
+        batch_size: int,
+        device: str,
+        max_parameters: int | None = None,
+        *,
+        measure_latency: bool = True,
     ) -> PruneConfig:
         """The engine's configuration of a job (as the API stored it, or as the CLI's flags
         describe it), checked.
@@ -98,12 +107,22 @@ class PruneConfig(JobConfig):
             else default_thresholds()
         )
         given["recovery"] = None if job.recovery is None else Recovery(**asdict(job.recovery))
-        return cls(**given, batch_size=batch_size, device=device, max_parameters=max_parameters)
+        return cls(
+            **given,
+            batch_size=batch_size,
+            device=device,
+            max_parameters=max_parameters,
+            measure_latency=measure_latency,
+        )
 
     def __post_init__(self) -> None:
         # `compensate` was a boolean in the first API: True and False still mean mean/none.
         try:
             object.__setattr__(self, "compensate", Compensation.parse(self.compensate))
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from None
+        try:
+            object.__setattr__(self, "formats", Format.parse_all(self.formats))
         except ValueError as exc:
             raise InvalidConfig(str(exc)) from None
         if not self.thresholds:
@@ -112,6 +131,13 @@ class PruneConfig(JobConfig):
             raise InvalidConfig("batch_size must be >= 1")
         if self.max_metric_drop < 0:
             raise InvalidConfig("max_metric_drop must be >= 0")
+        if self.max_latency_ms is not None and not self.max_latency_ms > 0:
+            raise InvalidConfig("max_latency_ms must be > 0")
+        if self.max_latency_ms is not None and not self.measure_latency:
+            raise InvalidConfig(
+                "max_latency_ms needs measured latency, and latency measurement is off "
+                "(DEADWEIGHT_MEASURE_LATENCY=false, or deadweight prune --no-latency)"
+            )
         if self.allocation is Allocation.AUTO and not self.search:
             raise InvalidConfig(
                 "allocation 'auto' searches with both allocations: it needs search; "

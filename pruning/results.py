@@ -40,6 +40,8 @@ class Baseline:
     parameters: int
     bytes: int
     macs: int
+    # Measured on the run's device (`pruning.latency.Latency.as_dict`); None: not measured.
+    latency_ms: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class Baseline:
             "parameters": self.parameters,
             "bytes": self.bytes,
             "macs": self.macs,
+            "latency_ms": self.latency_ms,
         }
 
 
@@ -69,6 +72,10 @@ class Candidate:
     metric_before_recovery: float | None = None
     recovery: dict[str, Any] | None = None
     allocation: str = "global"  # how its fraction was spread ("global" | "uniform")
+    latency_ms: dict[str, Any] | None = None  # as the baseline's; shared with `same_as`
+    # Its checked ONNX copy (`pruning.onnx_export.OnnxCopy.as_dict`); None: not asked for, or
+    # not written (the run's notes say why).
+    onnx: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +94,8 @@ class Candidate:
             "metric_before_recovery": self.metric_before_recovery,
             "recovery": self.recovery,
             "allocation": self.allocation,
+            "latency_ms": self.latency_ms,
+            "onnx": self.onnx,
         }
 
 
@@ -108,6 +117,8 @@ class Results:
     recovery: dict[str, Any] | None = None  # the job's recovery settings, None: off
     # Which samples served what: {"statistics", "evaluation", "training"?, "holdout"?}
     data: dict[str, Any] = field(default_factory=dict)
+    max_latency_ms: float | None = None  # the job's latency budget; None: none
+    latency: dict[str, Any] | None = None  # how latency was measured; None: it was not
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -126,4 +137,6 @@ class Results:
             "search": self.search,
             "recovery": self.recovery,
             "data": self.data,
+            "max_latency_ms": self.max_latency_ms,
+            "latency": self.latency,
         }

@@ -25,8 +25,9 @@ from pruning.errors import InvalidConfig
 from pruning.evaluate import Evaluator
 from pruning.graph import analyse
 from pruning.holdout import split
+from pruning.latency import LatencyMeter
 from pruning.reader import ArchiveLimits, read_program
-from pruning.report import plot_stats, plot_tradeoff, write_results, write_stats
+from pruning.report import plot_stats, plot_tradeoff, write_report, write_results, write_stats
 from pruning.results import Results
 from pruning.surgery import clone_module
 from pruning.sweep_stages import (
@@ -107,8 +108,14 @@ def run(
         )
 
         evaluator = Evaluator(metric, evaluation.source, feeder)
+        # Timings wait for the plot: a thread drawing beside them would slow what they time.
+        meter = (
+            LatencyMeter.of(feeder, evaluation.source, quiet=stats_plot.result)
+            if config.measure_latency
+            else None
+        )
         ctx.progress("baseline", 0.0)
-        baseline = measure_baseline(ctx, program, module, feeder, evaluator)
+        baseline = measure_baseline(ctx, program, module, feeder, evaluator, meter)
         maker = CandidateMaker(
             config=config,
             out_dir=out_dir,
@@ -122,6 +129,7 @@ def run(
             metric=metric,
             training=calibration,
             baseline_classes=evaluator.predicted_classes,
+            latency=meter,
         )
         candidates = (
             make_candidates(ctx, maker, analysis, group_stats, stats) if group_stats else []
@@ -129,9 +137,19 @@ def run(
         (out_dir / PLANS_JSON).write_text(json.dumps(maker.plans))
 
         ctx.progress("publishing", 0.0)
-        results = choose(config, metric, baseline, candidates, analysis, maker.notes, data_use)
+        results = choose(
+            config,
+            metric,
+            baseline,
+            candidates,
+            analysis,
+            maker.notes,
+            data_use,
+            latency=None if meter is None else meter.settings(),
+        )
         write_results(results, out_dir)
         plot_tradeoff(results, out_dir / TRADEOFF_PNG)
         stats_plot.result()  # its failure is the run's
+    write_report(out_dir)  # last: it links every file the run wrote
     ctx.progress("publishing", 1.0)
     return results

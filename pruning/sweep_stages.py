@@ -25,6 +25,7 @@ from pruning.data import Batch, DataInput, Feeder
 from pruning.errors import Cancelled
 from pruning.evaluate import Evaluator, count_parameters
 from pruning.graph import GraphAnalysis, Tap
+from pruning.latency import LatencyMeter
 from pruning.publishing import size_and_macs
 from pruning.ranking import reconstruction_rankings
 from pruning.results import Baseline, Candidate, Results
@@ -93,8 +94,10 @@ def measure_baseline(
     module: fx.GraphModule,
     feeder: Feeder,
     evaluator: Evaluator,
+    meter: LatencyMeter | None = None,
 ) -> Baseline:
-    """The original model's metric, size and cost, measured as a candidate's are."""
+    """The original model's metric, size, cost and (with a meter) latency, measured as a
+    candidate's are."""
     # The original's size is measured as the service would write it, so sizes compare; the
     # save (and the MAC count) run beside the evaluation.
     with ThreadPoolExecutor(1, thread_name_prefix="deadweight-baseline") as pool:
@@ -103,7 +106,14 @@ def measure_baseline(
         )
         metric = evaluator.evaluate(module, record_reference=True, on_batch=lambda b: ctx.check())
         size, macs = measured.result()
-    return Baseline(metric=metric, parameters=count_parameters(program), bytes=size, macs=macs)
+    latency = None if meter is None else meter.measure(module).as_dict()  # nothing beside it
+    return Baseline(
+        metric=metric,
+        parameters=count_parameters(program),
+        bytes=size,
+        macs=macs,
+        latency_ms=latency,
+    )
 
 
 def make_candidates(
@@ -194,6 +204,7 @@ def choose(
     analysis: GraphAnalysis,
     notes: list[str],
     data_use: dict[str, object],
+    latency: dict[str, object] | None = None,
 ) -> Results:
     """The results table: the candidates, their Pareto front, the recommendation and notes."""
     higher = metric.higher_is_better
@@ -201,12 +212,22 @@ def choose(
     unique = [c for c in candidates if c.same_as is None]
     points = [(c.metric, c.parameters) for c in unique]
     pareto = choice.pareto_front(points, higher)
-    recommended = choice.recommend(baseline.metric, points, config.max_metric_drop, higher)
+    recommended = choice.recommend(
+        baseline.metric,
+        points,
+        config.max_metric_drop,
+        higher,
+        latencies=[choice.budget_figure(c.latency_ms) for c in unique],
+        max_latency_ms=config.max_latency_ms,
+    )
     notes = list(notes)
     if not analysis.prunable:
         notes.append("nothing in this model can be pruned: every layer is frozen (see 'frozen')")
     elif recommended is None:
-        notes.append(f"no candidate stays within max_metric_drop={config.max_metric_drop}")
+        budgets = f"max_metric_drop={config.max_metric_drop}"
+        if config.max_latency_ms is not None:
+            budgets += f" and max_latency_ms={config.max_latency_ms:g}"
+        notes.append(f"no candidate stays within {budgets}")
     return Results(
         metric_name=str(metric),
         criterion=str(config.criterion),
@@ -223,4 +244,6 @@ def choose(
         search=config.search,
         recovery=None if config.recovery is None else config.recovery.as_dict(),
         data=data_use,
+        max_latency_ms=config.max_latency_ms,
+        latency=latency,
     )

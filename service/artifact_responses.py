@@ -8,11 +8,15 @@
 - S3 with `DEADWEIGHT_S3_PRESIGNED_DOWNLOADS=true`, for artifact downloads: a 307 to a
   presigned GET URL valid `DEADWEIGHT_S3_PRESIGN_SECONDS`, so the bytes never pass through
   the API (the client must reach the store's endpoint). The JSON routes are always proxied.
+
+A published HTML page (report.html) is the exception to "served as an attachment": it is
+shown inline, so its relative links reach the job's other artifacts, under `PAGE_HEADERS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Final
 from urllib.parse import quote
 
 from fastapi import Request
@@ -25,6 +29,23 @@ from jobs.s3_blobs import RemoteArtifact, S3BlobStore
 from jobs.settings import Settings
 from service.errors import NotFound
 from service.file_responses import JobFileResponse, range_refusal
+
+# A page served from the API's origin could act with a user's access to the API if anything
+# in it ran as script. The report has no script and loads nothing (inline styles, inline
+# SVG): the policy forbids any script, any fetch, any form and any framing, so a user's name
+# that slipped through escaping still could not act; nosniff keeps other files from being
+# read as HTML.
+PAGE_HEADERS: Final = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def is_page(media_type: str) -> bool:
+    return media_type.split(";")[0].strip() == "text/html"
 
 
 def published_file(
@@ -46,8 +67,10 @@ def published_file(
         path = blobs.artifact_path(job_id, name)
         if info is None or path is None:
             return None
-        filename = info.name if download else None
-        return JobFileResponse(path, media_type=info.media_type, filename=filename)
+        page = is_page(info.media_type)
+        filename = info.name if download and not page else None
+        headers = PAGE_HEADERS if page else None
+        return JobFileResponse(path, media_type=info.media_type, filename=filename, headers=headers)
     artifact = blobs.remote_artifact(job_id, name)
     if artifact is None:
         return None
@@ -77,7 +100,9 @@ def _streamed(
     headers = {"Content-Length": str(body.size), "Accept-Ranges": "bytes"}
     if body.content_range:
         headers["Content-Range"] = body.content_range
-    if download:
+    if is_page(artifact.info.media_type):
+        headers.update(PAGE_HEADERS)
+    elif download:
         headers["Content-Disposition"] = _attachment(artifact.info.name)
     return StreamingResponse(
         _chunks(body),

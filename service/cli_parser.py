@@ -16,6 +16,7 @@ from jobs.job_config import (
     Allocation,
     Compensation,
     Criterion,
+    Format,
     Metric,
     RecoverySpec,
 )
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"batch size (default {DEFAULT_BATCH_SIZE})",
     )
     prune.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    prune.add_argument(
+        "--no-latency",
+        action="store_true",
+        help="do not time the models (no latency_ms figures; --max-latency-ms then refused)",
+    )
     prune.add_argument(
         "--out",
         type=Path,
@@ -191,6 +197,21 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_MAX_METRIC_DROP,
         help="largest acceptable metric drop for the recommendation (default %(default)g)",
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        type=float,
+        help="a second budget for the recommendation: the smallest candidate within "
+        "--max-metric-drop whose measured batch-1 median latency is at most this many ms",
+    )
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        choices=[f.value for f in Format],
+        help="also write each candidate in this format (repeatable; pt2 always): onnx writes "
+        "pruned-<k>.onnx, checked with onnx.checker and against the .pt2 with ONNX Runtime "
+        "(needs the onnx extra where the engine runs)",
     )
 
 

@@ -18,7 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import NoReturn
 
-from jobs.job_config import Allocation, Compensation, Criterion, JobConfig, Metric, criterion_for
+from jobs.job_config import (
+    Allocation,
+    Compensation,
+    Criterion,
+    Format,
+    JobConfig,
+    Metric,
+    criterion_for,
+)
 from pruning.config import PruneConfig, Recovery, parse_thresholds
 from pruning.errors import InvalidConfig
 from worker.protocol import DatasetSpec, PruneRequest
@@ -49,7 +57,7 @@ def prune_locally(args: argparse.Namespace) -> str:
         raise InvalidConfig("--search finds the fraction itself: drop --thresholds")
     job = _job_config(args)
     # Checked as the engine will check it, before any file is written.
-    config = PruneConfig.of(job, args.batch_size, args.device)
+    config = PruneConfig.of(job, args.batch_size, args.device, measure_latency=not args.no_latency)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for path in (args.data, args.eval_data):
@@ -62,6 +70,7 @@ def prune_locally(args: argparse.Namespace) -> str:
         config=job,
         batch_size=config.batch_size,
         device=config.device,
+        measure_latency=config.measure_latency,
         out_dir=str(out.resolve()),
         # One line on a crash; Python's own switch asks for the engine's stack as well.
         stack_on_crash=bool(os.environ.get("PYTHONFAULTHANDLER")),
@@ -88,6 +97,8 @@ def _job_config(args: argparse.Namespace) -> JobConfig:
         seed=args.seed,
         metric=Metric(args.metric) if args.metric else None,
         max_metric_drop=args.max_metric_drop,
+        formats=Format.parse_all([Format.PT2, *(args.formats or [])]),
+        max_latency_ms=args.max_latency_ms,
     )
 
 

@@ -52,6 +52,9 @@ def job_options(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "metric": args.metric,
         "max_metric_drop": args.max_metric_drop,
+        # pt2 is always written; None leaves the server's default (pt2 alone).
+        "formats": list(dict.fromkeys(["pt2", *args.formats])) if args.formats else None,
+        "max_latency_ms": args.max_latency_ms,
         "webhook": args.webhook_url,
         "mlflow": _mlflow(args),
     }

@@ -29,6 +29,7 @@ from jobs.job_config import (
     Allocation,
     Compensation,
     Criterion,
+    Format,
     Metric,
     RecoverySpec,
     criterion_for,
@@ -152,6 +153,22 @@ class JobCreate(InputSchema):
         None, description="omitted: accuracy when the evaluation data has labels, else agreement"
     )
     max_metric_drop: float = Field(DEFAULT_MAX_METRIC_DROP, ge=0)
+    max_latency_ms: float | None = Field(
+        None,
+        gt=0,
+        description="a second budget for the recommendation: the smallest candidate within "
+        "max_metric_drop whose measured batch-1 median latency (ms, on the worker's device) is "
+        "at most this; null: none",
+    )
+    formats: list[Format] = Field(
+        default_factory=lambda: [Format.PT2],
+        min_length=1,
+        max_length=len(Format),
+        description='files per candidate: "pt2" always (its numbers are measured on it); '
+        'with "onnx", also pruned-<k>.onnx (dynamic batch where the model\'s is), checked with '
+        "onnx.checker and against the .pt2 with ONNX Runtime; a candidate that does not "
+        "convert gets a note instead",
+    )
     webhook: WebhookIn | None = Field(
         None, description="signed events when the job ends (and, if asked, when it starts)"
     )
@@ -200,6 +217,11 @@ class JobCreate(InputSchema):
                         '(or use "fraction", or criterion "variance" for "std" alone)'
                     )
         return thresholds
+
+    @field_validator("formats")
+    @classmethod
+    def _formats_include_pt2(cls, formats: list[Format]) -> list[Format]:
+        return list(Format.parse_all(formats))
 
 
 class ProgressPublic(Schema):

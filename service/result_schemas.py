@@ -21,11 +21,43 @@ class PublishedSchema(Schema):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
 
+class TimingOnePublic(PublishedSchema):
+    median: float = Field(description="median of the timed forwards, milliseconds")
+    p90: float = Field(description="90th percentile of the timed forwards, milliseconds")
+    runs: int = Field(description="timed forwards (after the warm-up ones)")
+
+
+class TimingPublic(TimingOnePublic):
+    size: int = Field(description="rows per forward: the job's batch size (or fewer rows)")
+
+
+class LatencyPublic(PublishedSchema):
+    batch_1: TimingOnePublic | None = Field(
+        description="one row per forward; null for a model exported with a fixed batch size"
+    )
+    batch: TimingPublic
+
+
+class LatencySettingsPublic(PublishedSchema):
+    device: str = Field(description="the torch device timed on (cpu, cuda:0)")
+    device_name: str
+    threads: int = Field(description="torch's intra-op threads during the timings")
+    warmup_runs: int
+    min_runs: int
+    max_runs: int
+    budget_seconds: float = Field(description="per model and batch size, after min_runs")
+    statistic: str
+    budget_figure: str = Field(description="the figure max_latency_ms is compared with")
+
+
 class BaselinePublic(PublishedSchema):
     metric: float | None = Field(description="the original model's metric")
     parameters: int
     bytes: int = Field(description="size of the original program's saved weights")
     macs: int = Field(description="multiply-accumulates for one sample")
+    latency_ms: LatencyPublic | None = Field(
+        None, description="measured on the worker's device; null: not measured"
+    )
 
 
 class RecoveryReportPublic(PublishedSchema):
@@ -36,6 +68,18 @@ class RecoveryReportPublic(PublishedSchema):
     stopped_early: bool = Field(description="max_seconds reached, or the loss diverged")
     final_loss: float | None
     diverged: bool
+
+
+class OnnxCopyPublic(PublishedSchema):
+    file: str = Field(description="pruned-<k>.onnx among the job's artifacts")
+    bytes: int
+    max_abs_diff: float = Field(
+        description="largest |ONNX Runtime output - pruned model output| on the checked rows"
+    )
+    checked_rows: int = Field(description="evaluation rows compared (in two batch sizes)")
+    tolerance: float = Field(
+        description="the largest difference allowed: 1e-4 x max(1, largest |output|)"
+    )
 
 
 class CandidatePublic(PublishedSchema):
@@ -60,6 +104,15 @@ class CandidatePublic(PublishedSchema):
     )
     recovery: RecoveryReportPublic | None = Field(description="with recovery: what it did")
     allocation: Allocation = Field(description="how this candidate's fraction was spread")
+    latency_ms: LatencyPublic | None = Field(
+        None,
+        description="measured on the worker's device, once per keep-set; null: not measured",
+    )
+    onnx: OnnxCopyPublic | None = Field(
+        None,
+        description='its checked ONNX copy (formats with "onnx"); null: not asked for, or not '
+        "written (the notes say why)",
+    )
 
 
 class FrozenPublic(PublishedSchema):
@@ -109,7 +162,8 @@ class ResultsPublic(PublishedSchema):
     candidates: list[CandidatePublic] = Field(description="in the order of the thresholds")
     pareto: list[int] = Field(description="indices of the candidates on the front")
     recommended: int | None = Field(
-        description="the smallest candidate within max_metric_drop; null: none is"
+        description="the smallest candidate within max_metric_drop (and max_latency_ms, when "
+        "given); null: none is"
     )
     layers: list[str] = Field(description="prunable layers, in graph order")
     frozen: list[FrozenPublic]
@@ -118,6 +172,12 @@ class ResultsPublic(PublishedSchema):
     search: bool
     recovery: RecoverySettingsPublic | None = Field(description="the job's recovery settings")
     data: DataUsePublic = Field(description="which samples served what")
+    max_latency_ms: float | None = Field(
+        None, description="the job's latency budget for the recommendation; null: none"
+    )
+    latency: LatencySettingsPublic | None = Field(
+        None, description="how latency_ms was measured; null: it was not"
+    )
     mlflow: MlflowRunPublic | None = Field(
         None,
         description="a job with mlflow: the run it logged (absent when none was created; "

@@ -225,4 +225,6 @@ def checked_config(
         # Resolved here, so results never depend on a later default.
         metric=_resolve_metric(body, eval_dataset or dataset),
         max_metric_drop=body.max_metric_drop,
+        formats=tuple(body.formats),
+        max_latency_ms=body.max_latency_ms,
     )

@@ -123,7 +123,11 @@ def _run_job(request: JobRequest | PruneRequest, channel: _Channel) -> Any:
             data_input(request.data),
             data_input(request.eval_data) if request.eval_data else None,
             PruneConfig.of(
-                request.config, request.batch_size, request.device, request.max_parameters
+                request.config,
+                request.batch_size,
+                request.device,
+                request.max_parameters,
+                measure_latency=request.measure_latency,
             ),
             Path(request.out_dir),
             progress=channel.progress,

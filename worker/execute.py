@@ -284,6 +284,7 @@ def _job_request(
         batch_size=settings.batch_size,
         device=settings.device,
         max_parameters=settings.max_parameters,
+        measure_latency=settings.measure_latency,
         out_dir=str(folders.staging),
     )
     return request, names

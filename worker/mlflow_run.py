@@ -4,10 +4,10 @@ engine succeeded and before its results are published (`worker.mlflow_tracking`)
 It reads one `TrackingRequest` on stdin and logs the job as one run: the job's parameters;
 per candidate (step = its index) its metric, metric drop, parameters, bytes, MACs and size
 reduction, and the baseline's and the recommended candidate's figures; the plots,
-results.csv, the recommended model (under `model/`) and, last, results.json, amended first
-with the run's IDs and a note for everything that failed, so that the copy in MLflow is the
-file the job publishes. Each step that fails becomes a note and the others go on; the run
-ends FINISHED, or FAILED when something is missing from it.
+results.csv, report.html, the recommended model (under `model/`) and, last, results.json,
+amended first with the run's IDs and a note for everything that failed, so that the copy in
+MLflow is the file the job publishes. Each step that fails becomes a note and the others go
+on; the run ends FINISHED, or FAILED when something is missing from it.
 
 A child of its own, rather than the worker's process: a stalled MLflow call cannot be
 interrupted from another thread, a process can be stopped at the time limit; and MLflow's
@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from jobs.job_config import RESULTS_CSV, RESULTS_JSON
+from jobs.job_config import REPORT_HTML, RESULTS_CSV, RESULTS_JSON
 from jobs.mlflow_config import NOTE_PREFIX, MlflowRun, run_url
 from worker.mlflow_protocol import (
     RunCreated,
@@ -39,7 +39,8 @@ from worker.results_amend import amend_results, staged_results
 
 # A candidate's figures logged as `candidate.<key>` (step = index), and the same of the
 # recommended one as `recommended.<key>`; the baseline's as `baseline.<key>`. A figure that
-# is null is skipped, except the metric itself, logged as NaN (an `mse` that overflowed).
+# is null is skipped, except the metric itself, logged as NaN (an `mse` that overflowed);
+# `latency_ms` becomes `latency_1_median_ms`, `latency_1_p90_ms`, `latency_batch_*_ms`.
 CANDIDATE_METRICS = (
     "metric",
     "metric_drop",
@@ -77,6 +78,21 @@ def brief(exc: BaseException) -> str:
     return f"{text[:half]} ... {text[-half:]}"
 
 
+def _latency_figures(latency: Any) -> dict[str, float]:
+    """A `latency_ms` entry as flat figures, named as results.csv's columns
+    (`latency_1_median_ms`, ...); none for a job that measured no latency."""
+    figures: dict[str, float] = {}
+    if not isinstance(latency, dict):
+        return figures
+    for size, label in (("batch_1", "1"), ("batch", "batch")):
+        timing = latency.get(size)
+        if isinstance(timing, dict):
+            for stat in ("median", "p90"):
+                if isinstance(timing.get(stat), int | float):
+                    figures[f"latency_{label}_{stat}_ms"] = float(timing[stat])
+    return figures
+
+
 def _metric_points(results: dict[str, Any]) -> list[tuple[str, float, int]]:
     """(key, value, step) of every figure to log."""
     points: list[tuple[str, float, int]] = []
@@ -86,6 +102,10 @@ def _metric_points(results: dict[str, Any]) -> list[tuple[str, float, int]]:
             if key not in source:
                 continue
             value = source[key]
+            if key == "latency_ms":  # {"batch_1": {"median", "p90"}, "batch": {...}}, or null
+                for name, ms in _latency_figures(value).items():
+                    points.append((f"{prefix}.{name}", ms, step))
+                continue
             if value is None and key not in _ALWAYS:
                 continue
             points.append((f"{prefix}.{key}", math.nan if value is None else float(value), step))
@@ -138,6 +158,8 @@ class RunLogger:
             (p, None) for p in sorted(self.folder.glob("*.png"))
         ]
         files.append((self.folder / RESULTS_CSV, None))
+        if (self.folder / REPORT_HTML).is_file():  # the engine writes it; older ones did not
+            files.append((self.folder / REPORT_HTML, None))
         recommended = results.get("recommended")
         if recommended is not None:
             files.append(

@@ -70,6 +70,7 @@ class _SweepRequest:
     out_dir: str  # the files are written here
     max_parameters: int | None = None
     stack_on_crash: bool = True
+    measure_latency: bool = True  # time every distinct model (DEADWEIGHT_MEASURE_LATENCY)
 
 
 @dataclass(frozen=True, kw_only=True)

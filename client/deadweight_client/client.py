@@ -158,8 +158,8 @@ class Client:
             idempotency_key: a key of the caller's (a pipeline step that may run twice);
                 default: a fresh one per call, reused by its retries.
             **options: the job body's other fields, as the HTTP API names them:
-                criterion, compensate, allocation, search, max_metric_drop, recovery,
-                metric, seed, formats, ... (None: the server's default).
+                criterion, compensate, allocation, search, max_metric_drop,
+                max_latency_ms, recovery, metric, seed, formats, ... (None: the server's default).
 
         A model still being inspected is waited for (409 `model_not_ready`, retried for
         up to `RetryPolicy.busy_timeout`).

@@ -19,6 +19,7 @@ from typing import Any
 
 from jobs.job_config import RESULTS_CSV, RESULTS_JSON, STATS_CSV, STATS_JSON
 from pruning.report.labels import layer_widths, threshold_label
+from pruning.report.latency_cells import LATENCY_COLUMNS, latency_cells
 from pruning.results import LayerStats, Results
 
 
@@ -98,6 +99,7 @@ def write_results(results: Results, out_dir: Path) -> list[Path]:
         "pareto",
         "recommended",
         "allocation",
+        *LATENCY_COLUMNS,
     ] + [f"kept:{layer}" for layer in results.layers]
     rows = _results_rows(results)
     return [
@@ -115,6 +117,7 @@ def _results_rows(results: Results) -> list[list[object]]:
             *("baseline", "", None, None, None, b.metric, 0.0, None),
             *(b.parameters, b.bytes, b.macs),
             *(0.0, None, None, None, None, None),
+            *latency_cells(b.latency_ms),
             *(widths.get(layer) for layer in layers),
         ]
     ]
@@ -126,6 +129,7 @@ def _results_rows(results: Results) -> list[list[object]]:
             + [c.parameters, c.bytes, c.macs, c.size_reduction]
             + [c.artifact, c.same_as, c.index in results.pareto, c.index == results.recommended]
             + [c.allocation]
+            + latency_cells(c.latency_ms)
             + [c.kept.get(layer) for layer in layers]
         )
     return rows

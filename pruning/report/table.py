@@ -3,9 +3,10 @@ baseline, `*` marking the Pareto front and `<- recommended` the choice, then a l
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from jobs.job_config import Allocation, Metric
+from pruning.choice import budget_figure
 from pruning.report.labels import layer_widths, threshold_label
 from pruning.results import Candidate, Results
 
@@ -38,12 +39,14 @@ class _Table:
         self.widths = layer_widths(results)
         self.per_layer = len(results.layers) <= MAX_TABLE_LAYERS
         self.recovered = any(c.metric_before_recovery is not None for c in results.candidates)
+        self.timed = results.baseline.latency_ms is not None
 
     def header(self) -> list[str]:
         r = self.results
         before = ["before recovery"] if self.recovered else []
         kept = [_abbreviate(n) for n in r.layers] if self.per_layer else ["kept"]
-        return ["#", "threshold", r.metric_name, "drop", *before, "params", "reduction", *kept]
+        ms = ["ms"] if self.timed else []
+        return ["#", "threshold", r.metric_name, "drop", *before, "params", "reduction", *ms, *kept]
 
     def baseline_row(self) -> list[str]:
         r, b = self.results, self.results.baseline
@@ -57,6 +60,7 @@ class _Table:
             *blank,
             f"{b.parameters:,}",
             "",
+            *self.latency(b.latency_ms),
             *kept,
             "",
         ]
@@ -84,9 +88,17 @@ class _Table:
         return [
             *(str(c.index), label, self.value(c.metric)),
             *(self.drop(c.metric_drop), *was, f"{c.parameters:,}", f"{c.size_reduction:.1%}"),
+            *self.latency(c.latency_ms),
             *kept,
             marks,
         ]
+
+    def latency(self, latency_ms: dict[str, Any] | None) -> list[str]:
+        """The latency cell (`budget_figure`, ms), when the run measured latency."""
+        if not self.timed:
+            return []
+        figure = budget_figure(latency_ms)
+        return ["" if figure is None else f"{figure:.3g}"]
 
 
 def _align(rows: list[list[str]], left: set[int]) -> list[str]:
@@ -107,6 +119,10 @@ def _legend(results: Results, per_layer: bool) -> list[str]:
     lines = ["", f"kept: {kept}; * on the Pareto front ({results.metric_name} vs. parameters)"]
     change = "drop" if Metric(results.metric_name).higher_is_better else "increase"
     budget = f"{results.metric_name} {change} is at most {results.max_metric_drop:g}"
+    if results.max_latency_ms is not None:
+        budget += f" and latency at most {results.max_latency_ms:g} ms"
+    if results.latency is not None:
+        lines.append(f"ms: {_measured(results.latency)}")
     chosen = next((c for c in results.candidates if c.index == results.recommended), None)
     if chosen is None:
         lines.append(f"recommended: none, no candidate's {budget}")
@@ -116,3 +132,9 @@ def _legend(results: Results, per_layer: bool) -> list[str]:
             f"the smallest candidate whose {budget}"
         )
     return lines
+
+
+def _measured(latency: dict[str, Any]) -> str:
+    """How the `ms` column was measured, in a line."""
+    where = f"{latency.get('device', '?')}, {latency.get('threads', '?')} threads"
+    return f"median ms per forward of one row (a fixed-batch model: of its batch) on {where}"

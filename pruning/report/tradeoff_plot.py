@@ -14,6 +14,7 @@ from matplotlib.ticker import EngFormatter
 from jobs.job_config import Compensation, Metric
 from pruning.report.figures import save_png
 from pruning.report.labels import threshold_label
+from pruning.report.latency_plot import draw_latency_panel, has_latency
 from pruning.results import Candidate, Results
 
 
@@ -24,10 +25,14 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
     Returns:
         `path`, a PNG.
     """
-    fig = Figure(figsize=(8.5, 5.5))
+    timed = has_latency(results)  # then a second panel: the metric against latency
+    fig = Figure(figsize=(15.0, 5.5) if timed else (8.5, 5.5))
     # Fixed margins: a layout engine would measure the labels and draw the figure twice.
-    fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.1)
-    ax = fig.add_subplot()
+    if timed:
+        fig.subplots_adjust(left=0.06, right=0.98, top=0.93, bottom=0.1, wspace=0.12)
+    else:
+        fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.1)
+    ax = fig.add_subplot(1, 2 if timed else 1, 1)
     up = Metric(results.metric_name).higher_is_better
     drawn = [c for c in results.candidates if math.isfinite(c.metric)]
     _draw_candidates(ax, results, drawn)
@@ -46,6 +51,8 @@ def plot_tradeoff(results: Results, path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.08, y=0.12)
     ax.legend(loc="best", fontsize=9)
+    if timed:
+        draw_latency_panel(fig.add_subplot(1, 2, 2, sharey=ax), results)
     return save_png(fig, path)
 
 

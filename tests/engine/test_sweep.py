@@ -14,7 +14,9 @@ from jobs.job_config import Criterion, Metric
 from pruning.config import PruneConfig, Threshold
 from pruning.data import ArrayData
 from pruning.errors import Cancelled, InvalidConfig
+from pruning.latency import Latency, LatencyMeter
 from pruning.sweep import DataInput, run
+from tests.engine.report_page import assert_report_of
 from tests.tiny_models import export_to
 
 
@@ -85,16 +87,35 @@ def test_reported_numbers_are_those_of_the_downloaded_artifacts(trained, tmp_pat
         assert (tmp_path / name).stat().st_size > 0
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert [layer["name"] for layer in stats["layers"]] == ["fc1", "fc2"]
+    assert_report_of(tmp_path)  # the table, and a link to every file this run wrote
 
 
-def test_identical_keep_sets_are_evaluated_once(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_identical_keep_sets_are_evaluated_once(  # type: ignore[no-untyped-def]
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, x, y = trained
+    timed: list[object] = []
+    measure = LatencyMeter.measure
+
+    def counted(meter: LatencyMeter, module: object) -> Latency:
+        timed.append(module)
+        return measure(meter, module)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LatencyMeter, "measure", counted)
     thresholds = (Threshold(fraction=0.25), Threshold(fraction=0.25), Threshold(fraction=0.0))
     results = run(path, _data(x, y), None, PruneConfig(thresholds=thresholds), tmp_path)
     first, again, none = results.candidates
     assert again.same_as == 0 and again.artifact == first.artifact and again.metric == first.metric
     assert not (tmp_path / "pruned-1.pt2").exists()
     assert none.parameters == results.baseline.parameters
+    # Latency: measured for the baseline and each distinct keep-set, once; shared by twins.
+    assert len(timed) == 3 and again.latency_ms == first.latency_ms
+    for latency in (results.baseline.latency_ms, first.latency_ms, none.latency_ms):
+        assert latency is not None
+        assert 0 < latency["batch_1"]["median"] <= latency["batch_1"]["p90"]
+        # The job batch (256), or the whole evaluation part (held out: 120 rows) if smaller.
+        assert latency["batch"]["size"] == 120 and latency["batch"]["median"] > 0
+    assert results.latency is not None and results.latency["threads"] >= 1
 
 
 def test_agreement_without_labels_and_keep_all_agrees_fully(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

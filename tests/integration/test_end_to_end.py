@@ -91,6 +91,7 @@ def walkthrough(
             "stats.csv",
             "stats.png",
             "tradeoff.png",
+            "report.html",
             "pruned-0.pt2",
         } <= names
 

@@ -120,6 +120,11 @@ def test_the_run_s_figures_are_the_job_s_results(tracked: TrackedJob) -> None:
         assert _history(client, named.run_id, f"baseline.{key}") == [
             (0, float(results["baseline"][key]))
         ]
+    # Measured latency, flattened as results.csv names it.
+    latency = [(c["index"], c["latency_ms"]["batch_1"]["median"]) for c in candidates]
+    assert _history(client, named.run_id, "candidate.latency_1_median_ms") == latency
+    baseline_p90 = results["baseline"]["latency_ms"]["batch"]["p90"]
+    assert _history(client, named.run_id, "baseline.latency_batch_p90_ms") == [(0, baseline_p90)]
     chosen = results["recommended"]
     assert chosen is not None  # data labelled by the model itself: a cut within the budget
     assert run.data.metrics["recommended.index"] == chosen
@@ -132,11 +137,19 @@ def test_the_run_s_files_are_the_job_s_files(tracked: TrackedJob, tmp_path: Path
     client = MlflowClient(tracked.tracking_uri)
     recommended = tracked.results["candidates"][tracked.results["recommended"]]["artifact"]
     top = {a.path for a in client.list_artifacts(run_id)}
-    assert top == {"results.json", "results.csv", "stats.png", "tradeoff.png", "model"}
+    assert top == {
+        "results.json",
+        "results.csv",
+        "report.html",
+        "stats.png",
+        "tradeoff.png",
+        "model",
+    }
     assert [a.path for a in client.list_artifacts(run_id, "model")] == [f"model/{recommended}"]
     for logged in (
         "results.json",
         "results.csv",
+        "report.html",
         "stats.png",
         "tradeoff.png",
         f"model/{recommended}",

@@ -64,6 +64,7 @@ def test_prune_writes_the_files_of_a_service_job(files: Path, tmp_path: Path) ->
         "stats.csv",
         "stats.png",
         "tradeoff.png",
+        "report.html",
         "pruned-0.pt2",
         "pruned-1.pt2",
     ):

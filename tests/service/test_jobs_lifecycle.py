@@ -119,6 +119,27 @@ def test_published_job_serves_results_stats_and_artifacts(
     assert response.headers["content-disposition"] == 'attachment; filename="pruned-0.pt2"'
 
 
+def test_the_report_is_shown_inline_and_may_run_nothing(
+    client: TestClient, job: dict[str, Any]
+) -> None:
+    page = b"<!DOCTYPE html><html><body><a href=pruned-0.pt2>model</a></body></html>"
+    (publish_job(client, job["id"]) / "report.html").write_bytes(page)
+    listing = client.get(f"/v1/jobs/{job['id']}/artifacts").json()
+    html = "text/html; charset=utf-8"
+    assert {"name": "report.html", "bytes": len(page), "media_type": html} in listing
+    response = client.get(f"/v1/jobs/{job['id']}/artifacts/report.html")
+    assert response.status_code == 200 and response.content == page
+    assert response.headers["content-type"] == html
+    # Inline, so its relative links resolve to /v1/jobs/{id}/artifacts/<name>; no script
+    # from anywhere, nothing fetched, no form, no framing, no sniffing.
+    assert "content-disposition" not in response.headers
+    directives = response.headers["content-security-policy"].split("; ")
+    policy = {d.split()[0]: d.split()[1:] for d in directives}
+    assert policy["default-src"] == ["'none'"] and "script-src" not in policy
+    assert policy["frame-ancestors"] == ["'none'"] and policy["form-action"] == ["'none'"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def test_succeeded_job_without_its_results_file_is_404(
     client: TestClient, job: dict[str, Any]
 ) -> None:

@@ -31,7 +31,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, model_bytes: bytes) -> P
     (folder / "data.npz").write_bytes(npz_bytes(samples=64))
     out = folder / "out"
     command = [DEADWEIGHT, "prune", "mlp.pt2", "data.npz", "--thresholds", "f0.3,f0.5"]
-    command += ["--recover-epochs", "1", "--out", str(out)]
+    command += ["--recover-epochs", "1", "--format", "onnx", "--out", str(out)]
     done = subprocess.run(
         command, cwd=folder, env=base_env(folder / "data"), capture_output=True, timeout=240
     )
@@ -96,6 +96,9 @@ def test_every_optional_part_was_exercised(published: Path) -> None:
     assert {"holdout", "training"} <= set(results["data"])
     assert results["frozen"] and results["candidates"]
     assert all(c["recovery"] is not None for c in results["candidates"])
+    assert all(c["onnx"] is not None for c in results["candidates"])
+    assert results["latency"] is not None and results["baseline"]["latency_ms"] is not None
+    assert all(c["latency_ms"]["batch_1"] is not None for c in results["candidates"])
 
 
 def test_a_file_with_an_undocumented_key_is_caught(client: TestClient, published: Path) -> None:

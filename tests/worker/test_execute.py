@@ -27,7 +27,14 @@ def test_a_job_runs_to_success_and_publishes_its_files(world: World, model_file:
     assert job.status is JobStatus.SUCCEEDED, job.error
     assert job.attempts == 1 and job.stage == "done" and job.fraction == 1.0
     names = {a.name for a in world.blobs.list_artifacts(job.id)}
-    assert {"results.json", "stats.json", "pruned-0.pt2", "pruned-1.pt2", "tradeoff.png"} <= names
+    assert {
+        "results.json",
+        "stats.json",
+        "pruned-0.pt2",
+        "pruned-1.pt2",
+        "tradeoff.png",
+        "report.html",
+    } <= names
     leftovers = [p.name for p in world.blobs.jobs_dir.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the staging folder was renamed into place
     pushed = pushed_metrics(world)
