@@ -84,6 +84,7 @@ def check(
     samples: int,
     export_batch: int,
     criterion: str = "variance",
+    latency: bool = True,
 ) -> Outcome:
     started = time.monotonic()
     model_path, data_path, out_shape = prepare(name, work, size, samples, export_batch)
@@ -103,6 +104,7 @@ def check(
         str(export_batch),
         "--out",
         str(out),
+        *([] if latency else ["--no-latency"]),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -24,7 +24,8 @@ SUITE_MODELS = [
 
 @pytest.mark.parametrize("name", SUITE_MODELS)
 def test_prune_cuts_a_torchvision_classifier(tmp_path: Path, name: str) -> None:
-    outcome = check(name, tmp_path, size=32, samples=32, export_batch=16)
+    # What is cut, not how fast it runs: `make zoo` times the candidates, the suite does not.
+    outcome = check(name, tmp_path, size=32, samples=32, export_batch=16, latency=False)
     assert outcome.ok, outcome.error
     assert outcome.reduction >= MIN_REDUCTION
     assert outcome.prunable > 0
