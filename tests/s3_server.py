@@ -30,6 +30,10 @@ from typing import Any
 import httpx
 import pytest
 
+from jobs.blob_stores import open_blob_store
+from jobs.s3_blobs import S3BlobStore
+from jobs.settings import Settings
+
 # moto accepts any credentials; boto3 needs some, and a region to sign with.
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "deadweight-test",
@@ -121,3 +125,18 @@ def _wait(server: S3Server, proc: subprocess.Popen[bytes], log_dir: Path) -> Non
         except httpx.HTTPError:
             time.sleep(0.1)
     pytest.fail("moto_server did not answer within 30 s")
+
+
+def s3_blob_store(
+    server: S3Server, bucket: str, prefix: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> S3BlobStore:
+    """The blob store a process with these settings opens: `s3://bucket/prefix` on `server`,
+    the test credentials in the environment (as boto3 reads them)."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(
+        data_dir=data_dir, blob_url=f"s3://{bucket}/{prefix}", s3_endpoint_url=server.url
+    )
+    store = open_blob_store(settings)
+    assert isinstance(store, S3BlobStore)
+    return store

@@ -112,8 +112,9 @@ def wait_http(
     pytest.fail(f"{url} did not answer within {timeout}s\n{procs.dump_logs()}")
 
 
-@pytest.fixture
-def redis_url() -> str:
+@contextlib.contextmanager
+def redis_database() -> Iterator[str]:
+    """This test process's Redis database, emptied (skips the test when Redis is down)."""
     import redis
 
     url = _redis_url_for_this_process()
@@ -123,15 +124,15 @@ def redis_url() -> str:
     except redis.exceptions.ConnectionError:
         pytest.skip(f"Redis is not reachable at {url}")
     client.flushdb()  # this database belongs to this test process
-    return url
+    yield url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A database of its own for one test, dropped afterwards."""
+@contextlib.contextmanager
+def postgres_database(prefix: str = "deadweight_it") -> Iterator[str]:
+    """A PostgreSQL database of its own, dropped afterwards (skips when the server is down)."""
     import psycopg
 
-    name = f"deadweight_it_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError:
@@ -144,3 +145,16 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with redis_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A database of its own for one test, dropped afterwards."""
+    with postgres_database() as url:
+        yield url

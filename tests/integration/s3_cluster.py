@@ -4,9 +4,7 @@ of its own, started once per module and killed (process groups) at teardown."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 
 from tests.integration.conftest import (
     DEADWEIGHT,
-    PG_ADMIN_URL,
     Processes,
-    _redis_url_for_this_process,
     base_env,
     free_port,
+    postgres_database,
+    redis_database,
     wait_http,
 )
 from tests.s3_server import S3Server, running_s3_server
@@ -58,7 +55,11 @@ def start_cluster(root: Path) -> Iterator[Cluster]:
     `worker-b`. The reapers pass every 2.5 s (`LEASE_SECONDS=5`), for the retention check."""
     (root / "logs").mkdir()
     procs = Processes(root / "logs")
-    with running_s3_server(root / "logs") as s3, _redis() as broker, _postgres() as database:
+    with (
+        running_s3_server(root / "logs") as s3,
+        redis_database() as broker,
+        postgres_database("deadweight_s3") as database,
+    ):
         bucket = s3.new_bucket()
         dirs = {name: root / name for name in ("api", "presigning", "worker-a", "worker-b")}
         common = {
@@ -102,34 +103,3 @@ def _wait_ready(workers: list[Any], procs: Processes) -> None:
         if time.monotonic() > deadline or any(w.poll() is not None for w in workers):
             pytest.fail(f"the workers did not start\n{procs.dump_logs()}")
         time.sleep(0.3)
-
-
-@contextlib.contextmanager
-def _redis() -> Iterator[str]:
-    url = _redis_url_for_this_process()
-    client = redis.Redis.from_url(url, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        pytest.skip(f"Redis is not reachable at {url}")
-    client.flushdb()  # this database belongs to this test process
-    yield url
-
-
-@contextlib.contextmanager
-def _postgres() -> Iterator[str]:
-    import psycopg
-
-    name = f"deadweight_s3_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    host = PG_ADMIN_URL.split("://", 1)[1].rsplit("/", 1)[0]
-    try:
-        yield f"postgresql+psycopg://{host}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -6,49 +6,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from jobs.blob_stores import open_blob_store
 from jobs.blob_writer import SPOOL_PREFIX
 from jobs.manifest import write_manifest
 from jobs.remote_sweep import sweep_remote_attempts
 from jobs.s3_blobs import BlobUnavailable, S3BlobStore
-from jobs.settings import Settings
 from jobs.states import JobStatus
 from jobs.store import JobStore
-from tests.s3_server import CREDENTIALS, S3Server, running_s3_server
+from tests.s3_server import S3Server, s3_blob_store
 
 PREFIX = "team/dw"
 JOB_ID = "0123456789abcdef" * 2
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with running_s3_server(tmp_path_factory.mktemp("moto")) as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3: S3Server) -> str:
-    return s3.new_bucket()
 
 
 @pytest.fixture
 def blobs(
     s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> S3BlobStore:
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    settings = Settings(
-        data_dir=tmp_path / "data", blob_url=f"s3://{bucket}/{PREFIX}", s3_endpoint_url=s3.url
-    )
-    store = open_blob_store(settings)
-    assert isinstance(store, S3BlobStore)
-    return store
+    return s3_blob_store(s3, bucket, PREFIX, tmp_path / "data", monkeypatch)
 
 
 def _keys(s3: S3Server, bucket: str, under: str = "") -> list[str]:
