@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 # nothing but bench/torchvision_models.py imports it (its CUDA-built extension cannot load).
 TORCHVISION ?= torchvision==0.28.0
 
-.PHONY: install run test lint zoo frontier upload-memory bench clean
+.PHONY: install run test lint screenshots zoo frontier upload-memory bench clean
 
 install: $(STAMP)
 
@@ -40,12 +40,20 @@ run: $(SERVE_STAMP)
 
 # Two processes: the suite waits on subprocesses, leases and sockets as much as it computes.
 # Each process's integration tests use a Redis database of their own (15, 14).
+# worksteal: each process takes one contiguous half of the tests (a module's tests stay
+# together, so module- and session-scoped servers and models are built once, not in both
+# processes as `load`'s round-robin start does), and an idle one takes over the other's
+# remaining tests.
 test: install
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 lint: install
 	$(VENV)/bin/ruff check pruning jobs service worker tests bench client
 	$(VENV)/bin/mypy
+
+# The README's pictures of the dashboard, taken by its browser test (Debian's chromium).
+screenshots: install
+	DEADWEIGHT_SCREENSHOTS=docs/images $(PY) -m pytest -q -p no:cacheprovider tests/service/test_dashboard_browser.py
 
 # Issue 3's acceptance: `deadweight prune` on one or two members of every torchvision family.
 zoo: install

@@ -284,6 +284,8 @@ TRADEOFF_PNG: Final = "tradeoff.png"
 REPORT_HTML: Final = "report.html"
 # Which neurons each candidate dropped, per group: for debugging and for re-cutting a model.
 PLANS_JSON: Final = "plans.json"
+# The original program's ONNX copy (formats with onnx), beside the candidates' pruned-<k>.onnx.
+BASELINE_ONNX: Final = "baseline.onnx"
 
 
 def pruned_model_name(index: int) -> str:

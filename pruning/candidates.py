@@ -134,6 +134,14 @@ class CandidateMaker:
         self._seen[key] = cand
         return cand
 
+    def copy_baseline(self, program: torch.export.ExportedProgram) -> Baseline:
+        """With formats onnx, the original `program`'s checked ONNX copy into `baseline` (or a
+        note saying why there is none). Returns the baseline, with its copy or without."""
+        copies = self._onnx_copies()
+        if copies is not None:
+            self.baseline = replace(self.baseline, onnx=copies.write_baseline(program))
+        return self.baseline
+
     def finish(self, candidates: list[Candidate]) -> list[Candidate]:
         """The candidates with their files' numbers, once every file is published and checked.
 

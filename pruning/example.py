@@ -50,6 +50,24 @@ def train_example(
     model = ExampleMLP()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    # One thread: batches of 64 rows are too small to share, and on a busy machine extra
+    # threads spin waiting for each other (several times slower than one thread).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _train(model, opt, xt, yt, epochs)
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval(), x_train, y_train, x_test, y_test
+
+
+def _train(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    xt: torch.Tensor,
+    yt: torch.Tensor,
+    epochs: int,
+) -> None:
     for _ in range(epochs):
         perm = torch.randperm(len(xt))
         for start in range(0, len(xt), 64):
@@ -58,7 +76,6 @@ def train_example(
             loss = nn.functional.cross_entropy(model(xt[idx]), yt[idx])
             loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
-    return model.eval(), x_train, y_train, x_test, y_test
 
 
 def write_example(out: Path) -> list[Path]:

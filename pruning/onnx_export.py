@@ -1,4 +1,4 @@
-"""Each candidate's ONNX copy, for jobs whose formats include `onnx`.
+"""Each candidate's ONNX copy, and the original's, for jobs whose formats include `onnx`.
 
 The copy is converted from the candidate's pruned program (`torch.onnx.export` with the dynamo
 exporter, which takes an `ExportedProgram`), so it keeps the program's batch dimension:
@@ -6,8 +6,11 @@ dynamic where the uploaded model's is. Before it is published it must pass `onnx
 and, run with ONNX Runtime (CPU), reproduce that program's outputs (run on the CPU too) on
 evaluation rows within `ONNX_RTOL`. The program is what the candidate's `.pt2` holds, and
 `pruning.publishing` checks that file against the module that was evaluated.
-A copy that cannot be made or does not agree is not published: the candidate gets a note
-saying why, and the job goes on (its numbers are the `.pt2`'s, which this does not touch).
+The original (the baseline) gets a copy the same way, from the uploaded program, so users can
+compare pruned and original in their runtime.
+A copy that cannot be made or does not agree is not published: the candidate (or the
+baseline) gets a note saying why, and the job goes on (its numbers are the `.pt2`'s, which this
+does not touch).
 
 `onnx`, `onnxruntime` and `onnxscript` (torch's exporter needs it) are the `onnx` extra, so
 they are imported here, lazily: a worker without them writes notes, not files.
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from jobs.job_config import onnx_model_name
+from jobs.job_config import BASELINE_ONNX, onnx_model_name
 from pruning.data import BatchSource, Feeder
 from pruning.evaluate import first_output
 from pruning.surgery import EXPORT_LOCK
@@ -101,16 +104,25 @@ class OnnxCopies:
     def write(self, index: int, program: torch.export.ExportedProgram) -> dict[str, Any] | None:
         """Candidate `index`'s checked copy of `program`, the one its `.pt2` holds (its
         results entry), or None and a note."""
-        path = self.out_dir / onnx_model_name(index)
+        return self._write(onnx_model_name(index), f"candidate {index}", program)
+
+    def write_baseline(self, program: torch.export.ExportedProgram) -> dict[str, Any] | None:
+        """The original program's checked copy (`BASELINE_ONNX`), converted and checked as a
+        candidate's, so pruned and original compare in the same runtime; or None and a note."""
+        return self._write(BASELINE_ONNX, "baseline", program)
+
+    def _write(
+        self, name: str, who: str, program: torch.export.ExportedProgram
+    ) -> dict[str, Any] | None:
         try:
             if self._unavailable is not None:
                 raise OnnxNotWritten(self._unavailable)
             reference = program_reference(program, self._check_batches())
-            return write_onnx(program, path, reference).as_dict()
+            return write_onnx(program, self.out_dir / name, reference).as_dict()
         except OnnxNotWritten as exc:
             if isinstance(exc, OnnxUnavailable):
                 self._unavailable = str(exc)
-            self.notes.append(f"candidate {index}: no ONNX file ({exc})")
+            self.notes.append(f"{who}: no ONNX file ({exc})")
             return None
 
     def _check_batches(self) -> list[tuple[torch.Tensor, ...]]:
@@ -136,8 +148,13 @@ def program_reference(
     # Unlifting builds modules: nothing may be traced beside it (see EXPORT_LOCK).
     with EXPORT_LOCK:
         module = program.module()
-    with torch.inference_mode():
-        outputs = [first_output(module(*batch)).detach() for batch in batches]
+    try:
+        with torch.inference_mode():
+            outputs = [first_output(module(*batch)).detach() for batch in batches]
+    except Exception as exc:  # the baseline's program is the user's: it may raise anything
+        raise OnnxNotWritten(
+            f"the program does not run on the rows it is checked on: {_first_line(exc, None)}"
+        ) from None
     return Reference(batches, outputs)
 
 

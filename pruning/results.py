@@ -42,6 +42,9 @@ class Baseline:
     macs: int
     # Measured on the run's device (`pruning.latency.Latency.as_dict`); None: not measured.
     latency_ms: dict[str, Any] | None = None
+    # The original program's checked ONNX copy (`baseline.onnx`), shaped as a candidate's;
+    # None: not asked for, or not written (the run's notes say why).
+    onnx: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class Baseline:
             "bytes": self.bytes,
             "macs": self.macs,
             "latency_ms": self.latency_ms,
+            "onnx": self.onnx,
         }
 
 

@@ -131,6 +131,7 @@ def run(
             baseline_classes=evaluator.predicted_classes,
             latency=meter,
         )
+        baseline = maker.copy_baseline(program)  # formats with onnx: baseline.onnx, or a note
         candidates = (
             make_candidates(ctx, maker, analysis, group_stats, stats) if group_stats else []
         )

@@ -210,8 +210,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         choices=[f.value for f in Format],
         help="also write each candidate in this format (repeatable; pt2 always): onnx writes "
-        "pruned-<k>.onnx, checked with onnx.checker and against the .pt2 with ONNX Runtime "
-        "(needs the onnx extra where the engine runs)",
+        "pruned-<k>.onnx (and baseline.onnx of the original), checked with onnx.checker and "
+        "against the .pt2 with ONNX Runtime (needs the onnx extra where the engine runs)",
     )
 
 

@@ -166,8 +166,8 @@ class JobCreate(InputSchema):
         max_length=len(Format),
         description='files per candidate: "pt2" always (its numbers are measured on it); '
         'with "onnx", also pruned-<k>.onnx (dynamic batch where the model\'s is), checked with '
-        "onnx.checker and against the .pt2 with ONNX Runtime; a candidate that does not "
-        "convert gets a note instead",
+        "onnx.checker and against the .pt2 with ONNX Runtime, and baseline.onnx of the original, "
+        "checked the same way; a model that does not convert gets a note instead",
     )
     webhook: WebhookIn | None = Field(
         None, description="signed events when the job ends (and, if asked, when it starts)"

@@ -19,6 +19,7 @@ from jobs.store import JobStore
 from service.auth import KeyRing
 from service.body_guard import RequestBodyGuard
 from service.broker_metrics import BrokerCollector
+from service.dashboard import install_dashboard
 from service.error_handlers import install_error_handlers
 from service.limits import UploadSlots
 from service.metrics import ApiMetrics, RequestMetrics
@@ -116,4 +117,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIds)  # outermost: every line of a request carries its ID
     include_routers(app)
     install_docs(app)
+    install_dashboard(app)
     return app

@@ -50,6 +50,21 @@ class LatencySettingsPublic(PublishedSchema):
     budget_figure: str = Field(description="the figure max_latency_ms is compared with")
 
 
+class OnnxCopyPublic(PublishedSchema):
+    file: str = Field(
+        description="pruned-<k>.onnx (a candidate's) or baseline.onnx among the job's artifacts"
+    )
+    bytes: int
+    max_abs_diff: float = Field(
+        description="largest |ONNX Runtime output - program output| on the checked rows (the "
+        "program: the candidate's .pt2, or the uploaded model for the baseline)"
+    )
+    checked_rows: int = Field(description="evaluation rows compared (in two batch sizes)")
+    tolerance: float = Field(
+        description="the largest difference allowed: 1e-4 x max(1, largest |output|)"
+    )
+
+
 class BaselinePublic(PublishedSchema):
     metric: float | None = Field(description="the original model's metric")
     parameters: int
@@ -57,6 +72,11 @@ class BaselinePublic(PublishedSchema):
     macs: int = Field(description="multiply-accumulates for one sample")
     latency_ms: LatencyPublic | None = Field(
         None, description="measured on the worker's device; null: not measured"
+    )
+    onnx: OnnxCopyPublic | None = Field(
+        None,
+        description='its checked ONNX copy, baseline.onnx (formats with "onnx"); '
+        "null: not asked for, or not written (the notes say why)",
     )
 
 
@@ -68,18 +88,6 @@ class RecoveryReportPublic(PublishedSchema):
     stopped_early: bool = Field(description="max_seconds reached, or the loss diverged")
     final_loss: float | None
     diverged: bool
-
-
-class OnnxCopyPublic(PublishedSchema):
-    file: str = Field(description="pruned-<k>.onnx among the job's artifacts")
-    bytes: int
-    max_abs_diff: float = Field(
-        description="largest |ONNX Runtime output - pruned model output| on the checked rows"
-    )
-    checked_rows: int = Field(description="evaluation rows compared (in two batch sizes)")
-    tolerance: float = Field(
-        description="the largest difference allowed: 1e-4 x max(1, largest |output|)"
-    )
 
 
 class CandidatePublic(PublishedSchema):

@@ -20,6 +20,7 @@ from typing import Any
 from jobs.job_config import RESULTS_CSV, RESULTS_JSON, STATS_CSV, STATS_JSON
 from pruning.report.labels import layer_widths, threshold_label
 from pruning.report.latency_cells import LATENCY_COLUMNS, latency_cells
+from pruning.report.onnx_cells import ONNX_COLUMNS, onnx_cells
 from pruning.results import LayerStats, Results
 
 
@@ -100,6 +101,7 @@ def write_results(results: Results, out_dir: Path) -> list[Path]:
         "recommended",
         "allocation",
         *LATENCY_COLUMNS,
+        *ONNX_COLUMNS,
     ] + [f"kept:{layer}" for layer in results.layers]
     rows = _results_rows(results)
     return [
@@ -118,6 +120,7 @@ def _results_rows(results: Results) -> list[list[object]]:
             *(b.parameters, b.bytes, b.macs),
             *(0.0, None, None, None, None, None),
             *latency_cells(b.latency_ms),
+            *onnx_cells(b.onnx),
             *(widths.get(layer) for layer in layers),
         ]
     ]
@@ -130,6 +133,7 @@ def _results_rows(results: Results) -> list[list[object]]:
             + [c.artifact, c.same_as, c.index in results.pareto, c.index == results.recommended]
             + [c.allocation]
             + latency_cells(c.latency_ms)
+            + onnx_cells(c.onnx)
             + [c.kept.get(layer) for layer in layers]
         )
     return rows

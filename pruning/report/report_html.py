@@ -118,11 +118,23 @@ def _setup(results: dict[str, Any]) -> str:
     ]
     if results.get("search"):
         parts.append("search")
-    if results.get("recovery"):
-        parts.append(f"recovery {json.dumps(results['recovery'], sort_keys=True)}")
+    recovery = results.get("recovery")
+    if recovery:
+        limit = recovery.get("max_seconds")
+        parts.append(
+            f"recovery {recovery.get('epochs')} epochs at lr {recovery.get('lr'):g}"
+            + (f" (at most {limit:g} s)" if limit else "")
+        )
     data = results.get("data") or {}
-    if data:
-        parts.append(f"data {json.dumps(data, sort_keys=True)}")
+    for use in ("statistics", "evaluation", "training"):
+        if data.get(use):
+            parts.append(f"{use} on {data[use]}")
+    holdout = data.get("holdout")
+    if holdout:
+        parts.append(
+            f"held out {holdout.get('samples')} rows ({holdout.get('fraction', 0):.0%}, "
+            f"seed {holdout.get('seed')})"
+        )
     return " · ".join(parts)
 
 

@@ -24,6 +24,7 @@ from service.idempotency import IdempotencyKeyHeader, mark_replayed, replayable
 from service.job_schemas import ArtifactPublic, JobCreate, JobPublic, JobsPublic
 from service.limits import freeing_space
 from service.listing import JobStatusFilter, PageDep, parse_choices
+from service.openapi_artifacts import artifact_content
 from service.openapi_errors import FILE_ERRORS, error_codes
 from service.openapi_examples import JOB_CREATE_EXAMPLES
 from service.result_schemas import ResultsPublic, StatsPublic
@@ -199,7 +200,7 @@ def list_artifacts(job: OwnedJob, blobs: BlobsDep) -> list[ArtifactPublic]:
     "/{job_id}/artifacts/{name}",
     response_class=FileResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        **artifact_content(),
         307: {"description": "with DEADWEIGHT_S3_PRESIGNED_DOWNLOADS: the file's presigned URL"},
         **error_codes(*FILE_ERRORS),
     },

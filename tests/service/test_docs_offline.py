@@ -10,28 +10,17 @@ with API keys, and Swagger UI's "Try it out" must offer the documented example b
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from service.openapi_examples import JOB_CREATE_EXAMPLES
+from tests.service.browser import Browser, Page, Watched, chromium, offline_page
 from tests.service.live_server import Server, running
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists() and os.environ.get("DEADWEIGHT_REQUIRE_BROWSER") != "1":
-    # .ci/run installs it and sets DEADWEIGHT_REQUIRE_BROWSER=1, so CI never skips.
-    pytest.skip(
-        "Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True
-    )
-
-from playwright.sync_api import Browser, Page, Route, sync_playwright  # noqa: E402
 
 KEY = "key-docs-0123456789abcdef"
 TIMEOUT_MS = 90_000  # two busy cores parse 3 MB of JavaScript
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 OPERATIONS = (
     "/v1/models",
     "/v1/datasets",
@@ -46,44 +35,20 @@ OPERATIONS = (
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            # A second wall behind the routing below: no name but the loopback resolves.
-            args=["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"],
-        )
+    with chromium() as launched:
         yield launched
-        launched.close()
+
+
+def _tolerated(text: str) -> bool:
+    """The pages' console: anything but a load their Content-Security-Policy refused, and
+    of those only ReDoc's remote logo."""
+    return "Content Security Policy" not in text or "cdn.redoc.ly/redoc/logo-mini.svg" in text
 
 
 @pytest.fixture
-def offline_page(browser: Browser) -> Iterator[tuple[Page, list[str]]]:
-    """A page that may reach this machine only; the list collects every other request."""
-    context = browser.new_context()
-    blocked: list[str] = []
-
-    def only_local(route: Route) -> None:
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            blocked.append(route.request.url)
-            route.abort("internetdisconnected")
-
-    context.route("**/*", only_local)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda message: _policy_violation(message.text, errors))
-    yield page, blocked
-    context.close()
-    assert errors == [], errors
-
-
-def _policy_violation(text: str, errors: list[str]) -> None:
-    """A load the pages' Content-Security-Policy refused: none but ReDoc's remote logo."""
-    if "Content Security Policy" in text and "cdn.redoc.ly/redoc/logo-mini.svg" not in text:
-        errors.append(text)
+def watched(browser: Browser) -> Iterator[Watched]:
+    with offline_page(browser, TIMEOUT_MS, _tolerated) as page:
+        yield page
 
 
 def _swagger_paths(page: Page, server: Server) -> list[str]:
@@ -119,9 +84,9 @@ def _fetch_status(page: Page, path: str, headers: dict[str, str], body: str | No
 
 
 def test_the_pages_render_offline_in_open_mode(
-    tmp_path: Path, offline_page: tuple[Page, list[str]]
+    tmp_path: Path, watched: Watched
 ) -> None:
-    page, blocked = offline_page
+    page = watched.page
     with running(tmp_path) as server:
         paths = _swagger_paths(page, server)
         for path in OPERATIONS:
@@ -133,25 +98,23 @@ def test_the_pages_render_offline_in_open_mode(
         text = _redoc_text(page, server)
         for path in OPERATIONS:
             assert path in text, path
-    assert blocked == []
 
 
 def test_the_pages_render_offline_with_api_keys(
-    tmp_path: Path, offline_page: tuple[Page, list[str]]
+    tmp_path: Path, watched: Watched
 ) -> None:
-    page, blocked = offline_page
+    page = watched.page
     with running(tmp_path, api_keys=f"docs={KEY}") as server:
         assert "/v1/jobs/{job_id}/results" in _swagger_paths(page, server)
         assert _fetch_status(page, "/v1/jobs", {}) == 401  # the pages are open, the API not
         assert _fetch_status(page, "/v1/jobs", {"Authorization": f"Bearer {KEY}"}) == 200
         assert "/v1/jobs/{job_id}/stats" in _redoc_text(page, server)
-    assert blocked == []
 
 
 def test_try_it_out_offers_the_documented_example(
-    tmp_path: Path, offline_page: tuple[Page, list[str]]
+    tmp_path: Path, watched: Watched
 ) -> None:
-    page, blocked = offline_page
+    page = watched.page
     with running(tmp_path) as server:
         _swagger_paths(page, server)
         operation = page.locator("#operations-jobs-submit_job_v1_jobs_post")
@@ -160,4 +123,3 @@ def test_try_it_out_offers_the_documented_example(
         editor = operation.locator("textarea.body-param__text")
         shown = json.loads(editor.input_value())
         assert shown == next(iter(JOB_CREATE_EXAMPLES.values()))["value"]
-    assert blocked == []

@@ -97,6 +97,7 @@ def test_every_optional_part_was_exercised(published: Path) -> None:
     assert results["frozen"] and results["candidates"]
     assert all(c["recovery"] is not None for c in results["candidates"])
     assert all(c["onnx"] is not None for c in results["candidates"])
+    assert results["baseline"]["onnx"] is not None
     assert results["latency"] is not None and results["baseline"]["latency_ms"] is not None
     assert all(c["latency_ms"]["batch_1"] is not None for c in results["candidates"])
 
