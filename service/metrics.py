@@ -15,9 +15,11 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 UNMATCHED = "unmatched"
+STATIC_ROUTE = "/static/{path}"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Polls answer in milliseconds; uploads and downloads of gigabytes take minutes.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
@@ -52,7 +54,12 @@ class ApiMetrics:
 def route_template(scope: Scope) -> str:
     """The matched route's path template, once routing has run."""
     path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
+    if isinstance(path, str) and path:
+        return path
+    if isinstance(scope.get("endpoint"), StaticFiles):
+        # The mounted pages' assets (/docs, /redoc, the dashboard): one label for all.
+        return STATIC_ROUTE
+    return UNMATCHED
 
 
 def count_upload(request: Request, size: int) -> None:

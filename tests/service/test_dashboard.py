@@ -76,3 +76,18 @@ def test_behind_a_path_prefix_the_page_loads_from_under_it(client: TestClient) -
 
 def test_the_page_is_not_an_api_operation(client: TestClient) -> None:
     assert "/" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_page_and_its_assets_are_counted_under_their_own_routes(client: TestClient) -> None:
+    """Assets are labelled by their mount, not `unmatched` (a label for requests no route
+    took, such as a scanner's probes), and with one label however many files there are."""
+    client.get("/")
+    client.get("/static/dashboard/js/main.js")
+    client.get("/static/dashboard/dashboard.css")
+    text = client.get("/metrics").text
+    assert 'deadweight_http_requests_total{method="GET",route="/",status="200"} 1.0' in text
+    assert (
+        'deadweight_http_requests_total{method="GET",route="/static/{path}",status="200"} 2.0'
+        in text
+    )
+    assert 'route="unmatched"' not in text
