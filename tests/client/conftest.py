@@ -58,6 +58,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # A pipeline's webhook: receivers on this host, signed with this tenant's secret.
     env["DEADWEIGHT_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
     env["DEADWEIGHT_WEBHOOK_SECRETS"] = f"{TENANT}={SECRET}"
+    # The client's tests read no latency figures (a real worker's are checked in
+    # tests/integration/test_mlflow.py): no timing of every candidate.
+    env["DEADWEIGHT_MEASURE_LATENCY"] = "false"
     port = free_port()
     try:
         api = procs.start("serve", [DEADWEIGHT, "serve", "--port", str(port)], env)

@@ -23,7 +23,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
 def test_a_layer_left_with_one_neuron_is_named_in_the_notes(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
-    config = PruneConfig(criterion=Criterion.VARIANCE, thresholds=(Threshold(std=1e9),))
+    config = PruneConfig(
+        criterion=Criterion.VARIANCE, thresholds=(Threshold(std=1e9),), measure_latency=False
+    )
     results = run(path, data(x, y), None, config, tmp_path)
     assert results.candidates[0].kept == {"fc1": 1, "fc2": 1}
     assert any("candidate 0 leaves fc1, fc2 with a single neuron" in n for n in results.notes)
@@ -57,6 +59,7 @@ def test_a_candidate_that_predicts_one_class_is_named_in_the_notes(tmp_path: Pat
         criterion=Criterion.SEED,
         thresholds=(Threshold(mean=1.0, std=1e9),),
         compensate=Compensation.NONE,
+        measure_latency=False,  # timed in test_sweep.py and test_latency.py, not here
     )
     results = run(path, data(x, None), None, config, tmp_path)
     assert results.candidates[0].kept["fc2"] == 1

@@ -28,19 +28,27 @@ def test_linear_compensation_without_eval_data_is_scored_on_held_out_rows(
 ) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
     results = run(
-        path, data(x, y), None, PruneConfig(thresholds=(Threshold(fraction=0.5),)), tmp_path
+        path,
+        data(x, y),
+        None,
+        PruneConfig(thresholds=(Threshold(fraction=0.5),), measure_latency=False),
+        tmp_path,
     )
     assert results.data["evaluation"] == "dataset, held-out rows"
     assert "training" not in results.data and results.data["holdout"]["samples"] == 160
     (tmp_path / "mean").mkdir()
-    config = PruneConfig(thresholds=(Threshold(fraction=0.5),), compensate=Compensation.MEAN)
+    config = PruneConfig(
+        thresholds=(Threshold(fraction=0.5),), compensate=Compensation.MEAN, measure_latency=False
+    )
     plain = run(path, data(x, y), None, config, tmp_path / "mean")
     assert plain.data == {"statistics": "dataset", "evaluation": "dataset"}  # nothing fitted
 
 
 def test_recovery_without_eval_data_holds_out_a_seeded_part(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
-    config = PruneConfig(thresholds=(Threshold(fraction=0.5),), recovery=Recovery(epochs=1))
+    config = PruneConfig(
+        thresholds=(Threshold(fraction=0.5),), recovery=Recovery(epochs=1), measure_latency=False
+    )
     results = run(path, data(x, y), None, config, tmp_path)
     holdout = results.data["holdout"]
     assert holdout["samples"] == 160 and holdout["seed"] == 0

@@ -65,6 +65,7 @@ def test_every_reported_number_is_that_of_the_downloaded_file(  # type: ignore[n
         thresholds=tuple(Threshold(fraction=f) for f in fractions),
         compensate=compensate,
         batch_size=32,
+        measure_latency=False,  # timed in test_sweep.py and test_latency.py, not here
     )
     results = run(path, DataInput.of(x, y), None, config, tmp_path)
     assert results.candidates[2].same_as == 1
@@ -136,7 +137,9 @@ def test_a_failure_in_the_background_is_the_runs(  # type: ignore[no-untyped-def
         raise UnsafeModel(f"{p.name}: refused")
 
     monkeypatch.setattr("pruning.publishing.read_program", refuse)
-    config = PruneConfig(thresholds=(Threshold(fraction=0.2), Threshold(fraction=0.4)))
+    config = PruneConfig(
+        thresholds=(Threshold(fraction=0.2), Threshold(fraction=0.4)), measure_latency=False
+    )
     with pytest.raises(UnsafeModel, match=r"pruned-0\.pt2: refused"):
         run(path, DataInput.of(x, y), None, config, tmp_path)
     assert not [t for t in threading.enumerate() if t.name.startswith("deadweight-publish")]
@@ -150,7 +153,9 @@ def test_a_cancelled_run_leaves_no_publishing_behind(cnn, tmp_path: Path) -> Non
         if stage == "candidates":
             seen.append(done)
 
-    config = PruneConfig(thresholds=tuple(Threshold(fraction=f) for f in (0.2, 0.4, 0.6)))
+    config = PruneConfig(
+        thresholds=tuple(Threshold(fraction=f) for f in (0.2, 0.4, 0.6)), measure_latency=False
+    )
     with pytest.raises(Cancelled):
         run(
             path,

@@ -45,7 +45,12 @@ def test_recovery_raises_agreement_with_the_original_on_held_out_data(trained) -
 
 def test_recovery_with_a_fixed_seed_gives_the_same_artifact_twice(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
-    config = PruneConfig(thresholds=(Threshold(fraction=0.7),), recovery=Recovery(epochs=2), seed=3)
+    config = PruneConfig(
+        thresholds=(Threshold(fraction=0.7),),
+        recovery=Recovery(epochs=2),
+        seed=3,
+        measure_latency=False,
+    )
     weights = []
     for run_dir in ("a", "b"):
         out = tmp_path / run_dir
@@ -58,7 +63,9 @@ def test_recovery_with_a_fixed_seed_gives_the_same_artifact_twice(trained, tmp_p
     assert weights[0].keys() == weights[1].keys()
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
-    other = PruneConfig(thresholds=config.thresholds, recovery=Recovery(epochs=2), seed=4)
+    other = PruneConfig(
+        thresholds=config.thresholds, recovery=Recovery(epochs=2), seed=4, measure_latency=False
+    )
     (tmp_path / "c").mkdir()
     run(path, data(x, y), None, other, tmp_path / "c")
     third = read_program(tmp_path / "c" / "pruned-0.pt2").state_dict

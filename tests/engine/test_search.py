@@ -22,7 +22,9 @@ def test_search_recommends_a_candidate_within_budget_and_the_next_probe_is_not(
     trained, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     path, x, y = trained
-    config = PruneConfig(search=True, compensate=Compensation.NONE, max_metric_drop=0.02)
+    config = PruneConfig(
+        search=True, compensate=Compensation.NONE, max_metric_drop=0.02, measure_latency=False
+    )
     results = run(path, data(x[:400], y[:400]), data(x[400:], y[400:]), config, tmp_path)
     assert results.search and len(results.candidates) == PROBES
     fractions = [c.threshold["fraction"] for c in results.candidates]
@@ -42,7 +44,9 @@ def test_auto_allocation_searches_with_both_and_recommends_the_smallest_within_b
     from pruning.errors import InvalidConfig
 
     path, x, y = trained
-    config = PruneConfig(search=True, allocation=Allocation.AUTO, max_metric_drop=0.02)
+    config = PruneConfig(
+        search=True, allocation=Allocation.AUTO, max_metric_drop=0.02, measure_latency=False
+    )
     results = run(path, data(x[:400], y[:400]), data(x[400:], y[400:]), config, tmp_path)
     assert [c.index for c in results.candidates] == list(range(2 * PROBES))
     assert [c.allocation for c in results.candidates] == ["global"] * PROBES + ["uniform"] * PROBES

@@ -58,7 +58,11 @@ def test_reported_numbers_are_those_of_the_downloaded_artifacts(trained, tmp_pat
     path, x, y = trained
     thresholds = (Threshold(fraction=0.2), Threshold(fraction=0.5), Threshold(mean=0.05, std=0.05))
     config = PruneConfig(
-        criterion=Criterion.SEED, thresholds=thresholds, compensate=True, batch_size=50
+        criterion=Criterion.SEED,
+        thresholds=thresholds,
+        compensate=True,
+        batch_size=50,
+        measure_latency=False,  # timed below (test_identical_keep_sets_...), not here
     )
     results = run(path, _data(x, y), None, config, tmp_path)
     assert results.metric_name == "accuracy"
@@ -121,7 +125,11 @@ def test_identical_keep_sets_are_evaluated_once(  # type: ignore[no-untyped-def]
 def test_agreement_without_labels_and_keep_all_agrees_fully(trained, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path, x, _ = trained
     results = run(
-        path, _data(x, None), None, PruneConfig(thresholds=(Threshold(fraction=0.0),)), tmp_path
+        path,
+        _data(x, None),
+        None,
+        PruneConfig(thresholds=(Threshold(fraction=0.0),), measure_latency=False),
+        tmp_path,
     )
     assert results.metric_name == "agreement"
     assert results.baseline.metric == 1.0

@@ -35,7 +35,9 @@ class World:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.settings = Settings(data_dir=root, batch_size=32, device="cpu")
+        # No latency timing: these tests are about the worker; a whole run's figures are
+        # checked in tests/engine/test_sweep.py, a real worker's in tests/integration.
+        self.settings = Settings(data_dir=root, batch_size=32, device="cpu", measure_latency=False)
         self.settings.ensure_dirs()
         self.store = JobStore(self.settings.resolved_database_url())
         self.store.migrate()
