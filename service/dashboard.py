@@ -13,6 +13,9 @@ Like `/docs`, the page itself needs no key: it holds no tenant's data until the 
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from functools import lru_cache
 from html import escape
 
@@ -22,30 +25,74 @@ from fastapi.responses import HTMLResponse
 from service.openapi_docs import STATIC_DIR
 
 DASHBOARD_URL = "/"
-_PAGE = STATIC_DIR / "dashboard" / "index.html"
+_ASSETS = STATIC_DIR / "dashboard"
+_PAGE = _ASSETS / "index.html"
+_MODULES = "static/dashboard/js"
+# The one policy allowed to turn a string into markup (the job's report, in job_view.js).
+_MARKUP_POLICY = "dashboard-report"
 
-# Scripts and styles from this origin only. Inline styles are allowed because a job's
-# report (self-contained, its styles inline) is shown in a sandboxed frame, and a frame made
-# from `srcdoc` takes this page's policy. The report's frame runs no script (its sandbox has
-# no allow-scripts); the page's own scripts are files, so `script-src` stays 'self'.
-DASHBOARD_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; connect-src 'self'; frame-src 'self' blob:; "
-    "base-uri 'self'; form-action 'none'; frame-ancestors 'none'"
-)
-_HEADERS = {
-    "Content-Security-Policy": DASHBOARD_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    # The page's address (with a job ID in its fragment) is nobody else's business.
-    "Referrer-Policy": "no-referrer",
-    # A new release's page must not be served from a cache with the old release's scripts.
-    "Cache-Control": "no-cache",
-}
+
+def _fingerprint(relative: str) -> str:
+    return hashlib.sha256((_ASSETS / relative).read_bytes()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def _import_map() -> str:
+    """Every module's address with its content's fingerprint. The page's own links carry one
+    too; the modules import each other by plain name (`./api.js`), which this map rewrites,
+    so a browser never runs a new module beside a cached old one after an upgrade (the
+    static files are served without Cache-Control, and browsers then cache by heuristic)."""
+    imports = {
+        f"./{_MODULES}/{path.name}": f"./{_MODULES}/{path.name}?v={_fingerprint(f'js/{path.name}')}"
+        for path in sorted((_ASSETS / "js").glob("*.js"))
+    }
+    # Inside <script> nothing is unescaped: no "<" may appear, so "</script>" cannot either.
+    return json.dumps({"imports": imports}, sort_keys=True).replace("<", "\\u003c")
+
+
+@lru_cache(maxsize=1)
+def dashboard_policy() -> str:
+    """The page's Content-Security-Policy.
+
+    Scripts from this origin, and the one inline script that is the import map (by its
+    hash). Inline styles are allowed: the job's report (self-contained, its styles inline)
+    is shown in a shadow root, and the page sets widths in `style` attributes. Images (the
+    icon, CSS data: URLs) and API calls to this origin only; no frames, no plugins, no form
+    posts, no framing by others. Trusted Types: only the report's named policy may turn a
+    string into markup, so an `innerHTML` added by mistake fails instead of opening a hole.
+    """
+    digest = base64.b64encode(hashlib.sha256(_import_map().encode()).digest()).decode()
+    return (
+        f"default-src 'none'; script-src 'self' 'sha256-{digest}'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'self'; form-action 'none'; frame-ancestors 'none'; "
+        f"require-trusted-types-for 'script'; trusted-types {_MARKUP_POLICY}"
+    )
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": dashboard_policy(),
+        "X-Content-Type-Options": "nosniff",
+        # For browsers that predate frame-ancestors; and no window another site opened
+        # keeps a handle on this one.
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        # The page's address (with a job ID in its fragment) is nobody else's business.
+        "Referrer-Policy": "no-referrer",
+        # A new release's page must not be served from a cache with the old release's scripts.
+        "Cache-Control": "no-cache",
+    }
 
 
 @lru_cache(maxsize=1)
 def _template() -> str:
-    return _PAGE.read_text(encoding="utf-8")
+    return (
+        _PAGE.read_text(encoding="utf-8")
+        .replace("{{importmap}}", _import_map())
+        .replace("{{css}}", _fingerprint("dashboard.css"))
+        .replace("{{main}}", _fingerprint("js/main.js"))
+    )
 
 
 def _prefix(request: Request) -> str:
@@ -67,7 +114,7 @@ async def dashboard(request: Request) -> HTMLResponse:
         .replace("{{version}}", version)
         .replace("{{auth}}", auth)
     )
-    return HTMLResponse(page, headers=_HEADERS)
+    return HTMLResponse(page, headers=_headers())
 
 
 def install_dashboard(app: FastAPI) -> None:
@@ -76,4 +123,4 @@ def install_dashboard(app: FastAPI) -> None:
     app.add_api_route(DASHBOARD_URL, dashboard, methods=["GET", "HEAD"], include_in_schema=False)
 
 
-__all__ = ["DASHBOARD_POLICY", "DASHBOARD_URL", "install_dashboard"]
+__all__ = ["DASHBOARD_URL", "dashboard_policy", "install_dashboard"]

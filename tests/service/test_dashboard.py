@@ -7,18 +7,22 @@ need none.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 
 import pytest
 from fastapi.testclient import TestClient
 
-from service.dashboard import DASHBOARD_POLICY
+from service.dashboard import dashboard_policy
 from service.openapi_docs import STATIC_DIR
 from tests.service.api_helpers import ClientFactory
 
 DASHBOARD = STATIC_DIR / "dashboard"
 _PAGE_REFERENCES = re.compile(r'(?:src|href)="([^"#]+)"')
 _IMPORTS = re.compile(r'^import .* from "(\./[^"]+)";$', re.MULTILINE)
+_INLINE_SCRIPTS = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)
 _ANY_URL = re.compile(r"\b(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", re.IGNORECASE)
 
 
@@ -30,11 +34,18 @@ def test_the_page_is_served_without_a_key_under_a_strict_policy(
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["content-security-policy"] == DASHBOARD_POLICY
-    policy = dict(d.strip().split(" ", 1) for d in DASHBOARD_POLICY.split(";"))
-    assert policy["script-src"] == "'self'"  # no inline script, no eval, no other host
+    assert response.headers["content-security-policy"] == dashboard_policy()
+    policy = dict(d.strip().split(" ", 1) for d in dashboard_policy().split(";"))
+    # No inline script but the import map (by its hash), no eval, no other host.
+    inline = _INLINE_SCRIPTS.findall(response.text)
+    assert len(inline) == 1 and json.loads(inline[0])["imports"]
+    digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+    assert policy["script-src"] == f"'self' 'sha256-{digest}'"
     assert policy["connect-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    assert policy["img-src"] == "'self' data:" and "frame-src" not in policy  # no frames
+    assert policy["require-trusted-types-for"] == "'script'"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "no-referrer"
     assert "{{" not in response.text  # every placeholder filled
     assert client.head("/").status_code == 200
@@ -53,6 +64,24 @@ def test_everything_the_page_loads_comes_from_the_service(client: TestClient) ->
         assert response.status_code == 200, url
     module = client.get("/static/dashboard/js/main.js")
     assert "javascript" in module.headers["content-type"]  # browsers refuse modules otherwise
+
+
+def test_every_module_is_addressed_by_its_content(client: TestClient) -> None:
+    """A browser caches the static files by heuristic (they carry no Cache-Control): after
+    an upgrade it must not run a new module beside an old one it kept. The page's links
+    and the import map (which the modules' own `./x.js` imports go through) name each file
+    with a fingerprint of its content."""
+    page = client.get("/").text
+    imports = json.loads(_INLINE_SCRIPTS.findall(page)[0])["imports"]
+    modules = sorted((DASHBOARD / "js").glob("*.js"))
+    assert len(imports) == len(modules)
+    for module in modules:
+        digest = hashlib.sha256(module.read_bytes()).hexdigest()[:12]
+        key = f"./static/dashboard/js/{module.name}"
+        assert imports[key] == f"{key}?v={digest}"
+    css = hashlib.sha256((DASHBOARD / "dashboard.css").read_bytes()).hexdigest()[:12]
+    assert f'href="static/dashboard/dashboard.css?v={css}"' in page
+    assert imports["./static/dashboard/js/main.js"].removeprefix("./") in page
 
 
 def test_every_module_imported_exists_and_no_asset_names_another_host() -> None:

@@ -129,9 +129,27 @@ def test_a_job_through_the_forms_followed_live_with_its_report(
         "thresholds": [{"fraction": 0.3}, {"fraction": 0.6}, {"fraction": 0.85}],
     }
     shot(page, "dashboard-new-job.png", full_page=True)
+    # What the form cannot read is refused before sending (a number field holding "1e"
+    # reads as empty, and the option would silently take its default)...
+    page.locator("#max-metric-drop").press_sequentially("1e")
+    page.click("#submit")
+    assert "not a number: Max metric drop" in page.inner_text("#submit-error")
+    page.fill("#max-metric-drop", "")
+    # ...and what the API refuses is shown in its words.
+    page.fill("#fractions", "0.3, 0.6, 1.5")
+    page.click("#submit")
+    page.wait_for_selector("#submit-error .error code:text('invalid_request')")
+    assert "thresholds[2].fraction" in page.inner_text("#submit-error")
+    assert len(watched.errors) == 1 and "status of 422" in watched.errors[0], watched.errors
+    watched.errors.clear()
+    page.fill("#fractions", "0.3, 0.6, 0.85")
     page.click("#submit")
     page.wait_for_url(re.compile(r"#/jobs/[0-9a-f]+$"))
     job_id = page.url.rsplit("/", 1)[1]
+    # The job's page is read again every second; what the user opened stays open.
+    page.click("#job-options summary")
+    page.wait_for_timeout(1300)
+    assert page.locator("#job-options").get_attribute("open") is not None
     # The list follows the job without a reload, from queued or running to succeeded.
     page.click("nav a[data-nav=jobs]")
     row = page.locator(f"#jobs tr[data-job='{job_id}']")
@@ -206,6 +224,103 @@ def test_a_job_through_the_forms_followed_live_with_its_report(
     page.reload()
     page.wait_for_selector("#summary")
     assert page.locator("#key-form").count() == 0
+
+    # A key the service stops accepting while the page is open brings the key form back
+    # (instead of every view retrying), and the view returns once a good key is given.
+    page.evaluate("sessionStorage.setItem('deadweight.apiKey', 'revoked-key')")
+    page.click("nav a[data-nav=jobs]")
+    page.wait_for_selector("#key-form .error")
+    assert "no longer accepts" in page.inner_text("#key-form")
+    assert page.evaluate("sessionStorage.getItem('deadweight.apiKey')") is None
+    assert all("status of 401" in e for e in watched.errors), watched.errors
+    watched.errors.clear()
+    page.fill("#api-key", KEY)
+    page.click("#key-form button[type=submit]")
+    page.locator(f"#jobs tr[data-job='{job_id}']").wait_for()
+
+
+# Everything a sanitiser must drop, beside what a report is made of (a style, a table, an
+# SVG chart, links to a file and to a section), all of which must stay.
+HOSTILE_REPORT = """<!doctype html><html><head>
+<style>h1 { color: rgb(1, 2, 3) } @import url(evil.css);</style>
+<script>window.ranScript = 1</script><base href="http://evil.example/">
+<meta http-equiv="refresh" content="0;url=javascript:window.ranMeta=1">
+<link rel="stylesheet" href="evil.css"></head><body>
+<h1 id="top" onclick="window.ranHandler=1">Pruning report</h1>
+<div style="position:fixed;inset:0;background:red" id="overlay">cover</div>
+<table><tr><td title="a&lt;b" style="background: u\\72l(x.png)">cell</td></tr></table>
+<a href="results.csv">results</a> <a href="#top">up</a>
+<a href=" java&#9;script:window.ranLink=1" id="js">bad</a>
+<a href="//evil.example/x" id="other">other</a>
+<img src="x.png" srcset="y.png 2x" onerror="window.ranImg=1">
+<iframe srcdoc="<script>parent.ranFrame=1</script>"></iframe>
+<form action="v1/jobs" method="post"><button formaction="v1/jobs">go</button></form>
+<input name="key" value="x"><object data="x.svg"></object><embed src="x.swf">
+<svg width="10" height="10"><circle cx="5" cy="5" r="4" fill="url(x.svg#p)"/>
+<a xlink:href="javascript:window.ranSvg=1" href="javascript:window.ranSvg=1"><text>svg</text></a>
+<use href="x.svg#a"/><image href="x.png"/><set attributeName="href" to="javascript:1"/>
+<animate attributeName="href" values="#;javascript:1"/>
+<foreignObject><div>fo</div></foreignObject><style>text { fill: red }</style></svg>
+<math><mi xlink:href="javascript:1">m</mi></math>
+<template><img src="t.png"></template><noscript><img src="n.png"></noscript>
+</body></html>"""
+
+
+def test_a_hostile_report_is_shown_without_anything_that_runs_or_loads(
+    service: Service, watched: Watched
+) -> None:
+    """The job page's report is the job's own file: whatever it holds, nothing in it runs,
+    loads anything, leaves its box or links anywhere but its sections and the job's files."""
+    page = watched.page
+    page.goto(f"{service.url}/#/jobs")
+    page.wait_for_selector("#key-form")
+    # Every module the page loaded came by its fingerprinted address (the import map).
+    loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    modules = [u for u in loaded if "/static/dashboard/js/" in u]
+    assert len(modules) >= 5 and all(re.search(r"\.js\?v=[0-9a-f]{12}$", u) for u in modules)
+    before = len(loaded)
+    shown = page.evaluate(
+        """async (html) => {
+            const { showReport } = await import("./static/dashboard/js/job_view.js");
+            const box = document.createElement("div");
+            box.className = "report-box";
+            const host = document.createElement("div");
+            box.append(host);
+            document.querySelector("main").append(box);
+            showReport(host, "job", html);
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            const root = host.shadowRoot;
+            const attributes = [...root.querySelectorAll("*")].flatMap(
+                (e) => [...e.attributes].map((a) => `${e.localName} ${a.name}=${a.value}`));
+            const overlay = root.getElementById("overlay").getBoundingClientRect();
+            const boxRect = box.getBoundingClientRect();
+            return {
+                tags: [...new Set([...root.querySelectorAll("*")].map((e) => e.localName))].sort(),
+                attributes,
+                ran: Object.keys(window).filter((k) => k.startsWith("ran")),
+                h1: getComputedStyle(root.querySelector("h1")).color,
+                overlayInBox:
+                    overlay.top >= boxRect.top - 1 && overlay.bottom <= boxRect.bottom + 1,
+                loads: performance.getEntriesByType("resource").length,
+            };
+        }""",
+        HOSTILE_REPORT,
+    )
+    assert shown["ran"] == []
+    assert shown["tags"] == sorted(
+        {"style", "h1", "div", "table", "tbody", "tr", "td", "a", "svg", "circle"}
+    ), shown["tags"]
+    links = [a for a in shown["attributes"] if a.startswith("a href=")]
+    assert links == ["a href=results.csv", "a href=#top"], links
+    assert not [a for a in shown["attributes"] if re.search(r" (on|xlink|src|fill=url)", a)]
+    assert not [a for a in shown["attributes"] if a.startswith("td style")]  # CSS escapes
+    assert shown["h1"] == "rgb(1, 2, 3)"  # the report's own style applies
+    assert shown["overlayInBox"]  # its fixed-position box stays inside the report's
+    assert shown["loads"] == before  # nothing fetched, from here or anywhere
+    # Parsing alone (before the allow-list runs) meets the page's policy, which refuses the
+    # hostile <base> and handlers, and says so: those messages, and only those, are expected.
+    assert watched.errors and all("Content Security Policy" in e for e in watched.errors)
+    watched.errors.clear()
 
 
 def test_open_mode_on_loopback_needs_no_key(tmp_path: Path, browser: Browser) -> None:

@@ -23,9 +23,23 @@ export function setApiKey(key) {
   else sessionStorage.removeItem(KEY_ITEM);
 }
 
+// Called with the error whenever the API answers 401: a key revoked while the page is open
+// must bring back the key form, not leave every view retrying forever.
+let refused = () => {};
+
+export function onUnauthorized(handler) {
+  refused = handler;
+}
+
 function headers(extra = {}) {
   const key = apiKey();
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+function refusal(status, code, message) {
+  const error = new ApiError(status, code, message);
+  if (status === 401) refused(error);
+  return error;
 }
 
 async function failure(response) {
@@ -38,7 +52,15 @@ async function failure(response) {
   } catch {
     /* not JSON: keep the status line */
   }
-  return new ApiError(response.status, code, message);
+  return refusal(response.status, code, message);
+}
+
+async function send(path, init, what) {
+  try {
+    return await fetch(path, init);
+  } catch (exc) {
+    throw new ApiError(0, "unreachable", `${what} (${exc.message})`);
+  }
 }
 
 async function request(method, path, body) {
@@ -47,12 +69,7 @@ async function request(method, path, body) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (exc) {
-    throw new ApiError(0, "unreachable", `the service did not answer (${exc.message})`);
-  }
+  const response = await send(path, init, "the service did not answer");
   if (!response.ok) throw await failure(response);
   return response.status === 204 ? null : response.json();
 }
@@ -71,12 +88,13 @@ export function query(params) {
 }
 
 // A multipart upload with progress: fetch() reports no upload progress, XMLHttpRequest does.
+// Returns the promise of the record, and `abort` (the promise then fails with code "aborted").
 export function upload(path, file, fields, onProgress) {
-  return new Promise((resolve, reject) => {
+  const xhr = new XMLHttpRequest();
+  const done = new Promise((resolve, reject) => {
     const form = new FormData();
     for (const [name, value] of Object.entries(fields)) form.append(name, value);
     form.append("file", file, file.name);
-    const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
     for (const [name, value] of Object.entries(headers())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (event) => {
@@ -90,12 +108,14 @@ export function upload(path, file, fields, onProgress) {
         /* handled below */
       }
       if (xhr.status >= 200 && xhr.status < 300 && body) resolve(body);
-      else if (body && body.error) reject(new ApiError(xhr.status, body.error.code, body.error.message));
-      else reject(new ApiError(xhr.status, `http_${xhr.status}`, `upload failed (${xhr.status})`));
+      else if (body && body.error) reject(refusal(xhr.status, body.error.code, body.error.message));
+      else reject(refusal(xhr.status, `http_${xhr.status}`, `upload failed (${xhr.status} ${xhr.statusText})`));
     };
-    xhr.onerror = () => reject(new ApiError(0, "unreachable", "the upload was cut off"));
+    xhr.onerror = () => reject(new ApiError(0, "unreachable", "the upload was cut off (the service closed the connection or did not answer)"));
+    xhr.onabort = () => reject(new ApiError(0, "aborted", "upload cancelled"));
     xhr.send(form);
   });
+  return { done, abort: () => xhr.abort() };
 }
 
 // A job's file as text (the report) or saved by the browser under its own name. Downloads
@@ -106,13 +126,18 @@ export function artifactPath(jobId, name) {
 }
 
 export async function artifactText(jobId, name) {
-  const response = await fetch(artifactPath(jobId, name), { headers: headers(), cache: "no-store" });
+  const init = { headers: headers(), cache: "no-store" };
+  const response = await send(artifactPath(jobId, name), init, `${name} did not arrive`);
   if (!response.ok) throw await failure(response);
   return response.text();
 }
 
 export async function download(jobId, name) {
-  const response = await fetch(artifactPath(jobId, name), { headers: headers() });
+  // A refused fetch here is most often a redirect to another host (presigned downloads),
+  // which the page's policy forbids: say so rather than "Failed to fetch".
+  const init = { headers: headers() };
+  const response = await send(artifactPath(jobId, name), init,
+    `${name} did not arrive; if this service redirects downloads to a bucket, use the CLI or the client`);
   if (!response.ok) throw await failure(response);
   const url = URL.createObjectURL(await response.blob());
   const link = document.createElement("a");

@@ -89,31 +89,61 @@ export function duration(startIso, endIso) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
-export function errorBox(error) {
+// An error as the API words it; with `retry`, a button that tries again.
+export function errorBox(error, retry) {
   const code = error.code ? h("code", {}, error.code) : null;
-  return h("div", { class: "error", role: "alert" }, code, code ? " " : null, error.message || String(error));
+  return h(
+    "div",
+    { class: "error", role: "alert" },
+    code, code ? " " : null, error.message || String(error),
+    retry ? [" ", h("button", { type: "button", class: "retry", onclick: retry }, "Try again")] : null,
+  );
 }
 
-// Polling that stops when the view is left (the router calls `stop` on every change).
+// Polling that stops when the view is left (the router calls `stop` on every change). One
+// loop at a time: `poke` (after the user acted) runs the call now, or right after the one in
+// flight, instead of starting a second loop beside the first.
 export class Poller {
   constructor(fn, intervalMs) {
     this.fn = fn;
     this.intervalMs = intervalMs;
     this.timer = null;
+    this.running = false;
+    this.again = false;
     this.stopped = false;
   }
 
-  async start() {
+  start() {
+    return this.poke();
+  }
+
+  async poke() {
     if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
     let delay = this.intervalMs;
+    let finished = false;
     try {
       const next = await this.fn();
-      if (next === false) return;
-      if (typeof next === "number") delay = next;
+      if (next === false) finished = true;
+      else if (typeof next === "number") delay = next;
     } catch {
       delay = Math.max(this.intervalMs, 5000); // the view shows the error; retry gently
+    } finally {
+      this.running = false;
     }
-    if (!this.stopped) this.timer = setTimeout(() => this.start(), document.hidden ? delay * 4 : delay);
+    if (this.stopped) return;
+    if (this.again) {
+      this.again = false;
+      this.timer = setTimeout(() => this.poke(), 0);
+    } else if (!finished) {
+      this.timer = setTimeout(() => this.poke(), document.hidden ? delay * 4 : delay);
+    }
   }
 
   stop() {

@@ -3,24 +3,29 @@
 //
 // The report is the job's own artifact, shown as it is published, in a shadow root: its
 // styles stay inside it, and its file links (which need the key here) become downloads.
-// It is parsed inert (DOMParser runs nothing), and anything that could load or run
-// something is dropped before it is shown; the page's policy (script-src 'self') would
-// refuse an inline script or handler anyway. The report has none: this is a second wall.
+// It is parsed inert (DOMParser runs nothing) and kept to an allow-list of elements and
+// attributes before it is shown (`sanitise` below); the page's policy (script-src 'self',
+// nothing from other hosts) would refuse an inline script, a handler or an outside load
+// anyway. The report has none of those: this is a second wall.
 
 import { artifactText, del, download, get, post } from "./api.js";
 import {
   Poller, TERMINAL, bytes, clear, count, duration, errorBox, h, metricValue, percent,
-  progressBar, statusBadge, when,
+  progressBar, shortId, statusBadge, when,
 } from "./dom.js";
 
 export function jobView(root, jobId) {
   const path = `v1/jobs/${encodeURIComponent(jobId)}`;
   const header = h("div", { class: "heading" });
-  const state = h("section", { class: "state" });
+  const acted = h("div", { id: "action-error" }); // a refused cancel or delete, kept until the next action
   const problem = h("div");
+  const state = h("section", { class: "state" });
   const outcome = h("section", { id: "outcome" });
-  clear(root, h("p", {}, h("a", { href: "#/jobs" }, "← all jobs")), header, problem, state, outcome);
+  clear(root, h("p", {}, h("a", { href: "#/jobs" }, "← all jobs")), header, acted, problem, state, outcome);
+  const view = { gone: false, acted };
   let shownFinal = false;
+  let shownHeader = null; // what the header was drawn for: redrawn only when that changes
+  let live = null;
   let names = null; // the model's and the data's file names, read once
 
   const poller = new Poller(async () => {
@@ -28,40 +33,57 @@ export function jobView(root, jobId) {
     try {
       job = await get(path);
     } catch (error) {
+      if (view.gone) return false;
       clear(problem, errorBox(error));
       if (error.status === 404) return false;
       throw error;
     }
-    clear(problem);
     names = names || (await uploadNames(job));
-    renderHeader(header, job, path, () => poller.start());
-    renderState(state, job, names);
+    if (view.gone) return false;
+    clear(problem);
+    document.title = `Job ${shortId(job.id)} · ${job.status} · Deadweight`;
+    // Drawn again only when it changes: a button replaced every second loses the clicks
+    // that fall between its press and its release.
+    const drawn = `${job.status} ${job.cancel_requested}`;
+    if (drawn !== shownHeader) {
+      shownHeader = drawn;
+      renderHeader(header, job, path, view, () => poller.poke());
+    }
+    if (!live) {
+      live = h("div");
+      // The options do not change: drawn once, so that "Options" stays open when opened.
+      clear(state, live, options(job));
+    }
+    renderState(live, job, names);
     if (TERMINAL.has(job.status)) {
       if (!shownFinal) {
         shownFinal = true;
-        renderOutcome(outcome, job);
+        renderOutcome(outcome, job, view);
       }
       return false;
     }
     return 1000;
   }, 1000);
   poller.start();
-  return () => poller.stop();
+  return () => {
+    view.gone = true;
+    poller.stop();
+  };
 }
 
-function renderHeader(header, job, path, refresh) {
+function renderHeader(header, job, path, view, refresh) {
   const actions = [];
   if (!TERMINAL.has(job.status) && !job.cancel_requested) {
-    actions.push(button("Cancel", async () => {
+    actions.push(button("Cancel", view, async () => {
       await post(`${path}/cancel`);
       refresh();
     }));
   }
   if (TERMINAL.has(job.status)) {
-    actions.push(button("Delete", async () => {
+    actions.push(button("Delete", view, async () => {
       if (!confirm(`Delete job ${job.id} and all its files?`)) return;
       await del(path);
-      location.hash = "#/jobs";
+      if (!view.gone) location.hash = "#/jobs";
     }, "danger"));
   }
   clear(
@@ -72,16 +94,17 @@ function renderHeader(header, job, path, refresh) {
   );
 }
 
-function button(label, action, kind = "") {
+function button(label, view, action, kind = "") {
   const element = h("button", {
     type: "button",
     class: kind,
     onclick: async () => {
       element.disabled = true;
+      clear(view.acted);
       try {
         await action();
       } catch (error) {
-        element.after(errorBox(error));
+        clear(view.acted, errorBox(error));
       } finally {
         element.disabled = false;
       }
@@ -103,7 +126,6 @@ function upload(filename, id) {
 }
 
 function renderState(section, job, names) {
-  const config = Object.entries(job.config || {}).filter(([, v]) => v !== null && v !== undefined);
   clear(
     section,
     progressBar(job.status, job.progress),
@@ -119,12 +141,16 @@ function renderState(section, job, names) {
       fact("Ran for", job.started_at ? duration(job.started_at, job.finished_at) : "not started"),
       fact("Attempts", String(job.attempts)),
     ),
-    h(
-      "details",
-      { class: "config" },
-      h("summary", {}, "Options"),
-      h("dl", { class: "facts" }, config.map(([name, value]) => fact(name, typeof value === "object" ? JSON.stringify(value) : String(value)))),
-    ),
+  );
+}
+
+function options(job) {
+  const config = Object.entries(job.config || {}).filter(([, v]) => v !== null && v !== undefined);
+  return h(
+    "details",
+    { class: "config", id: "job-options" },
+    h("summary", {}, "Options"),
+    h("dl", { class: "facts" }, config.map(([name, value]) => fact(name, typeof value === "object" ? JSON.stringify(value) : String(value)))),
   );
 }
 
@@ -132,7 +158,7 @@ function fact(name, value) {
   return [h("dt", {}, name), h("dd", {}, value)];
 }
 
-async function renderOutcome(section, job) {
+async function renderOutcome(section, job, view) {
   if (job.status !== "succeeded") {
     clear(section);
     return;
@@ -146,20 +172,27 @@ async function renderOutcome(section, job) {
       get(`v1/jobs/${encodeURIComponent(job.id)}/artifacts`),
     ]);
   } catch (error) {
-    clear(section, errorBox(error));
+    clear(section, errorBox(error, () => renderOutcome(section, job, view)));
     return;
   }
+  if (view.gone) return;
   const report = h("div", { id: "report", class: "report" });
-  clear(section, summary(job.id, results), files(job.id, artifacts), h("h2", {}, "Report"), report);
+  // The report draws inside its own box: containment makes the box the frame of anything
+  // it positions as fixed, and clips what it paints, so it cannot cover the page around it.
+  const box = h("div", { class: "report-box" }, report);
+  clear(section, summary(job.id, results), files(job.id, artifacts), h("h2", {}, "Report"), box);
   if (!artifacts.some((a) => a.name === "report.html")) {
-    report.replaceWith(h("p", { class: "dim" }, "This job published no report."));
+    box.replaceWith(h("p", { class: "dim" }, "This job published no report."));
     return;
   }
+  let html;
   try {
-    showReport(report, job.id, await artifactText(job.id, "report.html"));
+    html = await artifactText(job.id, "report.html");
   } catch (error) {
-    report.replaceWith(errorBox(error));
+    box.replaceWith(errorBox(error, () => renderOutcome(section, job, view)));
+    return;
   }
+  if (!view.gone) showReport(report, job.id, html);
 }
 
 function summary(jobId, results) {
@@ -199,37 +232,104 @@ function files(jobId, artifacts) {
     h("ul", { id: "job-files" }, artifacts.map((a) => h(
       "li",
       { title: a.media_type },
-      h("a", { href: "#", class: "mono", onclick: (e) => { e.preventDefault(); save(jobId, a.name, e.target); } }, a.name),
+      h("a", { href: "#", class: "mono", onclick: (e) => { e.preventDefault(); save(jobId, a.name, e.currentTarget); } }, a.name),
       h("span", { class: "dim" }, ` ${bytes(a.bytes)}`),
     ))),
   );
 }
 
+// A download through the page: the link says so while the file arrives (a model may take
+// a while), and a refusal is shown beside it.
 async function save(jobId, name, near) {
+  if (near.getAttribute("aria-busy") === "true") return;
+  near.setAttribute("aria-busy", "true");
+  near.parentElement?.querySelector(":scope > .error")?.remove();
   try {
     await download(jobId, name);
   } catch (error) {
     near.after(errorBox(error));
+  } finally {
+    near.removeAttribute("aria-busy");
   }
 }
 
-const INERT = "script, iframe, frame, object, embed, link, meta, base, form, template, noscript";
+// The report is sanitised by an allow-list: the elements and attributes a report is made
+// of, and links that name a section (#id) or one of the job's files (a bare name). Anything
+// else (script, frames, forms, inputs, images, SVG <use>, <animate> or <a xlink:href>,
+// event handlers, `url()` in attributes, other links) is dropped; the page's policy would
+// refuse scripts and other hosts anyway.
+const HTML_TAGS = new Set([
+  "a", "abbr", "b", "br", "caption", "code", "col", "colgroup", "dd", "details", "div", "dl",
+  "dt", "em", "figcaption", "figure", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "li",
+  "ol", "p", "pre", "section", "small", "span", "strong", "style", "sub", "summary", "sup",
+  "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+]);
+const SVG_TAGS = new Set([
+  "svg", "g", "line", "polyline", "polygon", "path", "rect", "circle", "ellipse", "text",
+  "tspan", "title", "desc",
+]);
+const ATTRIBUTES = new Set([
+  "class", "id", "title", "role", "lang", "dir", "style", "colspan", "rowspan", "scope",
+  "open", "width", "height", "viewBox", "preserveAspectRatio", "x", "y", "x1", "y1", "x2",
+  "y2", "cx", "cy", "r", "rx", "ry", "d", "points", "transform", "fill", "fill-opacity",
+  "stroke", "stroke-width", "stroke-dasharray", "stroke-opacity", "stroke-linecap",
+  "stroke-linejoin", "opacity", "font-family", "font-size", "font-weight", "font-style",
+  "text-anchor", "dominant-baseline", "dx", "dy",
+]);
+// A section of the report, or one of the job's files by name (no path, scheme or query).
+const LOCAL_LINK = /^(#[^\s]*|[^\s/\\:?#]+)$/;
+
+function allowedElement(element) {
+  // By namespace: an SVG <a> or <style> is not the HTML one, and MathML is neither.
+  const tags = element instanceof HTMLElement ? HTML_TAGS : element instanceof SVGElement ? SVG_TAGS : null;
+  return Boolean(tags && tags.has(element.localName));
+}
+
+function allowedAttribute(element, attribute) {
+  const name = attribute.name;
+  if (name === "href") return element instanceof HTMLAnchorElement && LOCAL_LINK.test(attribute.value);
+  if (!(ATTRIBUTES.has(name) || /^(aria|data)-[a-z0-9-]+$/.test(name))) return false;
+  if (/^(class|id|title|role|lang|dir|aria-.*|data-.*)$/.test(name)) return true; // text only
+  // Paint and style are CSS: they may point at a fragment of the report, never load a
+  // resource (and CSS escapes, which could spell `url(` otherwise, are refused outright).
+  const value = attribute.value;
+  return !value.includes("\\") && !/url\(\s*['"]?\s*[^#'"\s]|image-set|@import/i.test(value);
+}
+
+function sanitise(parent) {
+  for (const element of [...parent.children]) {
+    if (!allowedElement(element)) {
+      element.remove();
+      continue;
+    }
+    for (const attribute of [...element.attributes]) {
+      if (!allowedAttribute(element, attribute)) element.removeAttribute(attribute.name);
+    }
+    sanitise(element);
+  }
+}
+
 // The report styles `body`; in the shadow root its host stands in for it.
 const HOST_STYLE = ":host{display:block;background:#fff;border:1px solid #e3e3e3;border-radius:6px;"
   + "padding:4px 20px 16px;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1b1b1b}";
 
-function showReport(host, jobId, html) {
-  const parsed = new DOMParser().parseFromString(html, "text/html");
-  for (const element of parsed.querySelectorAll(INERT)) element.remove();
-  for (const element of parsed.querySelectorAll("*")) {
-    for (const attribute of [...element.attributes]) {
-      const value = attribute.value.trim().toLowerCase();
-      if (attribute.name.startsWith("on") || value.startsWith("javascript:")) element.removeAttribute(attribute.name);
-    }
-  }
+// DOMParser is the one place the page turns a string into markup. Where the browser
+// enforces Trusted Types (the page's policy asks for it), only this policy may do that.
+const markup = globalThis.trustedTypes
+  ? globalThis.trustedTypes.createPolicy("dashboard-report", { createHTML: (text) => text })
+  : { createHTML: (text) => text };
+
+// Exported for the browser test, which shows it a hostile report.
+export function showReport(host, jobId, html) {
+  const parsed = new DOMParser().parseFromString(markup.createHTML(html), "text/html");
+  // Styles from anywhere in the report (the head's included), then its body, both cleaned.
+  const head = document.createElement("div");
+  head.append(...parsed.querySelectorAll("style"));
+  sanitise(head);
+  sanitise(parsed.body);
+  for (const style of head.querySelectorAll("style")) style.textContent = style.textContent.replace(/@import[^;]*;?/gi, "");
   const root = host.attachShadow({ mode: "open" });
-  const styles = [...parsed.querySelectorAll("style")].map((style) => h("style", {}, style.textContent));
-  root.append(h("style", {}, HOST_STYLE), ...styles, ...[...parsed.body.childNodes].map((node) => document.adoptNode(node)));
+  root.append(h("style", {}, HOST_STYLE), ...head.childNodes, ...[...parsed.body.childNodes].map((node) => document.adoptNode(node)));
   // The report links its files by name (here they need the key, so they download) and its
   // own sections by fragment (which here would change the page's address).
   root.addEventListener("click", (event) => {
@@ -237,11 +337,17 @@ function showReport(host, jobId, html) {
     if (!link) return;
     event.preventDefault();
     const target = link.getAttribute("href");
+    let name;
+    try {
+      name = decodeURIComponent(target.replace(/^#/, ""));
+    } catch {
+      return; // a malformed escape names nothing
+    }
     if (target.startsWith("#")) {
-      const section = root.getElementById(decodeURIComponent(target.slice(1)));
+      const section = root.getElementById(name);
       if (section) section.scrollIntoView({ behavior: "smooth" });
-    } else if (/^[^/:?#]+$/.test(target)) {
-      save(jobId, decodeURIComponent(target), host);
+    } else {
+      save(jobId, name, link);
     }
   });
 }

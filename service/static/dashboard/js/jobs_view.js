@@ -8,6 +8,7 @@ const PAGE = 50;
 const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 
 export function jobsView(root, params) {
+  document.title = "Jobs · Deadweight";
   const status = params.get("status") || "";
   const offset = Math.max(0, Number(params.get("offset")) || 0);
   const table = h("tbody");
@@ -46,10 +47,8 @@ export function jobsView(root, params) {
       throw error;
     }
     clear(problem);
-    clear(table, page.data.map((job) => row(job, names)));
-    if (page.data.length === 0) {
-      table.append(h("tr", {}, h("td", { colspan: 8, class: "empty" }, offset ? "No more jobs." : "No jobs yet. ", offset ? null : h("a", { href: "#/new" }, "Submit one."))));
-    }
+    if (page.data.length) update(table, page.data.map((job) => row(job, names)));
+    else clear(table, h("tr", {}, h("td", { colspan: 8, class: "empty" }, offset ? "No more jobs." : "No jobs yet. ", offset ? null : h("a", { href: "#/new" }, "Submit one."))));
     summary.textContent = `${page.count} job${page.count === 1 ? "" : "s"}${status ? ` ${status}` : ""}`;
     clear(
       pager,
@@ -60,6 +59,25 @@ export function jobsView(root, params) {
   }, 2000);
   poller.start();
   return () => poller.stop();
+}
+
+// The rows again, changing only the cells that changed: a link replaced every two seconds
+// would lose the clicks that fall between its press and its release.
+function update(table, rows) {
+  const current = [...table.children];
+  if (current.length !== rows.length || current.some((tr, i) => tr.dataset.job !== rows[i].dataset.job)) {
+    table.replaceChildren(...rows);
+    return;
+  }
+  rows.forEach((tr, i) => {
+    const old = current[i];
+    if (old.outerHTML === tr.outerHTML) return;
+    Object.assign(old.dataset, tr.dataset);
+    const cells = [...old.children];
+    [...tr.children].forEach((td, j) => {
+      if (cells[j].outerHTML !== td.outerHTML) cells[j].replaceWith(td);
+    });
+  });
 }
 
 function row(job, names) {

@@ -1,7 +1,7 @@
 // The dashboard's entry: asks for the API key when the service wants one, then shows the
 // view the address names (#/jobs, #/jobs/<id>, #/new).
 
-import { ApiError, apiKey, get, setApiKey } from "./api.js";
+import { ApiError, apiKey, get, onUnauthorized, setApiKey } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 import { jobView } from "./job_view.js";
 import { jobsView } from "./jobs_view.js";
@@ -10,6 +10,7 @@ import { newJobView } from "./new_job_view.js";
 const view = document.getElementById("view");
 const who = document.getElementById("who");
 let leave = () => {};
+let checking = false; // start() is asking whether the key is good: it answers a 401 itself
 
 function route() {
   const [path, search] = (location.hash.replace(/^#\/?/, "") || "jobs").split("?");
@@ -18,8 +19,19 @@ function route() {
   for (const link of document.querySelectorAll("nav a[data-nav]")) {
     link.classList.toggle("current", link.dataset.nav === parts[0]);
   }
-  if (parts[0] === "jobs" && parts.length === 2) return () => jobView(view, decodeURIComponent(parts[1]));
-  if (parts[0] === "new") return () => newJobView(view);
+  if (parts[0] === "jobs" && parts.length === 2) {
+    let id;
+    try {
+      id = decodeURIComponent(parts[1]);
+    } catch {
+      id = parts[1]; // a malformed escape: the API answers that no such job exists
+    }
+    return () => jobView(view, id);
+  }
+  if (parts[0] === "new") {
+    document.title = "New job · Deadweight";
+    return () => newJobView(view);
+  }
   return () => jobsView(view, params);
 }
 
@@ -43,6 +55,7 @@ function askForKey(message) {
   leave();
   leave = () => {};
   clear(who);
+  document.title = "API key · Deadweight";
   const input = h("input", { id: "api-key", type: "password", autocomplete: "off", required: true, size: 40, "aria-label": "API key" });
   const form = h(
     "form",
@@ -79,11 +92,17 @@ async function start() {
     return;
   }
   let status;
+  checking = true;
   try {
     status = await access();
   } catch (error) {
-    clear(view, errorBox(error));
+    // The service is down or refusing (503 while its store is away): say so, and retry.
+    leave();
+    leave = () => {};
+    clear(view, errorBox(error, start));
     return;
+  } finally {
+    checking = false;
   }
   if (status === "key") {
     askForKey(apiKey() ? "That key was not accepted." : null);
@@ -93,6 +112,14 @@ async function start() {
   showWho();
   show();
 }
+
+// A key revoked (or the service restarted with other keys) while the page is open: every
+// view's call now fails with 401, so ask again instead of letting them retry.
+onUnauthorized(() => {
+  if (checking || document.getElementById("key-form")) return;
+  setApiKey(null);
+  askForKey("The service no longer accepts this key: enter one it does.");
+});
 
 window.addEventListener("hashchange", () => {
   if (document.getElementById("key-form")) return;

@@ -62,6 +62,16 @@ export function newJobView(root) {
       onsubmit: async (event) => {
         event.preventDefault();
         clear(problem);
+        // What the API could not be told: a number field holding something that is not a
+        // number reads as empty, and the option would silently fall back to its default.
+        const unread = [...form.querySelectorAll("input[type=number]")].filter((input) => input.validity.badInput);
+        if (!models.value || !datasets.value || unread.length) {
+          const why = !models.value ? "choose a model (upload one, and wait until it is ready)"
+            : !datasets.value ? "choose the data (upload it first)"
+              : `not a number: ${unread.map((input) => input.closest("label").firstChild.textContent).join(", ")}`;
+          clear(problem, errorBox({ code: "invalid_form", message: why }));
+          return;
+        }
         submit.disabled = true;
         try {
           const job = await post("v1/jobs", jobBody());
@@ -94,6 +104,11 @@ export function newJobView(root) {
   return () => { state.stopped = true; };
 }
 
+// Closing or reloading the tab ends an upload: the browser asks first.
+function holdPage(event) {
+  event.preventDefault();
+}
+
 function field(label, control, hint) {
   return h("label", { class: "field" }, h("span", {}, label), control, hint ? h("small", { class: "dim" }, hint) : null);
 }
@@ -103,6 +118,7 @@ function uploadPanel(spec) {
   const bar = h("progress", { max: 1, value: 0, hidden: true });
   const out = h("div", { class: "upload-result", id: `${spec.id}-result` });
   const send = h("button", { type: "button", id: `${spec.id}-upload` }, "Upload");
+  const stop = h("button", { type: "button", id: `${spec.id}-cancel`, hidden: true }, "Cancel upload");
   send.addEventListener("click", async () => {
     const file = input.files[0];
     clear(out);
@@ -114,12 +130,23 @@ function uploadPanel(spec) {
     bar.hidden = false;
     bar.value = 0;
     try {
-      let record = await spec.send(file, spec.fields(), (fraction) => { bar.value = fraction; });
+      const sending = spec.send(file, spec.fields(), (fraction) => { bar.value = fraction; });
+      stop.onclick = sending.abort;
+      stop.hidden = false;
+      window.addEventListener("beforeunload", holdPage);
+      let record;
+      try {
+        record = await sending.done;
+      } finally {
+        window.removeEventListener("beforeunload", holdPage);
+        stop.hidden = true;
+      }
       bar.hidden = true;
       clear(out, h("p", { class: "dim" }, `${file.name}: uploaded, checking…`));
       record = await spec.settle(record);
       await spec.refresh();
-      spec.select.value = record.id;
+      // An invalid model is listed but cannot be chosen: keep the choice there was.
+      if (!record.status || record.status === "ready") spec.select.value = record.id;
       spec.select.dispatchEvent(new Event("input", { bubbles: true }));
       clear(out, spec.describe(record));
     } catch (error) {
@@ -134,7 +161,7 @@ function uploadPanel(spec) {
     { class: "panel" },
     h("h2", {}, spec.title),
     h("p", { class: "dim" }, spec.hint),
-    h("div", { class: "row" }, input, spec.extra || [], send),
+    h("div", { class: "row" }, input, spec.extra || [], send, stop),
     bar,
     out,
   );
@@ -216,6 +243,7 @@ function jobOptions() {
   const drop = h("input", { id: "max-metric-drop", type: "number", step: "0.001", min: 0, placeholder: "0.005" });
   const latency = h("input", { id: "max-latency-ms", type: "number", step: "0.01", min: 0, placeholder: "none" });
   const epochs = h("input", { id: "recover-epochs", type: "number", step: 1, min: 0, placeholder: "none" });
+  const seed = h("input", { id: "seed", type: "number", step: 1, min: 0, placeholder: "0" });
   const onnx = h("input", { id: "onnx", type: "checkbox" });
   const syncMode = () => { fractions.disabled = mode.value !== "fractions"; };
   mode.addEventListener("change", syncMode);
@@ -233,13 +261,16 @@ function jobOptions() {
     field("Max metric drop", drop, "0.005 is half an accuracy point"),
     field("Max latency (ms)", latency, "batch-1 median on the worker"),
     field("Recovery epochs", epochs, "fine-tune each candidate; empty: none"),
+    field("Seed", seed, "the hold-out split's and recovery's"),
     h("label", { class: "field check" }, onnx, h("span", {}, "also export ONNX copies")),
   );
 
   function values() {
     const body = {};
     if (mode.value === "fractions") {
-      body.thresholds = fractions.value.split(/[\s,]+/).filter(Boolean).map((f) => ({ fraction: Number(f) }));
+      // As typed when it is not a number, so that the API's answer names it.
+      body.thresholds = fractions.value.split(/[\s,]+/).filter(Boolean)
+        .map((f) => ({ fraction: Number.isFinite(Number(f)) ? Number(f) : f }));
     } else if (mode.value === "search") {
       body.search = true;
     }
@@ -249,6 +280,7 @@ function jobOptions() {
     if (drop.value !== "") body.max_metric_drop = Number(drop.value);
     if (latency.value !== "") body.max_latency_ms = Number(latency.value);
     if (epochs.value !== "") body.recovery = { epochs: Number(epochs.value) };
+    if (seed.value !== "") body.seed = Number(seed.value);
     if (onnx.checked) body.formats = ["pt2", "onnx"];
     return body;
   }
