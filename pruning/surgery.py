@@ -19,11 +19,12 @@ from torch import fx
 
 from jobs.job_config import Compensation
 from pruning.compensation import fold, reconstruction
+from pruning.compensation_bias import ensure_bias
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
 from pruning.graph import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Plan, Tap, get_tensor
-from pruning.graph import owner_of as _owner
 from pruning.module_copy import clone_module, set_tensor
+from pruning.rms_norm_surgery import keep_rms_divisors
 from pruning.stats import RunningStats
 
 __all__ = ["EXPORT_LOCK", "apply_plan", "clone_module", "dense_weight", "export", "set_tensor"]
@@ -33,27 +34,6 @@ __all__ = ["EXPORT_LOCK", "apply_plan", "clone_module", "dense_weight", "export"
 # moment would be traced into the export. Work that runs beside the engine's main thread
 # (`pruning.publishing`) holds this lock, and `export` takes it.
 EXPORT_LOCK = threading.Lock()
-
-
-def _ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
-    """A consumer without bias gets a zero bias parameter, so compensation has a place to go."""
-    if consumer.bias is not None:
-        return consumer.bias
-    path = consumer.weight.path.removesuffix(".weight") + ".bias"
-    owner, attr = _owner(gm, path)
-    if attr in owner._parameters:
-        return path  # made for another group this consumer reads
-    weight = get_tensor(gm, consumer.weight.path)
-    zeros = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-    owner.register_parameter(attr, torch.nn.Parameter(zeros))
-    node = next(n for n in gm.graph.nodes if n.name == consumer.node)
-    with gm.graph.inserting_before(node):
-        bias_node = gm.graph.get_attr(path)
-    args = list(node.args) + [None] * max(0, 3 - len(node.args))
-    args[2] = bias_node
-    node.args = tuple(args)
-    node.kwargs = {k: v for k, v in node.kwargs.items() if k != "bias"}
-    return path
 
 
 def apply_plan(
@@ -123,6 +103,7 @@ def apply_plan(
         index = torch.tensor(keep, device=tensor.device)
         set_tensor(out, path, tensor.index_select(dim, index), copy=False)
     _fix_args(out, arg_delta)
+    keep_rms_divisors(out, cuts)
     out.recompile()
     return out
 
@@ -207,7 +188,7 @@ def _compensate(
         weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
         set_tensor(gm, consumer.weight.path, weight.to(raw.dtype), copy=False)
     had_bias = consumer.bias is not None
-    bias_path = _ensure_bias(gm, consumer)
+    bias_path = ensure_bias(gm, consumer)
     if not had_bias and (consumer.weight.path, 0) in removed:
         removed[(bias_path, 0)] = removed[(consumer.weight.path, 0)]  # its rows are cut too
     bias = get_tensor(gm, bias_path)

@@ -81,6 +81,21 @@ class ArgFix:
     block: int = 1
 
 
+@dataclass(frozen=True)
+class Renorm:
+    """A root-mean-square norm over the channels (RMSNorm) that the group passes.
+
+    Its mean of squares must keep dividing by the original `count` after a cut, so that
+    the cut equals zeroing the removed channels where the norm reads them: a `mean` node
+    becomes sum / count; an `rms_norm` node gets its weight scaled by sqrt(count / kept)
+    and its eps by count / kept. Each removed channel takes `block` positions of the dim.
+    """
+
+    node: str
+    count: int
+    block: int = 1
+
+
 @dataclass
 class ChannelGroup:
     """Channels cut together everywhere they travel."""
@@ -92,6 +107,7 @@ class ChannelGroup:
     channel_params: list[ParamSlice] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
     arg_fixes: list[ArgFix] = field(default_factory=list)
+    renorms: list[Renorm] = field(default_factory=list)
     members: list[str] = field(default_factory=list)  # producing layers coupled into this group
     # The channels fall into `parts` equal contiguous runs (the groups of a grouped
     # convolution that produces or reads them); every run must keep as many as the others.

@@ -23,7 +23,7 @@ HANDLERS = HandlerTable()
 
 
 # -- producers and consumers --------------------------------------------------------------
-def _consume(
+def consume(
     state: WalkState,
     node: fx.Node,
     kind: str,
@@ -31,9 +31,11 @@ def _consume(
     weight: str,
     bias: str | None,
     groups: int = 1,
+    src: fx.Node | None = None,
 ) -> None:
-    """Record `node` as a consumer of every group in its input's channel map."""
-    src = positional(node, 0)
+    """Record `node` as a consumer of every group in its input's channel map (`src`: the
+    input read, when it is not the node's first argument, as in `addmm(bias, x, W.T)`)."""
+    src = positional(node, 0) if src is None else src
     m = state.map_of(src)
     if m is None:
         return
@@ -57,7 +59,7 @@ def _consume(
         )
 
 
-def _produce(
+def produce(
     state: WalkState, node: fx.Node, kind: str, weight: str, bias: str | None, width: int, dim: int
 ) -> int:
     """Start a group named after the layer: its weight rows and bias are the channels."""
@@ -87,9 +89,9 @@ def _linear(state: WalkState, node: fx.Node) -> None:
         opaque(state, node, "a Linear whose weight is not a stored parameter")
         return
     weight, bias = params
-    _consume(state, node, "linear", -1, weight, bias)
+    consume(state, node, "linear", -1, weight, bias)
     width = int(state.gm.get_parameter(weight).shape[0])
-    _produce(state, node, "linear", weight, bias, width, (state.ndim(node) or 2) - 1)
+    produce(state, node, "linear", weight, bias, width, (state.ndim(node) or 2) - 1)
 
 
 _CONV_GROUPS_ARG: dict[Any, int] = {
@@ -113,8 +115,8 @@ def _conv(state: WalkState, node: fx.Node) -> None:
     w = state.gm.get_parameter(weight)  # (out, in / groups, *kernel)
     out_ch, in_per_group = int(w.shape[0]), int(w.shape[1])
     if groups == 1:
-        _consume(state, node, "conv", 1, weight, bias)
-        _produce(state, node, "conv", weight, bias, out_ch, 1)
+        consume(state, node, "conv", 1, weight, bias)
+        produce(state, node, "conv", weight, bias, out_ch, 1)
     elif in_per_group == 1 and out_ch == groups:
         _depthwise(state, node, weight, bias, groups_at)
     else:
@@ -148,9 +150,9 @@ def _grouped(
             )
         else:
             assert seg.group is not None
-            _consume(state, node, "conv", 1, weight, bias, groups=groups)
+            consume(state, node, "conv", 1, weight, bias, groups=groups)
             state.constrain(seg.group, groups, node.name)
-    gid = _produce(state, node, "conv", weight, bias, out_ch, 1)
+    gid = produce(state, node, "conv", weight, bias, out_ch, 1)
     state.constrain(gid, groups, node.name)
 
 
@@ -162,7 +164,7 @@ def _depthwise(
     if m is None or m.dim != 1:
         state.freeze_map(positional(node, 0), f"{node.name} is depthwise over another dimension")
         width = int(state.gm.get_parameter(weight).shape[0])
-        gid = _produce(state, node, "conv", weight, bias, width, 1)
+        gid = produce(state, node, "conv", weight, bias, width, 1)
         state.freeze([gid], f"{node.name}: depthwise convolution of an input that cannot be cut")
         return
     for seg in m.segs:
@@ -199,7 +201,8 @@ def _batch_norm(state: WalkState, node: fx.Node) -> None:
     state.set_map(node, m)
 
 
-@HANDLERS.handles(aten.layer_norm.default)
+# `native_layer_norm` (a decomposed program's) takes the same arguments, returns (y, mean, rstd).
+@HANDLERS.handles(aten.layer_norm.default, aten.native_layer_norm.default)
 def _layer_norm(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0

@@ -3,7 +3,7 @@ reductions over other dims), and shape bookkeeping that reads sizes, not values.
 
 Their output carries the input's channel map unchanged, or with the channel dim renumbered
 when a reduction drops dims before it. Pooling or reducing *over* the channels mixes them,
-so it freezes their groups.
+so it freezes their groups, except for an RMSNorm's mean of squares (`rms_norm`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from torch import fx
 
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
+from pruning.graph.rms_norm import mean_of_squares
 from pruning.graph.tracking import WalkState
 
 aten = torch.ops.aten
@@ -110,7 +111,9 @@ def _reduce(state: WalkState, node: fx.Node) -> None:
         return
     dims = list(range(ndim)) if dims is None else [norm_dim(int(d), ndim) for d in dims]
     if m.dim in dims:
-        state.freeze(m.groups, f"{node.name} reduces over these channels")
+        # An RMSNorm's mean of squares lets the channels be cut (`rms_norm`); nothing else.
+        if not mean_of_squares(state, node, m, dims):
+            state.freeze(m.groups, f"{node.name} reduces over these channels")
         state.set_map(node, None)
         return
     state.set_map(node, m if keep else m.moved(m.dim - sum(d < m.dim for d in dims)))

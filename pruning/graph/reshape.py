@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import sympy
 import torch
 from torch import fx
 
@@ -55,6 +56,56 @@ def _unsqueeze(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     d = norm_dim(int(positional(node, 1)), state.ndim(node) or 0)
     state.set_map(node, None if m is None else m.moved(m.dim + (1 if d <= m.dim else 0)))
+
+
+@HANDLERS.handles(aten.expand.default)
+def _expand(state: WalkState, node: fx.Node) -> None:
+    """Broadcasting to new leading dims (a decomposed matmul): the channels move right.
+
+    A channel dim of size 1 broadcast to many would repeat one channel, so it freezes; a
+    literal size along the channel dim shrinks with the cut.
+    """
+    src = positional(node, 0)
+    m = state.map_of(src)
+    src_shape, out_shape = state.shape(src), state.shape(node)
+    if m is None or src_shape is None or out_shape is None:
+        state.set_map(node, None)
+        return
+    dim = m.dim + len(out_shape) - len(src_shape)
+    if src_shape[m.dim] != out_shape[dim]:
+        state.freeze(m.groups, f"{node.name} repeats these channels (broadcast from size 1)")
+        state.set_map(node, None)
+        return
+    new = m.moved(dim)
+    sizes = positional(node, 1)
+    if isinstance(sizes, (list, tuple)) and isinstance(sizes[dim], int) and sizes[dim] > 0:
+        for seg in new.segs:
+            if seg.group is not None:
+                state.group(seg.group).arg_fixes.append(ArgFix(node.name, 1, dim, seg.block))
+    state.set_map(node, new)
+
+
+@HANDLERS.handles(aten.squeeze.dims, aten.squeeze.dim, aten.squeeze.default)
+def _squeeze(state: WalkState, node: fx.Node) -> None:
+    """Dims of size 1 go (a decomposed conv1d's pooling): the channel dim moves left."""
+    src = positional(node, 0)
+    m = state.map_of(src)
+    shape = state.shape(src)
+    if m is None or shape is None:
+        state.set_map(node, None)
+        return
+    ndim = len(shape)
+    given = argument(node, 1, "dim")
+    if given is None:
+        given = list(range(ndim))
+    elif not isinstance(given, (list, tuple)):
+        given = [given]
+    gone = [d for d in (norm_dim(int(g), ndim) for g in given) if shape[d] == 1]
+    if m.dim in gone:
+        state.freeze(m.groups, f"{node.name} squeezes these channels away")
+        state.set_map(node, None)
+        return
+    state.set_map(node, m.moved(m.dim - sum(d < m.dim for d in gone)))
 
 
 # -- the channel dim merges with the dims after it -----------------------------------------
@@ -135,10 +186,16 @@ def _view_map(m: ChannelMap, src: tuple[Any, ...], out: tuple[Any, ...]) -> Chan
     return None
 
 
-def _signature(dims: tuple[Any, ...]) -> tuple[tuple[str, ...], int]:
-    """A prefix of a shape, comparable across views: symbolic dims by name, ints multiplied."""
-    syms = tuple(sorted(str(d) for d in dims if not isinstance(d, int)))
-    return syms, math.prod(d for d in dims if isinstance(d, int))
+def _signature(dims: tuple[Any, ...]) -> sympy.Expr:
+    """A prefix of a shape, comparable across views: the product of its sizes as a sympy
+    expression, so that (s0, 5) and the (5*s0,) of a decomposed program's view are equal."""
+    return sympy.Mul(*(_expr(d) for d in dims))
+
+
+def _expr(d: Any) -> sympy.Expr:
+    if isinstance(d, torch.SymInt):
+        return sympy.sympify(d.node.expr)
+    return sympy.Integer(int(d))
 
 
 # -- another dim is cut down ---------------------------------------------------------------

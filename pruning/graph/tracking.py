@@ -85,6 +85,7 @@ class WalkState:
         g1.channel_params += g2.channel_params
         g1.consumers += g2.consumers
         g1.arg_fixes += g2.arg_fixes
+        g1.renorms += g2.renorms
         g1.members += g2.members
         g1.kind = g1.kind if g1.kind == g2.kind else "coupled"
         if g1.frozen_reason is None:

@@ -1,11 +1,11 @@
 """Finding channel groups in an exported graph, without the model's Python classes.
 
 `analyse` walks the unlifted module (`ExportedProgram.module()`) once, in graph order, and
-hands each node to the handler of its op: the families in `layers`, `passthrough`,
-`reshape`, `coupling` and `concat`, combined here into one table. They keep a channel map
-for every tensor (`tracking`), start, couple and feed groups, and freeze what they cannot
-follow. An op without a handler that touches tracked channels freezes their groups, with a
-reason; the model's outputs are never cut.
+hands each node to the handler of its op: the families in `layers`, `matmul`,
+`passthrough`, `reshape`, `coupling` and `concat`, combined here into one table. They keep
+a channel map for every tensor (`tracking`), start, couple and feed groups, and freeze what
+they cannot follow. An op without a handler that touches tracked channels freezes their
+groups, with a reason; the model's outputs are never cut.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from pruning.graph.concat import HANDLERS as CONCAT
 from pruning.graph.coupling import HANDLERS as COUPLING
 from pruning.graph.groups import GraphAnalysis, InputSpec
 from pruning.graph.layers import HANDLERS as LAYERS
+from pruning.graph.matmul import HANDLERS as MATMUL
 from pruning.graph.passthrough import HANDLERS as PASSTHROUGH
 from pruning.graph.registry import combine, positional
 from pruning.graph.reshape import HANDLERS as RESHAPE
+from pruning.graph.rms_norm import HANDLERS as RMS_NORM
 from pruning.graph.tracking import WalkState
 
 # Every op the analysis understands, by target; each family is one module.
-HANDLERS = combine(LAYERS, PASSTHROUGH, RESHAPE, COUPLING, CONCAT)
+HANDLERS = combine(LAYERS, MATMUL, PASSTHROUGH, RESHAPE, COUPLING, CONCAT, RMS_NORM)
 
 
 def analyse(gm: fx.GraphModule) -> GraphAnalysis:
