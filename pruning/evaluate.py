@@ -124,7 +124,46 @@ def count_parameters(program: torch.export.ExportedProgram) -> int:
     return sum(p.numel() for p in program.parameters())
 
 
+_aten = torch.ops.aten
+_CONVS = (_aten.conv1d.default, _aten.conv2d.default, _aten.conv3d.default)
+# A Linear after `run_decompositions()`: `addmm(b, x, W.T)`, `mm(x, W.T)`, `bmm(x, W.T)`;
+# the value is the position of the activation operand (the weight's follows it).
+_WEIGHT_PRODUCTS: dict[object, int] = {
+    _aten.addmm.default: 1,
+    _aten.mm.default: 0,
+    _aten.bmm.default: 0,
+}
+# What a decomposition puts between a weight and the product that reads it.
+_WEIGHT_VIEWS = (
+    _aten.t.default,
+    _aten.permute.default,
+    _aten.transpose.int,
+    _aten.expand.default,
+    _aten.view.default,
+    _aten._unsafe_view.default,
+    _aten.reshape.default,
+    _aten.clone.default,
+    _aten.contiguous.default,
+)
+
+
+def _is_weight(node: object) -> bool:
+    """`node` is a stored tensor, seen through views: a layer's weight, not an activation."""
+    while isinstance(node, fx.Node):
+        if node.op == "get_attr":
+            return True
+        if node.op != "call_function" or node.target not in _WEIGHT_VIEWS:
+            return False
+        node = node.args[0]
+    return False
+
+
 class _MacCounter(fx.Interpreter):
+    """Counts the layers' multiply-accumulates as it runs: Linear and convolutions, also in
+    their decomposed forms (a product of an activation and a weight). Products of two
+    activations (attention's scores and mixing) are not layers and are not counted, in
+    either form, so a program and its decomposition count alike."""
+
     def __init__(self, gm: fx.GraphModule):
         super().__init__(gm)
         self.macs = 0
@@ -132,23 +171,35 @@ class _MacCounter(fx.Interpreter):
     def run_node(self, n: fx.Node) -> object:
         result = super().run_node(n)
         if n.op == "call_function" and isinstance(result, torch.Tensor):
-            if n.target is torch.ops.aten.linear.default:
-                weight = self.env[n.args[1]]  # type: ignore[index]
-                self.macs += result.numel() * int(weight.shape[1])
-            elif (
-                n.target is torch.ops.aten.conv2d.default
-                or n.target is torch.ops.aten.conv1d.default
-            ):
-                weight = self.env[n.args[1]]  # type: ignore[index]
-                self.macs += result.numel() * int(weight[0].numel())
+            self.macs += self._layer_macs(n, result)
         return result
+
+    def _layer_macs(self, n: fx.Node, result: torch.Tensor) -> int:
+        if n.target is _aten.linear.default:
+            weight = self.env[n.args[1]]  # type: ignore[index]
+            return result.numel() * int(weight.shape[1])
+        if n.target in _CONVS:
+            weight = self.env[n.args[1]]  # type: ignore[index]
+            return result.numel() * int(weight[0].numel())
+        if n.target is _aten.convolution.default:
+            weight = self.env[n.args[1]]  # type: ignore[index]
+            if n.args[6]:  # transposed: each input element meets a (C_out/g, *k) slice
+                source = self.env[n.args[0]]  # type: ignore[index]
+                return int(source.numel()) * int(weight[0].numel())
+            return result.numel() * int(weight[0].numel())
+        first = _WEIGHT_PRODUCTS.get(n.target)
+        if first is not None and _is_weight(n.args[first + 1]):
+            rows = self.env[n.args[first]]  # type: ignore[index]
+            return result.numel() * int(rows.shape[-1])
+        return 0
 
 
 def run_counting_macs(
     gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]
 ) -> tuple[torch.Tensor, int]:
     """The module's first output on `inputs`, and the multiply-accumulates of its Linear/Conv
-    layers over all of the inputs' rows (the same kernels, in the same order, as a forward)."""
+    layers (also decomposed) over all of the inputs' rows (the same kernels, in the same
+    order, as a forward)."""
     counter = _MacCounter(gm)
     with torch.inference_mode():
         out = first_output(counter.run(*inputs))

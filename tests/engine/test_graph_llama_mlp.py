@@ -167,8 +167,8 @@ def test_keep_all_reproduces_outputs(tmp_path: Path, name: str) -> None:
         torch.testing.assert_close(pruned(x), model(x), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("decomposed", [False, True])
-@pytest.mark.parametrize("seed", [0, 1])
+# Each norm plain and decomposed, each with a keep-set of its own (two seeds in all).
+@pytest.mark.parametrize(("seed", "decomposed"), [(0, False), (1, True)])
 @pytest.mark.parametrize("name", sorted(NORMS))
 def test_random_cuts_equal_zeroed_channels(
     tmp_path: Path, name: str, seed: int, decomposed: bool
