@@ -1,6 +1,6 @@
 """The job page shows the job's report.html inside the dashboard: whatever that file holds
 (it is the job's own artifact), nothing in it may run, load anything, cover the page or link
-anywhere but its own sections and the job's files. `showReport` (job_view.js) is fed a
+anywhere but its own sections and the job's files. `showReport` (report_view.js) is fed a
 hostile report in a real Chromium (tests/service/browser.py) and what it shows is read back.
 """
 
@@ -72,13 +72,13 @@ def _check_the_sanitiser(page: Page, watched: Watched) -> None:
     before = len(loaded)
     shown = page.evaluate(
         """async (html) => {
-            const { showReport } = await import("./static/dashboard/js/job_view.js");
+            const { showReport } = await import("./static/dashboard/js/report_view.js");
             const box = document.createElement("div");
             box.className = "report-box";
             const host = document.createElement("div");
             box.append(host);
             document.querySelector("main").append(box);
-            showReport(host, "job", html);
+            showReport(host, () => {}, html);
             await new Promise((resolve) => setTimeout(resolve, 300));
             const root = host.shadowRoot;
             const attributes = [...root.querySelectorAll("*")].flatMap(
