@@ -46,6 +46,7 @@ _ELEMENTWISE = [
     aten.alias.default,
     aten.detach.default,
     aten.dropout.default,
+    aten.dropout_.default,  # nn.Dropout(inplace=True), as torchvision's classifiers have it
     aten.feature_dropout.default,
     aten.alpha_dropout.default,
     aten._to_copy.default,

@@ -73,6 +73,26 @@ def test_activations_and_dropout_carry_the_channels(tmp_path: Path, act: type[nn
     assert readers(analysis.group("fc2")) == ["out.weight"]
 
 
+class InPlaceDropout(nn.Module):
+    """torchvision's classifier heads (MobileNetV3, EfficientNet, MNASNet): in-place ops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(6, 8)
+        self.act = nn.Hardswish(inplace=True)
+        self.drop = nn.Dropout(0.2, inplace=True)
+        self.fc2 = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(x))))  # hardswish_, dropout_
+
+
+def test_in_place_dropout_carries_the_channels(tmp_path: Path) -> None:
+    analysis = analysed(tmp_path, InPlaceDropout(), 6)
+    assert [g.name for g in analysis.prunable] == ["fc1"]
+    assert readers(analysis.group("fc1")) == ["fc2.weight"]
+
+
 def test_pooling_and_means_over_other_dims_keep_the_channels(tmp_path: Path) -> None:
     analysis = analysed(tmp_path, PooledConv(), (3, 8, 8))
     conv = analysis.group("conv")
