@@ -14,8 +14,9 @@ from torch import fx, nn
 from pruning.data import Feeder
 from pruning.graph import GraphAnalysis, analyse
 from pruning.reader import read_program
-from pruning.surgery import apply_plan, export
+from pruning.surgery import apply_plan
 from tests.tiny_models import MLP, randomize_bn
+from tests.zoo.programs import roundtrip
 
 aten = torch.ops.aten
 
@@ -157,13 +158,6 @@ def decomposed(
     targets = {n.target for n in gm.graph.nodes}
     assert aten.linear.default not in targets  # the Linear layers really are decomposed
     return gm, analysis, feeder
-
-
-def roundtrip(tmp_path: Path, gm: fx.GraphModule, feeder: Feeder) -> fx.GraphModule:
-    """Export, save and read back with the safe reader: what a user downloads."""
-    path = tmp_path / "pruned.pt2"
-    torch.export.save(export(gm, feeder), path)
-    return read_program(path).module()
 
 
 def groups(analysis: GraphAnalysis) -> dict[str, tuple[int, int, bool]]:

@@ -26,6 +26,7 @@ from pruning.stats import collect
 from pruning.surgery import apply_plan
 from tests.engine import decomposed_models as dm
 from tests.zoo import RENORMALISED, build
+from tests.zoo.programs import roundtrip
 
 aten = torch.ops.aten
 
@@ -58,7 +59,7 @@ def test_keep_all_reproduces_outputs(tmp_path: Path, name: str) -> None:
     model = dm.model(name)
     gm, analysis, feeder = dm.decomposed(tmp_path, model, dm.shape(name, model))
     plan = {g.name: list(range(g.width)) for g in analysis.prunable}
-    pruned = dm.roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
+    pruned = roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
     x = torch.randn(9, *dm.shape(name, model))
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), gm(x), rtol=0, atol=0)
@@ -92,7 +93,7 @@ def test_weights_bias_and_sizes_shrink(tmp_path: Path) -> None:
     model = dm.model("channels_last")
     gm, analysis, feeder = dm.decomposed(tmp_path, model, model.input_shape)  # type: ignore[arg-type]
     plan = {"conv": [0, 2, 5], "fc1": [1, 4, 7, 8, 11], "fc2": [0, 3], "mix": [0, 1, 6]}
-    pruned = dm.roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
+    pruned = roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
     assert pruned.get_parameter("fc1.weight").shape == (5, 3)
     assert pruned.get_parameter("fc2.weight").shape == (2, 5)
     assert pruned.get_parameter("fc2.bias").shape == (2,)
@@ -131,8 +132,8 @@ def test_compensation_reaches_a_product_without_bias(
     cut = apply_plan(gm, analysis, {layer: keep}, moments=stats, compensate=Compensation.MEAN)
     added = [n for n in cut.graph.nodes if n.meta.get("compensation_bias")]
     assert len(added) == len(group.consumers)  # one bias per product, after it
-    compensated = dm.roundtrip(tmp_path, cut, feeder)
-    plain = dm.roundtrip(tmp_path, apply_plan(gm, analysis, {layer: keep}), feeder)
+    compensated = roundtrip(tmp_path, cut, feeder)
+    plain = roundtrip(tmp_path, apply_plan(gm, analysis, {layer: keep}), feeder)
     xt = torch.randn(20, *dm.shape(name, model))
     with torch.no_grad():
         torch.testing.assert_close(compensated(xt), model(xt), rtol=1e-5, atol=1e-5)

@@ -25,8 +25,9 @@ from pruning.data import Feeder
 from pruning.graph import GraphAnalysis, analyse, get_tensor
 from pruning.module_copy import clone_module, set_tensor
 from pruning.reader import read_program
-from pruning.surgery import apply_plan, export
+from pruning.surgery import apply_plan
 from tests.engine.graph_helpers import readers, sliced
+from tests.zoo.programs import roundtrip
 
 aten = torch.ops.aten
 D, HIDDEN, TOKENS, D_IN = 8, 12, 5, 6
@@ -105,13 +106,6 @@ def _read(
     return model, gm, analysis, Feeder(analysis.inputs, torch.device("cpu"), 16)
 
 
-def _roundtrip(tmp_path: Path, gm: fx.GraphModule, feeder: Feeder) -> fx.GraphModule:
-    """Export a pruned module, save it and read it back: what a user downloads."""
-    path = tmp_path / "pruned.pt2"
-    torch.export.save(export(gm, feeder), path)
-    return read_program(path).module()
-
-
 def _zeroed(
     gm: fx.GraphModule, analysis: GraphAnalysis, plan: dict[str, list[int]]
 ) -> fx.GraphModule:
@@ -160,7 +154,7 @@ def test_swiglu_and_the_residual_stream_through_rms_norms_are_groups(
 def test_keep_all_reproduces_outputs(tmp_path: Path, name: str) -> None:
     model, gm, analysis, feeder = _read(tmp_path, name)
     plan = {g.name: list(range(g.width)) for g in analysis.prunable}
-    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
+    pruned = roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
     x = torch.randn(7, TOKENS, D_IN)
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), gm(x), rtol=0, atol=0)
@@ -176,7 +170,7 @@ def test_random_cuts_equal_zeroed_channels(
     _, gm, analysis, feeder = _read(tmp_path, name, seed, decomposed)
     plan = _random_plan(analysis, seed)
     assert set(plan) == {"embed", "blocks.0.gate", "blocks.1.gate"}
-    pruned = _roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
+    pruned = roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
     x = torch.randn(7, TOKENS, D_IN)
     with torch.no_grad():
         torch.testing.assert_close(pruned(x), _zeroed(gm, analysis, plan)(x), rtol=1e-4, atol=1e-5)
@@ -193,7 +187,7 @@ def test_a_hand_written_mean_becomes_a_sum_over_the_original_width(tmp_path: Pat
     assert targets.count(aten.sum.dim_IntList) == 3
     divisors = [n.args[1] for n in pruned.graph.nodes if n.target is aten.div.Scalar]
     assert divisors == [D, D, D]
-    reread = _roundtrip(tmp_path, pruned, feeder)  # sum and div pass the reader's allowlist
+    reread = roundtrip(tmp_path, pruned, feeder)  # sum and div pass the reader's allowlist
     assert aten.sum.dim_IntList in [n.target for n in reread.graph.nodes]
 
 
