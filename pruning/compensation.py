@@ -13,6 +13,12 @@ a convolution (and at every position of a flattened feature map), so the same A 
 every spatial column of the consumer's weight. At a padded border the input is zero for every
 channel: the linear part stays exact there (A·0 = 0), while the constant part, like mean
 folding, adds `W_R b` where the original saw zeros.
+
+A channel that is a block of positions where it is read (an attention head's features, a
+flattened map's positions) has a mean per position: b is then per position,
+`b_p = μ_R,p − A μ_K,p`, and A is fitted to what is left about those means (the covariance
+within positions), so a head whose features are constants of their own is folded exactly,
+by mean folding and by linear compensation alike.
 """
 
 from __future__ import annotations
@@ -66,9 +72,10 @@ def reconstruction(
         kept, gone: channel indices of the group (disjoint).
 
     Returns:
-        A (len(gone), len(kept)) and b (len(gone),), float64.
+        A (len(gone), len(kept)) and b (len(gone),), or (len(gone), block) with blocks,
+        float64.
     """
-    cov = stats.covariance  # (C, C)
+    cov = stats.within_covariance  # (C, C), about each position's mean
     k = torch.tensor(kept, dtype=torch.long)
     r = torch.tensor(gone, dtype=torch.long)
     s_kk = cov.index_select(0, k).index_select(1, k)  # (K, K)
@@ -78,8 +85,14 @@ def reconstruction(
         a = torch.zeros(len(gone), len(kept), dtype=torch.float64)
     else:
         a = _ridge_solve(s_kk, s_kr, RIDGE * scale).T  # (R, K)
-    b = stats.mean[r] - a @ stats.mean[k]  # (R,)
+    means = folded_means(stats)
+    b = means[r] - a @ means[k]  # (R,) or (R, block)
     return a, b
+
+
+def folded_means(stats: RunningStats) -> torch.Tensor:
+    """The means that compensation folds: (C,), or (C, block) per position with blocks."""
+    return stats.mean if stats.position_mean is None else stats.position_mean
 
 
 def _ridge_solve(s_kk: torch.Tensor, rhs: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -104,7 +117,8 @@ def fold(
         columns: (out, C, positions) float64: the consumer's weight columns of the group's C
             channels, every kernel position and flattened block position on the last dim.
         kept, gone, a, b: as returned by `reconstruction` (b: zeros-free mean folding is
-            `a = 0`, `b = means`).
+            `a = 0`, `b = means`); a (R, block) b holds one value per block position, and
+            each block position's columns are the kernel positions that follow it.
 
     Returns:
         The (out,) shift of the consumer's bias: `Σ_positions W_R b`.
@@ -114,4 +128,10 @@ def fold(
     w_r = columns.index_select(1, r)  # (out, R, P)
     if a.numel():
         columns.index_add_(1, k, torch.einsum("orp,rk->okp", w_r, a))
-    return torch.einsum("orp,r->o", w_r, b)
+    if b.dim() == 1:
+        return torch.einsum("orp,r->o", w_r, b)
+    block = b.shape[1]
+    if w_r.shape[2] % block:  # a reader whose columns are not the tap's positions: pooled
+        return torch.einsum("orp,r->o", w_r, b.mean(dim=1))
+    w_r = w_r.reshape(w_r.shape[0], w_r.shape[1], block, -1)  # (out, R, block, kernel)
+    return torch.einsum("orbk,rb->o", w_r, b)

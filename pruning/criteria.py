@@ -60,8 +60,10 @@ def _relative(t: torch.Tensor) -> torch.Tensor:
 
 
 def seed_score(s: RunningStats) -> torch.Tensor:
-    """Small only when both |mean| and std are small (the seed recipe), layer-relative."""
-    return torch.maximum(_relative(s.mean.abs()), _relative(s.std))
+    """Small only when both |mean| and std are small (the seed recipe), layer-relative.
+    A channel read as a block of positions (a head) is near zero only if each position's
+    mean is (`mean_magnitude`), and its std is about those means."""
+    return torch.maximum(_relative(s.mean_magnitude), _relative(s.std))
 
 
 def variance_score(s: RunningStats) -> torch.Tensor:
@@ -80,7 +82,7 @@ def _absolute_drop(criterion: Criterion, s: RunningStats, t: Threshold) -> torch
     low_std = s.std < t.std
     if criterion is Criterion.SEED:
         assert t.mean is not None
-        return low_std & (s.mean.abs() < t.mean)
+        return low_std & (s.mean_magnitude < t.mean)
     return low_std
 
 
@@ -97,6 +99,7 @@ def select(
     *,
     rankings: Mapping[str, Ranking] | None = None,
     allocation: Allocation = Allocation.GLOBAL,
+    neurons: Mapping[str, int] | None = None,
 ) -> Plan:
     """Turn a threshold into a plan over the given groups; no group is ever emptied.
 
@@ -109,6 +112,8 @@ def select(
         rankings: group name -> ranking, for fractions; None: from the criterion's scores
             (`seed`, `variance` only).
         allocation: how a fraction is spread across groups.
+        neurons: group name -> neurons one unit holds (an attention head: its head_dim
+            output features), for the global budget; groups not named have one.
 
     Returns:
         group name -> kept neuron indices (ascending), for every group in `stats`.
@@ -116,7 +121,7 @@ def select(
     if rankings is None:
         rankings = score_rankings(criterion, stats)
     if threshold.fraction is not None:
-        plan = allocate(rankings, threshold.fraction, allocation)
+        plan = allocate(rankings, threshold.fraction, allocation, neurons)
     else:
         plan = {}
         for name, s in stats.items():
@@ -149,12 +154,19 @@ def equal_parts(kept: list[int], scores: torch.Tensor, parts: int) -> list[int]:
     return sorted(out)
 
 
-def allocate(rankings: Mapping[str, Ranking], fraction: float, allocation: Allocation) -> Plan:
+def allocate(
+    rankings: Mapping[str, Ranking],
+    fraction: float,
+    allocation: Allocation,
+    neurons: Mapping[str, int] | None = None,
+) -> Plan:
     """Drop `fraction` of all ranked neurons, spread across groups by `allocation`.
 
-    `global`: the round(fraction x all neurons) cheapest removals anywhere (each group's own
-    order kept: costs are non-decreasing along it, and ties go in graph order); `uniform`:
-    round(fraction x width) from every group. No group loses its last neuron.
+    `global`: the cheapest removals anywhere until round(fraction x all neurons) are gone
+    (each group's own order kept: costs are non-decreasing along it, and ties go in graph
+    order; a unit of several neurons, a head, counts as that many and is skipped where it
+    would overshoot); `uniform`: round(fraction x width) units from every group. No group
+    loses its last unit.
     """
     drops: dict[str, int]
     if allocation is Allocation.AUTO:
@@ -162,12 +174,19 @@ def allocate(rankings: Mapping[str, Ranking], fraction: float, allocation: Alloc
     if allocation is Allocation.UNIFORM:
         drops = {n: min(round(fraction * r.width), len(r.order)) for n, r in rankings.items()}
     else:
-        budget = round(fraction * sum(r.width for r in rankings.values()))
+        size = [int((neurons or {}).get(name, 1)) for name in rankings]
+        budget = round(
+            fraction * sum(r.width * n for r, n in zip(rankings.values(), size, strict=True))
+        )
         entries = [(c, g, k) for g, r in enumerate(rankings.values()) for k, c in enumerate(r.cost)]
         entries.sort(key=lambda e: e[0])  # stable: a group's removals stay in their order
         counts = [0] * len(rankings)
-        for _, g, _ in entries[:budget]:
+        used = 0
+        for _, g, k in entries:
+            if k != counts[g] or used + size[g] > budget:
+                continue  # an earlier unit of this group did not fit: neither do later ones
             counts[g] += 1
+            used += size[g]
         drops = dict(zip(rankings, counts, strict=True))
     return {
         name: sorted(set(range(r.width)) - set(r.order[: drops[name]]))

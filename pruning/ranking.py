@@ -73,7 +73,9 @@ def _rank_group(
         w = torch.cat([_columns(gm, c, group.width) for c in consumers])
         # A grouped conv keeps mean folding (see surgery): its cost is the diagonal one.
         linear = stats.comoment is not None and all(c.groups == 1 for c in consumers)
-        cov = stats.covariance if linear else torch.diag(stats.std**2)
+        # About each position's mean where a channel is a block (a head): compensation folds
+        # those means per position, so only the spread about them is lost.
+        cov = stats.within_covariance if linear else torch.diag(stats.std**2)
         energy = float(((w @ cov) * w).sum())
         if energy > 0.0:  # a reader that sees no variation loses nothing, whatever goes
             readers.append((w, cov if linear else None, stats, energy))

@@ -10,6 +10,7 @@ and bias.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +19,7 @@ import torch
 from torch import fx
 
 from jobs.job_config import Compensation
-from pruning.compensation import fold, reconstruction
+from pruning.compensation import fold, folded_means, reconstruction
 from pruning.compensation_bias import ensure_bias
 from pruning.data import Feeder
 from pruning.errors import UnsupportedModel
@@ -182,7 +183,8 @@ def _compensate(
         kept = [c for c in range(width) if c not in dropped]
         a, b = reconstruction(stats, kept, gone)
     else:
-        kept, a, b = [], torch.zeros(len(gone), 0, dtype=torch.float64), stats.mean[gone]
+        # Per position where a channel is a block (a head's features): each its own mean.
+        kept, a, b = [], torch.zeros(len(gone), 0, dtype=torch.float64), folded_means(stats)[gone]
     shift = fold(columns, kept, gone, a, b)  # (out,)
     if linear:
         weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
@@ -207,9 +209,21 @@ def _fix_args(gm: fx.GraphModule, delta: dict[tuple[str, int, int | None], int])
             args[arg] = int(args[arg]) - amount
         else:
             sizes = list(args[arg])
-            sizes[item] = int(sizes[item]) - amount
+            given = sizes[item]
+            shrunk = _shrunk_product(node, given, amount) if isinstance(given, fx.Node) else None
+            sizes[item] = shrunk if shrunk is not None else int(given) - amount
             args[arg] = sizes
         node.args = tuple(args)
+
+
+def _shrunk_product(user: fx.Node, size: fx.Node, amount: int) -> fx.Node:
+    """`x * k` with k lowered by `amount`, as a new node before `user` alone: the heads per
+    sample in N * heads; the original product may size other ops too."""
+    factors: list[Any] = list(size.args)
+    at = next(i for i, f in enumerate(factors) if isinstance(f, int))
+    factors[at] = int(factors[at]) - amount
+    with user.graph.inserting_before(user):
+        return user.graph.call_function(operator.mul, tuple(factors))
 
 
 def _resize_split(node: fx.Node, part: int, amount: int) -> None:

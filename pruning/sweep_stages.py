@@ -128,6 +128,7 @@ def make_candidates(
     ctx.progress("ranking", 0.0)
     rankings = _rankings(config, maker.cpu_module, analysis, group_stats, tap_stats, ctx.check)
     parts = {g.name: g.parts for g in analysis.prunable}
+    neurons = {g.name: g.neurons_per_unit for g in analysis.prunable}
     auto = config.allocation is Allocation.AUTO
     allocations = [Allocation.GLOBAL, Allocation.UNIFORM] if auto else [config.allocation]
     planned = PROBES * len(allocations) if config.search else len(config.thresholds)
@@ -147,6 +148,7 @@ def make_candidates(
             parts,
             rankings=rankings,
             allocation=allocation,
+            neurons=neurons,
         )
         return maker.make(k, threshold.as_dict(), allocation, plan, on_progress)
 

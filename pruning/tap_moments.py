@@ -17,10 +17,17 @@ is 1, and one product with itself gives the co-moments, Σ (x − s) (its last r
 forwards where the layer is as wide as its input (float64 products run at half speed; in
 float32 their rounding would swamp the ridge that the criterion's inverses rely on).
 
-Per-chunk results (one value per channel) are summed in the activations' precision for at
-most `MERGE_EVERY` chunks, then added into float64 totals,
-so the totals keep float64 precision however many batches come, and nothing waits on the
-host between batches (no CUDA synchronisation).
+A channel that spans several positions (`Span.block`: a flattened map's positions, an
+attention head's features) keeps Σ (x − s) and Σ (x − s)² per position, about a shift per
+position, so each position's mean is known and the spread is measured about it: a head
+whose features are constants of their own has none, to the last bit of float32 rounding
+(about its shift, rather than as a difference of two large pooled sums). That is C × block
+numbers per sum, never a per-position Gram.
+
+Per-chunk results (one value per channel, or per channel and position) are summed in the
+activations' precision for at most `MERGE_EVERY` chunks, then added into float64 totals, so
+the totals keep float64 precision however many batches come, and nothing waits on the host
+between batches (no CUDA synchronisation).
 """
 
 from __future__ import annotations
@@ -66,12 +73,14 @@ class MomentTotals(NamedTuple):
 
     samples: int
     mean: torch.Tensor  # (C,)
-    m2: torch.Tensor  # (C,) sum of squared deviations from the mean
+    m2: torch.Tensor  # (C,) sum of squared deviations from the mean (each position's)
     abs_sum: torch.Tensor
     zeros: torch.Tensor
     min: torch.Tensor
     max: torch.Tensor
     comoment: torch.Tensor | None  # (C, C) Σ (x − μ)(x − μ)ᵀ, when the Gram is tracked
+    position_mean: torch.Tensor | None  # (C, block) with blocks: μ per position, the μ
+    # that m2 and the co-moments are then taken about
 
 
 class TapMoments:
@@ -82,8 +91,8 @@ class TapMoments:
         self.span = span
         self.track_gram = track_gram
         self.count = 0
-        self._shift: torch.Tensor | None = None  # (C,) s, in the activations' dtype
-        self._pending: list[tuple[torch.Tensor, ...]] = []  # per chunk: sums, each (C,)
+        self._shift: torch.Tensor | None = None  # (C,) or (C, block) s, activations' dtype
+        self._pending: list[tuple[torch.Tensor, ...]] = []  # per chunk: sums, (C,) or (C, B)
         self._sums: list[torch.Tensor] | None = None  # float64: Σd, Σd², Σ|x|, nonzero
         self._min: torch.Tensor | None = None
         self._max: torch.Tensor | None = None
@@ -98,7 +107,11 @@ class TapMoments:
             return
         dims = [d for d in range(x.dim()) if d != channel_dim]
         if self._shift is None:
-            self._shift = x.sum(dims) / n
+            block = self.span.block
+            if block == 1:
+                self._shift = x.sum(dims) / n
+            else:  # the first batch's mean at each position
+                self._shift = x.sum([d for d in dims if d != channel_dim + 1]) / (n // block)
         rows = max(1, SCRATCH_ELEMENTS // max(x[0].numel(), 1))
         for start in range(0, x.shape[0], rows):  # chunks along the batch
             chunk = x[start : start + rows]
@@ -115,18 +128,25 @@ class TapMoments:
         if self.count == 0 or self._sums is None or self._shift is None:
             return None
         assert self._min is not None and self._max is not None
-        n = self.count
-        comoment = None
-        if self._gram is not None:
-            c = self.width
-            gram = self._gram.triu() + self._gram.triu(1).T  # the bands hold the upper part
+        n, c, block = self.count, self.width, self.span.block
+        comoment = position_mean = None
+        gram = None if self._gram is None else self._gram.triu() + self._gram.triu(1).T
+        if gram is not None and block == 1:  # the bands above hold the upper part
             shifted_sum, shifted_squares = gram[c, :c], gram.diagonal()[:c]
             comoment = _host(gram[:c, :c] - torch.outer(shifted_sum, shifted_sum) / n)
             abs_sum, nonzero = self._sums
         else:
             shifted_sum, shifted_squares, abs_sum, nonzero = self._sums
-        mean = self._shift.to(torch.float64) + shifted_sum / n
-        m2 = (shifted_squares - shifted_sum**2 / n).clamp_min(0)
+        if block == 1:
+            mean = self._shift.to(torch.float64) + shifted_sum / n
+            m2 = (shifted_squares - shifted_sum**2 / n).clamp_min(0)
+        else:  # (C, block) sums; each position has n / block samples
+            per = n // block
+            position_mean = _host(self._shift.to(torch.float64) + shifted_sum / per)
+            mean = position_mean.mean(dim=1)
+            m2 = (shifted_squares - shifted_sum**2 / per).clamp_min(0).sum(dim=1)
+            if gram is not None:  # about each position's mean: Σ_p over (C, C) outer products
+                comoment = _host(gram[:c, :c] - shifted_sum @ shifted_sum.T / per)
         return MomentTotals(
             samples=n,
             mean=_host(mean),
@@ -136,6 +156,7 @@ class TapMoments:
             min=_host(self._min),
             max=_host(self._max),
             comoment=comoment,
+            position_mean=position_mean,
         )
 
     def _channels(self, value: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -164,11 +185,22 @@ class TapMoments:
             extremes = [_channel_reduce(values, torch.amin), _channel_reduce(values, torch.amax)]
         else:
             extremes = [torch.amin(chunk, dims), torch.amax(chunk, dims)]
-        if not self.track_gram:  # else the co-moment product gives Σd and Σd²
-            shape = [self.width if d == channel_dim else 1 for d in range(chunk.dim())]
-            torch.sub(chunk, self._shift.reshape(shape), out=buffer)
+        if self.span.block > 1:  # per position, about each position's shift
+            torch.sub(chunk, self._shift.reshape(self._shift_shape(chunk, channel_dim)), out=buffer)
+            each = _four_dims(buffer, channel_dim)  # (P, C, block, Q)
+            sums = [_position_sum(each), _position_sum(buffer.square_().view(each.shape)), *sums]
+        elif not self.track_gram:  # else the co-moment product gives Σd and Σd²
+            torch.sub(chunk, self._shift.reshape(self._shift_shape(chunk, channel_dim)), out=buffer)
             sums = [_channel_sum(flat), _channel_sum(buffer.square_().view(flat.shape)), *sums]
         self._pending.append((*sums, *extremes))
+
+    def _shift_shape(self, chunk: torch.Tensor, channel_dim: int) -> list[int]:
+        """The shape that broadcasts the shift over a chunk: C (and block) in place, 1s."""
+        shape = [1] * chunk.dim()
+        shape[channel_dim] = self.width
+        if self.span.block > 1:
+            shape[channel_dim + 1] = self.span.block
+        return shape
 
     def _add_gram(self, chunk: torch.Tensor, channel_dim: int, scratch: Scratch) -> None:
         """Add Σ [x − s, 1][x − s, 1]ᵀ over this chunk to the total, in float64:
@@ -184,7 +216,13 @@ class TapMoments:
         block = scratch.matrix(rows, c + 1, torch.float64, chunk.device)  # (M, C + 1)
         shifted = block[:, :c]
         shifted.view(moved.shape).copy_(moved)  # transposed to channels last, exactly widened
-        shifted.sub_(self._shift.to(torch.float64))
+        shift = self._shift.to(torch.float64)
+        if self.span.block > 1:  # each row is at one position (moved's dim channel_dim)
+            shape = [1] * moved.dim()
+            shape[channel_dim], shape[-1] = self.span.block, c
+            shifted.view(moved.shape).sub_(shift.T.reshape(shape))
+        else:
+            shifted.sub_(shift)
         block[:, c] = 1.0
         width = c + 1
         step = -(-width // min(4, max(1, width // 64)))  # up to 4 bands of 64+ columns
@@ -213,6 +251,19 @@ def _three_dims(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
     first, then over `before`, vectorise far better than one reduction over both."""
     shape = x.shape
     return x.view(shape[:channel_dim].numel(), shape[channel_dim], shape[channel_dim + 1 :].numel())
+
+
+def _four_dims(x: torch.Tensor, channel_dim: int) -> torch.Tensor:
+    """A contiguous (.., C, block, ..) x viewed as (before, C, block, after)."""
+    shape = x.shape
+    before, after = shape[:channel_dim].numel(), shape[channel_dim + 2 :].numel()
+    return x.view(before, shape[channel_dim], shape[channel_dim + 1], after)
+
+
+def _position_sum(x: torch.Tensor) -> torch.Tensor:
+    """Σ over dims 3 then 0 of a (P, C, block, Q) tensor: (C, block)."""
+    inner = x.sum(3) if x.shape[3] > 1 else x[..., 0]
+    return inner.sum(0)
 
 
 def _channel_reduce(

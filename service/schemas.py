@@ -46,13 +46,30 @@ class ChannelGroupPublic(Schema):
     """Channels that are cut together: a layer's outputs, with the layers coupled to it."""
 
     name: str = Field(description="the first producing layer, e.g. layer1.0.conv1")
-    width: int = Field(description="channels (neurons) in the group")
-    kind: str = Field(description="linear, conv, or coupled (several kinds cut alike)")
+    width: int = Field(
+        description="units cut one by one: channels (neurons), or heads for kind `head`"
+    )
+    kind: str = Field(
+        description="linear, conv, embedding, head (attention heads: q, k and v rows and "
+        "the output projection's columns of each), or coupled (several kinds cut alike)"
+    )
     coupled: list[str] | None = Field(
         None, description="every producing layer cut alike (residual adds, attention gates)"
     )
     parts: int | None = Field(
         None, description="runs of a grouped convolution; each keeps as many channels"
+    )
+    heads: int | None = Field(
+        None, description="kind head: heads cut as units (key/value heads under GQA)"
+    )
+    head_dim: int | None = Field(None, description="kind head: channels of each head")
+    query_heads: int | None = Field(
+        None,
+        description="kind head, grouped-query attention: query heads, cut with the "
+        "key/value head they share",
+    )
+    unit: int | None = Field(
+        None, description="channels of the producing layer cut together as one unit"
     )
     reason: str | None = Field(None, description="why a frozen group cannot be cut")
 

@@ -17,6 +17,7 @@ from torch import fx
 from pruning.graph.coupling import couple_cat_along_other_dim
 from pruning.graph.groups import OUTPUT_SIZES, ArgFix
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
+from pruning.graph.regroup import fold_parts
 from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
 aten = torch.ops.aten
@@ -76,6 +77,10 @@ def _split(state: WalkState, node: fx.Node) -> None:
         state.freeze(m.groups, f"{node.name} splits these channels into dynamic sizes")
         state.set_map(node, None)
         return
+    if _straddles_any(m, sizes):
+        m = _folded(state, node, m, sizes)
+        if m is None:
+            return
     parts: list[ChannelMap | None] = []
     begin = 0
     for i, size in enumerate(sizes):
@@ -98,6 +103,25 @@ def _split(state: WalkState, node: fx.Node) -> None:
     state.set_map(node, None)
 
 
+def _straddles_any(m: ChannelMap, sizes: list[int]) -> bool:
+    begins = [sum(sizes[:i]) for i in range(len(sizes))]
+    return any(_straddles(m, b, n) for b, n in zip(begins, sizes, strict=True))
+
+
+def _folded(state: WalkState, node: fx.Node, m: ChannelMap, sizes: list[int]) -> ChannelMap | None:
+    """One layer's channels split into equal parts (a fused qkv projection's q, k and v):
+    channel c of every part is cut together (`regroup.fold_parts`). Anything else freezes."""
+    seg = m.segs[0]
+    whole = len(m.segs) == 1 and seg.group is not None and seg.start == 0
+    if whole and len(set(sizes)) == 1 and seg.width * seg.block == sum(sizes):
+        assert seg.group is not None
+        if fold_parts(state, seg.group, len(sizes), node.name):
+            return state.map_of(positional(node, 0))
+    state.freeze(m.groups, f"{node.name} splits a layer's channels between its parts")
+    state.set_map(node, None)
+    return None
+
+
 def _straddles(m: ChannelMap, begin: int, size: int) -> bool:
     """True if a run of channels crosses either edge of the part [begin, begin + size)."""
     end = begin + size
@@ -105,6 +129,25 @@ def _straddles(m: ChannelMap, begin: int, size: int) -> bool:
         s.start < end < s.start + s.width * s.block or s.start < begin < s.start + s.width * s.block
         for s in m.segs
     )
+
+
+@HANDLERS.handles(aten.unbind.int)
+def _unbind(state: WalkState, node: fx.Node) -> None:
+    """`unbind` along another dim (the q, k, v parts of a fused projection, folded into
+    one group by the view before): every part carries the channels, one dim lower."""
+    m = state.map_of(positional(node, 0))
+    vals = node.meta.get("val")
+    ndim = state.ndim(positional(node, 0)) or 0
+    dim = norm_dim(int(argument(node, 1, "dim", 0)), ndim)
+    if m is None or not isinstance(vals, (list, tuple)):
+        state.set_map(node, None)
+        return
+    if dim == m.dim:
+        state.freeze(m.groups, f"{node.name} takes these channels apart one by one")
+        state.set_map(node, None)
+        return
+    state.parts[node.name] = [m.moved(m.dim - (1 if dim < m.dim else 0))] * len(vals)
+    state.set_map(node, None)
 
 
 @HANDLERS.handles(operator.getitem)

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.graph.groups import ParamSlice, Span
+from pruning.graph.groups import ArgFix, ParamSlice, Span
+from pruning.graph.param_trace import stored_source
 from pruning.graph.registry import HandlerTable, positional
-from pruning.graph.tensor_paths import get_tensor
 from pruning.graph.tracking import ChannelMap, WalkState
 
 aten = torch.ops.aten
@@ -48,6 +48,30 @@ def _elementwise_binary(state: WalkState, node: fx.Node) -> None:
         _meet_untracked(state, node, mb, a, out_ndim)
     else:
         state.set_map(node, None)
+
+
+@HANDLERS.handles(aten.where.self)
+def _where(state: WalkState, node: fx.Node) -> None:
+    """`where(cond, a, b)`, channel by channel (a decomposed softmax's guard for rows of
+    -inf): tracked operands are coupled, the others must be the same for every channel."""
+    out_ndim = state.ndim(node) or 0
+    operands = [positional(node, i) for i in range(3)]
+    maps = [_aligned(state, x, out_ndim) for x in operands]
+    tracked = [m for m in maps if m is not None]
+    if not tracked:
+        state.set_map(node, None)
+        return
+    first = tracked[0]
+    for other in tracked[1:]:
+        _couple_residual_or_gate(state, node, first, other)
+        if state.map_of(node) is None:
+            return
+    for x, m in zip(operands, maps, strict=True):
+        if m is None and not broadcasts_over(state, x, first.dim, out_ndim):
+            state.freeze(first.groups, f"{node.name} picks between these channels and others")
+            state.set_map(node, None)
+            return
+    state.set_map(node, first)
 
 
 def _couple_residual_or_gate(
@@ -81,7 +105,7 @@ def _meet_untracked(
 ) -> None:
     """Tracked channels meet a tensor no group tracks: it must broadcast over the channels,
     or be a stored tensor sliced with them; else the groups freeze."""
-    if _broadcasts_over(state, other, m.dim, out_ndim) or _slice_param_operand(
+    if broadcasts_over(state, other, m.dim, out_ndim) or _slice_param_operand(
         state, other, m, out_ndim
     ):
         state.set_map(node, m)
@@ -129,27 +153,26 @@ def _layout(m: ChannelMap) -> list[tuple[int, int, int]]:
 
 def _slice_param_operand(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> bool:
     """A stored tensor meeting the channels elementwise (a position embedding, a layer-scale
-    vector) is sliced with them. Returns False if `other` is not such a tensor."""
-    path = _param_source(state, other)
-    if path is None:
+    vector, Swin's relative position bias per head) is sliced with them, along the dim the
+    channels come from (`param_trace`). Returns False if `other` is not such a tensor."""
+    shape = state.shape(other)
+    if shape is None:
         return False
-    shape = tuple(get_tensor(state.gm, path).shape)
     dim = m.dim - (out_ndim - len(shape))
     total = max(s.start + s.width * s.block for s in m.segs)
     if dim < 0 or shape[dim] != total:
         return False
+    source = stored_source(state, other, dim)
+    if source is None:
+        return False
     for seg in m.segs:
         if seg.group is not None:
-            span = Span(dim, seg.start, seg.block)
-            state.group(seg.group).channel_params.append(ParamSlice(path, span))
+            group = state.group(seg.group)
+            group.channel_params.append(
+                ParamSlice(source.path, Span(source.dim, seg.start, seg.block))
+            )
+            group.arg_fixes.extend(ArgFix(node, 1, item, seg.block) for node, item in source.sizes)
     return True
-
-
-def _param_source(state: WalkState, value: Any) -> str | None:
-    """The stored tensor behind `value`, directly or broadcast by `expand`."""
-    if isinstance(value, fx.Node) and value.target in (aten.expand.default, aten.expand_as.default):
-        value = value.args[0]
-    return state.attr(value)
 
 
 def _aligned(state: WalkState, x: Any, out_ndim: int) -> ChannelMap | None:
@@ -160,7 +183,7 @@ def _aligned(state: WalkState, x: Any, out_ndim: int) -> ChannelMap | None:
     return m.moved(m.dim + out_ndim - (state.ndim(x) or 0))
 
 
-def _broadcasts_over(state: WalkState, other: Any, dim: int, out_ndim: int) -> bool:
+def broadcasts_over(state: WalkState, other: Any, dim: int, out_ndim: int) -> bool:
     """True if `other` (untracked) has size 1 or no dim where the channels are."""
     if not isinstance(other, fx.Node):
         return True  # a Python scalar

@@ -72,7 +72,9 @@ OUTPUT_SIZES = -1  # ArgFix.arg for a split's part sizes (the op becomes split_w
 class ArgFix:
     """An op argument that encodes a width: `node.args[arg][item]` (item None: the arg itself).
 
-    After a cut, the value shrinks by (removed channels) * `block`.
+    After a cut, the value shrinks by (removed channels) * `block`. A size given as a
+    product node `x * k` (N * heads, where N is the batch) has its factor k shrunk instead,
+    in a new node for this op alone (others may read the same product).
     """
 
     node: str
@@ -112,11 +114,26 @@ class ChannelGroup:
     # The channels fall into `parts` equal contiguous runs (the groups of a grouped
     # convolution that produces or reads them); every run must keep as many as the others.
     parts: int = 1
+    # Channels of the layers' own width per cut unit: 1, or more where a view regrouped
+    # them (`regroup`): head_dim for attention heads, times the query heads sharing a kv head.
+    unit: int = 1
+    # Attention heads (`kind == "head"`): under grouped-query attention, the query heads
+    # cut with each key/value head (one unit).
+    heads_per_unit: int = 1
     frozen_reason: str | None = None
 
     @property
     def prunable(self) -> bool:
         return self.frozen_reason is None
+
+    @property
+    def neurons_per_unit(self) -> int:
+        """Neurons one cut unit removes, for budgets counted in neurons: a head's output
+        features (head_dim, times the query heads sharing its key/value head), or the
+        channels a view made one unit (`unit`)."""
+        if self.kind == "head" and self.consumers:
+            return self.consumers[0].weight.span.block
+        return self.unit
 
     @property
     def taps(self) -> list[Tap]:
@@ -132,6 +149,14 @@ class ChannelGroup:
             out["coupled"] = self.members
         if self.parts > 1:
             out["parts"] = self.parts
+        if self.kind == "head":
+            out["heads"] = self.width
+            if self.consumers:
+                out["head_dim"] = self.neurons_per_unit // self.heads_per_unit
+            if self.heads_per_unit > 1:
+                out["query_heads"] = self.width * self.heads_per_unit
+        elif self.unit > 1:
+            out["unit"] = self.unit
         if self.frozen_reason:
             out["reason"] = self.frozen_reason
         return out

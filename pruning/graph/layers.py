@@ -46,6 +46,11 @@ def consume(
     for seg in m.segs:
         if seg.group is None:
             continue
+        if any(p.path == weight for p in state.group(seg.group).producers):
+            state.freeze(
+                [seg.group],
+                f"{node.name}: its weight is tied to the embedding that makes these channels",
+            )
         span = Span(m.dim, seg.start, seg.block)
         state.group(seg.group).consumers.append(
             Consumer(
@@ -92,6 +97,21 @@ def _linear(state: WalkState, node: fx.Node) -> None:
     consume(state, node, "linear", -1, weight, bias)
     width = int(state.gm.get_parameter(weight).shape[0])
     produce(state, node, "linear", weight, bias, width, (state.ndim(node) or 2) - 1)
+
+
+@HANDLERS.handles(aten.embedding.default)
+def _embedding(state: WalkState, node: fx.Node) -> None:
+    """A token embedding makes channels: its table's columns (dim 1), one per channel."""
+    weight = state.attr(positional(node, 0))
+    if weight is None:
+        opaque(state, node, "an embedding whose table is not a stored parameter")
+        return
+    table = state.gm.get_parameter(weight)
+    gid = state.new_group(weight.removesuffix(".weight"), int(table.shape[1]), "embedding")
+    state.groups[gid].producers.append(ParamSlice(weight, Span(1)))
+    state.set_map(
+        node, ChannelMap((state.ndim(node) or 1) - 1, (Seg(gid, 0, int(table.shape[1])),))
+    )
 
 
 _CONV_GROUPS_ARG: dict[Any, int] = {

@@ -21,11 +21,13 @@ from typing import Any
 import torch
 from torch import fx
 
+from pruning.graph.attention import couple_heads
+from pruning.graph.coupling import broadcasts_over
 from pruning.graph.groups import ArgFix
 from pruning.graph.layers import consume, produce
 from pruning.graph.registry import HandlerTable, argument, opaque, positional
 from pruning.graph.tensor_paths import get_tensor
-from pruning.graph.tracking import WalkState
+from pruning.graph.tracking import ChannelMap, WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
@@ -71,7 +73,7 @@ def _addmm(state: WalkState, node: fx.Node) -> None:
     _linear(state, node, x, weight, bias_path, bias_path)
 
 
-@HANDLERS.handles(aten.mm.default, aten.bmm.default)
+@HANDLERS.handles(aten.mm.default, aten.bmm.default, aten.matmul.default)
 def _mm(state: WalkState, node: fx.Node) -> None:
     a, b = positional(node, 0), positional(node, 1)
     weight = _weight(state, b)
@@ -174,10 +176,12 @@ def _bias_after(state: WalkState, node: fx.Node, width: int) -> str | None:
 
 def _activations(state: WalkState, node: fx.Node, a: Any, b: Any) -> None:
     """`a @ b` of two activations, (..., n, m) @ (..., m, p): rows of `a` and columns of `b`
-    pass through; channels summed over (m) or along the batch dim cannot be followed."""
+    pass through, and so do heads on a batch dim (attention's q @ k^T and scores @ v:
+    `attention.couple_heads`); channels summed over (m) cannot be followed."""
     ma, mb = state.map_of(a), state.map_of(b)
     nd = state.ndim(node) or 2
     rows, cols = nd - 2, nd - 1
+    batched = [m for m in (ma, mb) if m is not None and m.dim < rows]
     if (ma is not None and ma.dim == cols) or (mb is not None and mb.dim == rows):
         opaque(
             state,
@@ -185,13 +189,27 @@ def _activations(state: WalkState, node: fx.Node, a: Any, b: Any) -> None:
             "a product of two activations sums over these channels "
             "(attention scores); no layer's weight reads them there",
         )
+    elif batched and (state.ndim(a) != nd or state.ndim(b) != nd):
+        opaque(state, node, "a batched product that broadcasts over these channels")
     elif ma is not None and mb is not None:
-        opaque(state, node, "a product whose rows and columns both carry channels")
-    elif ma is not None and ma.dim == rows:
-        state.set_map(node, ma)
-    elif mb is not None and mb.dim == cols:
-        state.set_map(node, mb)
-    elif ma is not None or mb is not None:
-        opaque(state, node, "a batched product over these channels")
+        out = couple_heads(state, node, [a, b]) if len(batched) == 2 else None
+        if out is None:
+            opaque(state, node, "a product whose operands carry channels on different dims")
+        else:
+            state.set_map(node, out)
+    elif ma is not None:
+        _one_side(state, node, ma, b)
+    elif mb is not None:
+        _one_side(state, node, mb, a)
     else:
         state.set_map(node, None)
+
+
+def _one_side(state: WalkState, node: fx.Node, m: ChannelMap, other: Any) -> None:
+    """Only one operand carries channels: rows or columns pass; on a batch dim, the other
+    operand must be the same for every channel (size 1 there)."""
+    nd = state.ndim(node) or 2
+    if m.dim >= nd - 2 or broadcasts_over(state, other, m.dim, nd):
+        state.set_map(node, m)
+    else:
+        opaque(state, node, "a batched product over these channels")

@@ -66,6 +66,15 @@ _ELEMENTWISE = [
     aten.sub.Scalar,
     aten.div.Scalar,
     aten.pow.Tensor_Scalar,
+    # Masks of a decomposed softmax: comparisons and logic on the values, channel by channel.
+    aten.eq.Scalar,
+    aten.ne.Scalar,
+    aten.logical_not.default,
+    # A constant tensor shaped like its input: sliced with it, as the input is.
+    aten.full_like.default,
+    aten.zeros_like.default,
+    aten.ones_like.default,
+    aten.empty_like.default,
 ]
 
 
@@ -101,7 +110,14 @@ def _pool(state: WalkState, node: fx.Node) -> None:
     state.set_map(node, m)
 
 
-@HANDLERS.handles(aten.mean.dim, aten.sum.dim_IntList, aten.amax.default, aten.amin.default)
+@HANDLERS.handles(
+    aten.mean.dim,
+    aten.sum.dim_IntList,
+    aten.amax.default,
+    aten.amin.default,
+    aten.any.dim,
+    aten.all.dim,
+)
 def _reduce(state: WalkState, node: fx.Node) -> None:
     m = state.map_of(positional(node, 0))
     ndim = state.ndim(positional(node, 0)) or 0
@@ -110,6 +126,7 @@ def _reduce(state: WalkState, node: fx.Node) -> None:
     if m is None:
         state.set_map(node, None)
         return
+    dims = [dims] if isinstance(dims, int) else dims  # any.dim / all.dim take one dim
     dims = list(range(ndim)) if dims is None else [norm_dim(int(d), ndim) for d in dims]
     if m.dim in dims:
         # An RMSNorm's mean of squares lets the channels be cut (`rms_norm`); nothing else.
@@ -120,9 +137,41 @@ def _reduce(state: WalkState, node: fx.Node) -> None:
     state.set_map(node, m if keep else m.moved(m.dim - sum(d < m.dim for d in dims)))
 
 
+@HANDLERS.handles(aten.roll.default)
+def _roll(state: WalkState, node: fx.Node) -> None:
+    """Rolling other dims (Swin's shifted windows) moves positions, not channels."""
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    dims = argument(node, 2, "dims", [])
+    rolled = [norm_dim(int(d), ndim) for d in dims] if dims else list(range(ndim))
+    if m is not None and m.dim in rolled:
+        state.freeze(m.groups, f"{node.name} rolls these channels")
+        m = None
+    state.set_map(node, m)
+
+
+@HANDLERS.handles(aten.pad.default, aten.constant_pad_nd.default)
+def _pad(state: WalkState, node: fx.Node) -> None:
+    """Padding other dims (Swin pads the image to whole windows) leaves the channels; a
+    non-zero pad of the channel dim would add channels no layer owns."""
+    m = state.map_of(positional(node, 0))
+    ndim = state.ndim(positional(node, 0)) or 0
+    pads = list(argument(node, 1, "pad", []))
+    if m is not None:
+        at = ndim - 1 - m.dim  # pads come in (before, after) pairs from the last dim back
+        if len(pads) > 2 * at and any(p != 0 for p in pads[2 * at : 2 * at + 2]):
+            state.freeze(m.groups, f"{node.name} pads these channels")
+            m = None
+    state.set_map(node, m)
+
+
 @HANDLERS.handles(
     aten.sym_size.int,
     aten.sym_numel.default,
+    aten.new_zeros.default,  # a fresh tensor of given sizes: only dtype and device are read
+    aten.new_ones.default,
+    aten.new_empty.default,
+    aten.new_full.default,
     aten.sym_stride.int,
     aten._assert_tensor_metadata.default,
 )

@@ -12,12 +12,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import sympy
 import torch
 from torch import fx
 
+from pruning.graph.dims import shape_product
 from pruning.graph.groups import ArgFix
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
+from pruning.graph.split_view import merge_into_batch, split_channels, unperiod
 from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
 aten = torch.ops.aten
@@ -149,14 +150,13 @@ def _view(state: WalkState, node: fx.Node) -> None:
     if m is None or src is None or out is None:
         state.set_map(node, None)
         return
+    if m.period:
+        _settle(state, node, m, unperiod(state, node, m, src, out))
+        return
     new = _view_map(m, src, out)
     if new is None:
-        state.freeze(
-            m.groups,
-            f"{node.name} splits these channels across dimensions "
-            "(attention heads, channel shuffle)",
-        )
-        state.set_map(node, None)
+        split = split_channels(state, node, m, src, out, (1, 0))
+        _settle(state, node, m, split or merge_into_batch(state, node, m, src, out))
         return
     sizes = positional(node, 1)
     # A literal size along the channel dim shrinks with the cut (-1 and symbols need nothing).
@@ -167,11 +167,41 @@ def _view(state: WalkState, node: fx.Node) -> None:
     state.set_map(node, new)
 
 
+@HANDLERS.handles(aten.unflatten.int)
+def _unflatten(state: WalkState, node: fx.Node) -> None:
+    """`unflatten(x, dim, sizes)`: the channel dim split (MultiheadAttention's (3, E)), or
+    another dim split before it (the channels move right)."""
+    m = state.map_of(positional(node, 0))
+    src, out = state.shape(positional(node, 0)), state.shape(node)
+    if m is None or src is None or out is None:
+        state.set_map(node, None)
+        return
+    dim = norm_dim(int(positional(node, 1)), len(src))
+    if dim != m.dim or m.period:
+        added = len(out) - len(src)
+        _settle(
+            state, node, m, None if dim == m.dim else m.moved(m.dim + (added if dim < m.dim else 0))
+        )
+        return
+    _settle(state, node, m, split_channels(state, node, m, src, out, (2, -dim)))
+
+
+def _settle(state: WalkState, node: fx.Node, m: ChannelMap, new: ChannelMap | None) -> None:
+    """Set the map a view found, or freeze what it could not follow."""
+    if new is None:
+        state.freeze(
+            m.groups,
+            f"{node.name} splits these channels across dimensions in a way that cannot be cut "
+            "(not whole heads or parts)",
+        )
+    state.set_map(node, new)
+
+
 def _view_map(m: ChannelMap, src: tuple[Any, ...], out: tuple[Any, ...]) -> ChannelMap | None:
     """Find where the channel dim lands in a view: kept whole, or merged with trailing dims."""
-    prefix = _signature(src[: m.dim])
+    prefix = shape_product(src[: m.dim])
     for j in range(len(out)):
-        if _signature(out[:j]) != prefix:
+        if shape_product(out[:j]) != prefix:
             continue
         for k in range(m.dim, len(src)):
             merged = src[m.dim : k + 1]
@@ -184,18 +214,6 @@ def _view_map(m: ChannelMap, src: tuple[Any, ...], out: tuple[Any, ...]) -> Chan
                 )
                 return ChannelMap(j, segs)
     return None
-
-
-def _signature(dims: tuple[Any, ...]) -> sympy.Expr:
-    """A prefix of a shape, comparable across views: the product of its sizes as a sympy
-    expression, so that (s0, 5) and the (5*s0,) of a decomposed program's view are equal."""
-    return sympy.Mul(*(_expr(d) for d in dims))
-
-
-def _expr(d: Any) -> sympy.Expr:
-    if isinstance(d, torch.SymInt):
-        return sympy.sympify(d.node.expr)
-    return sympy.Integer(int(d))
 
 
 # -- another dim is cut down ---------------------------------------------------------------

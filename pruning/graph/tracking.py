@@ -33,15 +33,23 @@ class Seg:
 
 @dataclass(frozen=True)
 class ChannelMap:
+    """Where a tensor's tracked channels are: dim `dim`, in runs `segs`.
+
+    `period` > 0: the dim also holds a batch (MultiheadAttention views (L, N, E) as
+    (L, N * heads, head_dim)): the runs repeat every `period` positions, once per sample.
+    Only the ops in `walk.PERIODIC` read such a map; any other op freezes its groups.
+    """
+
     dim: int
     segs: tuple[Seg, ...]
+    period: int = 0
 
     @property
     def groups(self) -> list[int]:
         return [s.group for s in self.segs if s.group is not None]
 
     def moved(self, dim: int) -> ChannelMap:
-        return ChannelMap(dim, self.segs)
+        return ChannelMap(dim, self.segs, self.period)
 
 
 class WalkState:
@@ -56,7 +64,12 @@ class WalkState:
 
     # -- groups ---------------------------------------------------------------------------
     def new_group(self, name: str, width: int, kind: str) -> int:
-        self.groups.append(ChannelGroup(name=name, width=width, kind=kind, members=[name]))
+        taken = {g.name for g in self.groups}  # a tied table names two groups alike
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name}.{n}"
+        self.groups.append(ChannelGroup(name=unique, width=width, kind=kind, members=[unique]))
         self._parent.append(len(self._parent))
         return len(self.groups) - 1
 
@@ -88,6 +101,8 @@ class WalkState:
         g1.renorms += g2.renorms
         g1.members += g2.members
         g1.kind = g1.kind if g1.kind == g2.kind else "coupled"
+        g1.unit = max(g1.unit, g2.unit)
+        g1.heads_per_unit = max(g1.heads_per_unit, g2.heads_per_unit)
         if g1.frozen_reason is None:
             g1.frozen_reason = g2.frozen_reason
         self.constrain(first, g2.parts, where)

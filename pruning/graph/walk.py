@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import fx
 
+from pruning.graph.attention import HANDLERS as ATTENTION
 from pruning.graph.concat import HANDLERS as CONCAT
 from pruning.graph.coupling import HANDLERS as COUPLING
 from pruning.graph.groups import GraphAnalysis, InputSpec
@@ -27,7 +28,23 @@ from pruning.graph.rms_norm import HANDLERS as RMS_NORM
 from pruning.graph.tracking import WalkState
 
 # Every op the analysis understands, by target; each family is one module.
-HANDLERS = combine(LAYERS, MATMUL, PASSTHROUGH, RESHAPE, COUPLING, CONCAT, RMS_NORM)
+HANDLERS = combine(LAYERS, MATMUL, PASSTHROUGH, RESHAPE, COUPLING, CONCAT, RMS_NORM, ATTENTION)
+
+aten = torch.ops.aten
+# The ops that read a map whose dim also holds the batch (`ChannelMap.period`): they only
+# move that dim, or split it back apart. Any other op freezes such channels.
+PERIODIC = {
+    aten.permute.default,
+    aten.transpose.int,
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.unflatten.int,
+    aten.contiguous.default,
+    aten.clone.default,
+    aten.alias.default,
+    aten.bmm.default,  # heads on the batch dim of a decomposed attention (`matmul`)
+}
 
 
 def analyse(gm: fx.GraphModule) -> GraphAnalysis:
@@ -53,6 +70,12 @@ def visit(state: WalkState, node: fx.Node) -> None:
     if node.op != "call_function":
         return
     handler = HANDLERS.get(node.target)
+    if node.target not in PERIODIC:
+        for arg in node.all_input_nodes:
+            m = state.map_of(arg)
+            if m is not None and m.period:
+                state.freeze(m.groups, f"{node.name} reads heads merged with the batch")
+                state.maps[arg.name] = None
     if handler is not None:
         handler(state, node)
         return

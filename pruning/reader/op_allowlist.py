@@ -30,7 +30,7 @@ ATEN_OPS: frozenset[str] = frozenset(
     max_pool1d max_pool2d max_pool3d max_pool2d_with_indices avg_pool1d avg_pool2d avg_pool3d
     adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d _adaptive_avg_pool2d
     adaptive_max_pool1d adaptive_max_pool2d
-    mean sum amax amin max min var std var_mean prod norm linalg_vector_norm
+    mean sum amax amin max min var std var_mean prod norm linalg_vector_norm any all
     add add_ sub sub_ mul mul_ div div_ neg pow sqrt rsqrt exp log abs clamp clamp_min clamp_max
     clamp_ minimum maximum reciprocal sign floor ceil round remainder fmod where
     eq ne lt le gt ge logical_not logical_and logical_or bitwise_and bitwise_or

@@ -151,7 +151,7 @@ def _check_attention(args: Any, kwargs: dict[str, Any]) -> None:
             f"attention: key {list(k.shape)} and value {list(v.shape)} or query "
             f"{list(q.shape)} disagree"
         )
-    if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
+    if k.shape[:-2] != v.shape[:-2] or not _heads_fit(q, k, kwargs):
         raise UnsafeModel("attention: query, key and value disagree in their batch dimensions")
     mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
     if isinstance(mask, torch.Tensor):
@@ -159,6 +159,17 @@ def _check_attention(args: Any, kwargs: dict[str, Any]) -> None:
             torch.broadcast_shapes(mask.shape, (*q.shape[:-1], k.shape[-2]))  # type: ignore[no-untyped-call]
         except RuntimeError as exc:
             raise UnsafeModel(f"attention: mask {list(mask.shape)} does not fit") from exc
+
+
+def _heads_fit(q: torch.Tensor, k: torch.Tensor, kwargs: dict[str, Any]) -> bool:
+    """Equal batch dims, or grouped-query attention (`enable_gqa`): the query heads
+    (dim -3) a whole multiple of the key/value heads, the other batch dims equal."""
+    if q.shape[:-2] == k.shape[:-2]:
+        return True
+    if not kwargs.get("enable_gqa") or q.dim() < 3:
+        return False
+    hq, hk = q.shape[-3], k.shape[-3]
+    return q.shape[:-3] == k.shape[:-3] and hk > 0 and hq % hk == 0
 
 
 def _compare(declared: Any, actual: Any, n: fx.Node) -> None:

@@ -118,7 +118,7 @@ MODELS: dict[str, type[nn.Module]] = {
 SHAPES: dict[str, tuple[int, ...]] = {"mlp": (6,)}
 # Zoo models checked against their plain export (vit's decomposed SDPA is refused by the
 # reader: `aten.any` is not on its allowlist).
-ZOO_DECOMPOSED = ["conv1d", "convnext", "densenet", "resnext", "transformer_mlp"]
+ZOO_DECOMPOSED = ["conv1d", "convnext", "densenet", "resnext", "transformer_mlp", "vit", "mha"]
 
 
 def model(name: str, seed: int = 0) -> nn.Module:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from jobs.job_config import Criterion
+from jobs.job_config import Allocation, Criterion
 from pruning.config import Threshold, parse_thresholds
-from pruning.criteria import equal_parts, select
+from pruning.criteria import Ranking, allocate, equal_parts, select
 from pruning.stats import RunningStats
 
 
@@ -74,3 +74,22 @@ def test_parse_thresholds() -> None:
         Threshold(mean=0.5, std=1.0),
     )
     assert parse_thresholds("f0.2, f0.4") == (Threshold(fraction=0.2), Threshold(fraction=0.4))
+
+
+def test_a_global_budget_counts_a_head_as_its_neurons() -> None:
+    """A head of 8 output features is 8 neurons of the budget, not one: otherwise a
+    fraction of all neurons would barely touch attention."""
+    rankings = {
+        "heads": Ranking(4, [0, 1, 2], [0.1, 0.2, 0.9]),
+        "mlp": Ranking(16, list(range(15)), [0.3 + 0.01 * k for k in range(15)]),
+    }
+    # 0.5 x (4 x 8 + 16) = 24 neurons: two cheap heads (16), then 8 channels.
+    plan = allocate(rankings, 0.5, Allocation.GLOBAL, {"heads": 8})
+    assert plan["heads"] == [2, 3]
+    assert plan["mlp"] == list(range(8, 16))
+    # A head that would overshoot the budget stays; the next cheapest neurons fill it.
+    plan = allocate(rankings, 0.25, Allocation.GLOBAL, {"heads": 8})  # 12 neurons
+    assert plan["heads"] == [1, 2, 3] and len(plan["mlp"]) == 12
+    # Counted as one neuron each, 0.25 of 20 "neurons" would take two heads (32 features).
+    plan = allocate(rankings, 0.25, Allocation.GLOBAL)
+    assert plan["heads"] == [2, 3] and len(plan["mlp"]) == 13

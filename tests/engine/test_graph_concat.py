@@ -33,16 +33,18 @@ class Branches(nn.Module):
 
 
 class ChannelSplit(nn.Module):
-    """ShuffleNet's channel split: one layer's channels halved between two paths."""
+    """ShuffleNet's channel split: one layer's channels split between two paths, in halves
+    (`chunk`) or unevenly."""
 
-    def __init__(self) -> None:
+    def __init__(self, sizes: tuple[int, int] = (4, 4)) -> None:
         super().__init__()
+        self.sizes = list(sizes)
         self.conv = nn.Conv2d(3, 8, 1)
-        self.branch = nn.Conv2d(4, 4, 1)
-        self.fc = nn.Linear(8, 2)
+        self.branch = nn.Conv2d(sizes[1], 4, 1)
+        self.fc = nn.Linear(sizes[0] + 4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p, q = self.conv(x).chunk(2, dim=1)
+        p, q = self.conv(x).split(self.sizes, dim=1)
         return self.fc(torch.cat([p, self.branch(q)], dim=1).mean((2, 3)))
 
 
@@ -77,8 +79,22 @@ def test_a_split_along_group_edges_hands_each_part_its_groups(tmp_path: Path) ->
     assert [(f.arg, f.item) for f in b.arg_fixes] == [(OUTPUT_SIZES, 1)]
 
 
-def test_a_split_through_one_layers_channels_freezes_them(tmp_path: Path) -> None:
+def test_a_split_into_equal_halves_cuts_channel_c_of_both(tmp_path: Path) -> None:
+    # Channel c of each half is one unit (as q, k and v of a fused projection): rows c and
+    # c + 4 of conv go together, read by fc at offset 0 and by branch at offset 0.
     analysis = analysed(tmp_path, ChannelSplit(), (3, 4, 4))
+    conv = analysis.group("conv")
+    assert conv.prunable and (conv.width, conv.unit) == (4, 2)
+    assert [p.span for p in conv.producers if p.path == "conv.weight"] == [Span(0, 0), Span(0, 4)]
+    assert sorted((c.weight.path, c.weight.span.offset) for c in conv.consumers) == [
+        ("branch.weight", 0),
+        ("fc.weight", 0),
+    ]
+    assert [(f.arg, f.item) for f in conv.arg_fixes] == [(OUTPUT_SIZES, 0), (OUTPUT_SIZES, 1)]
+
+
+def test_an_uneven_split_through_one_layers_channels_freezes_them(tmp_path: Path) -> None:
+    analysis = analysed(tmp_path, ChannelSplit((3, 5)), (3, 4, 4))
     reason = analysis.group("conv").frozen_reason or ""
     assert "splits a layer's channels between its parts" in reason
     assert analysis.group("branch").prunable

@@ -36,16 +36,17 @@ class ViewIntoLinear(nn.Module):
 
 
 class Heads(nn.Module):
-    """Channels viewed as (heads, head_dim), as attention does."""
+    """Channels viewed as (heads, head_dim), as attention does, then summed over `over`."""
 
-    def __init__(self) -> None:
+    def __init__(self, over: int) -> None:
         super().__init__()
+        self.over = over
         self.fc1 = nn.Linear(6, 12)
-        self.fc2 = nn.Linear(4, 2)
+        self.fc2 = nn.Linear(4 if over == 1 else 3, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc1(x)
-        return self.fc2(h.view(h.shape[0], 3, 4).sum(1))
+        return self.fc2(h.view(h.shape[0], 3, 4).sum(self.over))
 
 
 class ChannelsLast(nn.Module):
@@ -99,10 +100,20 @@ def test_a_view_that_spells_out_the_width_shrinks_with_the_cut(tmp_path: Path) -
     assert [(f.arg, f.item, f.block) for f in conv.arg_fixes] == [(1, 1, 4)]
 
 
-def test_a_view_that_splits_the_channels_into_heads_freezes_them(tmp_path: Path) -> None:
-    analysis = analysed(tmp_path, Heads(), 6)
+def test_a_view_into_heads_cuts_whole_heads(tmp_path: Path) -> None:
+    # (12,) -> (3, 4): the 3 heads are the units; a head's 4 channels go together.
+    analysis = analysed(tmp_path, Heads(over=2), 6)
+    fc1 = analysis.group("fc1")
+    assert fc1.prunable and fc1.width == 3 and fc1.unit == 4
+    assert [p.span for p in fc1.producers] == [Span(0, 0, 4), Span(0, 0, 4)]
+    assert [c.weight.span for c in fc1.consumers] == [Span(1, 0, 1)]
+    assert [(f.arg, f.item, f.block) for f in fc1.arg_fixes] == [(1, 1, 1)]
+
+
+def test_heads_summed_together_freeze(tmp_path: Path) -> None:
+    analysis = analysed(tmp_path, Heads(over=1), 6)
     reason = analysis.group("fc1").frozen_reason or ""
-    assert "splits these channels across dimensions" in reason
+    assert "reduces over these channels" in reason
 
 
 def test_permute_and_transpose_move_the_channel_dim(tmp_path: Path) -> None:

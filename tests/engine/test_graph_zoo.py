@@ -20,21 +20,27 @@ EXPECTED_PRUNABLE = {
     "conv1d": {"c1", "c2"},
     "transformer_mlp": {"fc1"},
     "convnext": {"stem", "pwconv1"},
-    "vit": {"patch", "fc1"},
-    "shufflenet": {"after.0"},
+    "vit": {"patch", "fc1", "qkv"},
+    "shufflenet": {"after.0", "stem.0"},  # split, branch and shuffle: one group, cut alike
     "inception": {"squeeze.0", "b1.0", "b3.0", "pool_proj.0", "left.0", "right.0", "c1.0", "c2.0"},
     "resnext": {"stem.0", "reduce.0", "grouped.0", "se.reduce", "head"},
+    "gpt": {"c_attn", "fc"},
+    "llama": {"q_proj", "gate_proj"},
+    "mha": {"attn.in_proj_weight"},
+    "swin": {"qkv"},
+}
+# Attention heads: group -> (heads cut as units, query heads, head_dim).
+EXPECTED_HEADS = {
+    "vit": {"qkv": (3, 3, 4)},
+    "gpt": {"c_attn": (4, 4, 4)},
+    "llama": {"q_proj": (2, 8, 4)},  # 2 key/value heads, each with its 4 query heads
+    "mha": {"attn.in_proj_weight": (3, 3, 4)},
+    "swin": {"qkv": (2, 2, 4)},
 }
 # Groups that a grouped convolution splits into runs of equal kept counts.
 EXPECTED_PARTS = {"resnext": {"reduce.0": 4, "grouped.0": 4, "stem.0": 2, "head": 2}}
 # Groups the engine must freeze, and why (a wrong cut would be worse than none).
-EXPECTED_FROZEN = {
-    "vit": {"qkv": "splits these channels across dimensions"},
-    "shufflenet": {
-        "stem.0": "splits a layer's channels between its parts",
-        "branch.0": "splits these channels across dimensions",
-    },
-}
+EXPECTED_FROZEN: dict[str, dict[str, str]] = {}
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -47,3 +53,7 @@ def test_groups_found(tmp_path: Path, name: str) -> None:
         assert reason in (analysis.group(group).frozen_reason or ""), analysis.group(group)
     for group, parts in EXPECTED_PARTS.get(name, {}).items():
         assert analysis.group(group).parts == parts
+    for group, (units, heads, head_dim) in EXPECTED_HEADS.get(name, {}).items():
+        described = analysis.group(group).describe()
+        assert described["kind"] == "head" and described["heads"] == units, described
+        assert described.get("query_heads", units) == heads and described["head_dim"] == head_dim

@@ -3,8 +3,9 @@
 `RunningStats.update` converts each batch to float64 (checked against torch.mean/std in
 test_stats.py); `TapMoments` reduces in the activations' precision and merges in float64.
 They must agree within float32 rounding for every layout a tap can read: channels last or
-first, a slice of a concatenation (offset), a flattened feature map (block), chunked batches,
-non-contiguous values, and channels whose mean dwarfs their spread.
+first, a slice of a concatenation (offset), a flattened feature map or attention heads (block:
+each position's mean, the spread about it), chunked batches, non-contiguous values, and
+channels whose mean dwarfs their spread.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ from torch import fx
 import pruning.tap_moments as tap_moments
 from pruning.data import Batch
 from pruning.graph import Span, Tap
-from pruning.stats import RunningStats, collect
+from pruning.stats import RunningStats, collect, running_stats
 from pruning.tap_moments import Scratch, TapMoments
 
 
 def _reference(batches: list[torch.Tensor], span: Span, width: int) -> RunningStats:
-    """The reference: each batch's channels as an (M, C) float64 matrix, merged by Chan."""
-    ref = RunningStats(channels=width, track_gram=True)
+    """The reference: each batch's channels (C x block, channels last) in float64, by Chan."""
+    ref = RunningStats(channels=width, track_gram=True, block=span.block)
     for value in batches:
-        x = value.narrow(span.dim, span.offset, width * span.block).movedim(span.dim, -1)
-        x = x.reshape(*x.shape[:-1], width, span.block).transpose(-1, -2)
-        ref.update(x.reshape(-1, width))
+        ref.update(value.narrow(span.dim, span.offset, width * span.block).movedim(span.dim, -1))
     return ref
 
 
@@ -35,13 +34,8 @@ def _accumulate(batches: list[torch.Tensor], span: Span, width: int, gram: bool)
     with torch.inference_mode():
         for value in batches:
             moments.update(value, scratch)
-    totals = moments.totals()
-    assert totals is not None
-    out = RunningStats(channels=width, track_gram=gram)
-    out.count, out.mean, out.m2 = totals.samples, totals.mean, totals.m2
-    out.abs_sum, out.zeros, out.min, out.max = totals.abs_sum, totals.zeros, totals.min, totals.max
-    out.comoment = totals.comoment
-    return out
+    assert moments.totals() is not None
+    return running_stats(moments)
 
 
 def _assert_agree(fast: RunningStats, ref: RunningStats, gram: bool) -> None:
@@ -53,9 +47,18 @@ def _assert_agree(fast: RunningStats, ref: RunningStats, gram: bool) -> None:
     torch.testing.assert_close(fast.zeros, ref.zeros, rtol=0, atol=0)
     torch.testing.assert_close(fast.min, ref.min, rtol=0, atol=0)
     torch.testing.assert_close(fast.max, ref.max, rtol=0, atol=0)
+    if ref.position_mean is None:
+        assert fast.position_mean is None
+    else:
+        assert fast.position_mean is not None
+        torch.testing.assert_close(
+            fast.position_mean, ref.position_mean, rtol=1e-6, atol=1e-6 * float(scale.max())
+        )
     if gram:
         tol = 1e-5 * float(ref.covariance.diagonal().max())
         torch.testing.assert_close(fast.covariance, ref.covariance, rtol=1e-5, atol=tol)
+        within = ref.within_covariance
+        torch.testing.assert_close(fast.within_covariance, within, rtol=1e-5, atol=tol)
 
 
 def _batches(shape: tuple[int, ...], count: int, seed: int = 0) -> list[torch.Tensor]:
@@ -76,6 +79,8 @@ def _batches(shape: tuple[int, ...], count: int, seed: int = 0) -> list[torch.Te
         ((7, 11, 4), Span(dim=-1), 4),  # (N, T, C): tokens
         ((8, 10, 3, 2), Span(dim=1, offset=4), 3),  # a slice of a concatenation
         ((6, 24), Span(dim=1, offset=0, block=6), 4),  # a flattened (N, C*H*W) map
+        ((5, 7, 20), Span(dim=2, offset=4, block=4), 3),  # heads of 4 features, (N, T, H*d)
+        ((4, 30, 3), Span(dim=1, offset=6, block=6), 4),  # blocks, then more positions
         ((40, 300), Span(dim=1), 300),  # wide: the co-moments in bands of columns
     ],
 )

@@ -9,53 +9,17 @@ find are checked in test_graph_zoo.py, compensation on the zoo in test_zoo_compe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from torch import fx
 
 from pruning.criteria import equal_parts
 from pruning.errors import UnsupportedModel
-from pruning.graph import GraphAnalysis
 from pruning.surgery import apply_plan
+from tests.engine.graph_helpers import Zeroing, consumer_masks
 from tests.zoo import RENORMALISED, ZOO
 from tests.zoo.programs import load, roundtrip
-
-
-class Zeroing(fx.Interpreter):
-    """Runs the original module with given channel positions zeroed at consumers' inputs."""
-
-    def __init__(self, gm: fx.GraphModule, masks: dict[str, list[tuple[int, list[int]]]]):
-        super().__init__(gm)
-        self.masks = masks
-
-    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
-        name = self._current
-        if name in self.masks:
-            x = args[0].clone()
-            for dim, positions in self.masks[name]:
-                index = torch.tensor(positions, dtype=torch.long)
-                x.index_fill_(dim, index, 0.0)
-            args = (x, *args[1:])
-        return super().call_function(target, args, kwargs)
-
-    def run_node(self, n: fx.Node) -> Any:
-        self._current = n.name
-        return super().run_node(n)
-
-
-def _masks(
-    analysis: GraphAnalysis, plan: dict[str, list[int]]
-) -> dict[str, list[tuple[int, list[int]]]]:
-    masks: dict[str, list[tuple[int, list[int]]]] = {}
-    for name, kept in plan.items():
-        group = analysis.group(name)
-        gone = [c for c in range(group.width) if c not in set(kept)]
-        for c in group.consumers:
-            masks.setdefault(c.node, []).append((c.tap.span.dim, c.tap.span.positions(gone)))
-    return masks
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))
@@ -86,7 +50,7 @@ def test_random_cuts_equal_zeroed_channels(tmp_path: Path, name: str, seed: int)
     pruned = roundtrip(tmp_path, apply_plan(gm, analysis, plan), feeder)
     x = torch.randn(7, *model.input_shape)  # type: ignore[arg-type]
     with torch.no_grad():
-        expected = Zeroing(gm, _masks(analysis, plan)).run(x)
+        expected = Zeroing(gm, consumer_masks(analysis, plan)).run(x)
         expected = expected[0] if isinstance(expected, (tuple, list)) else expected
         torch.testing.assert_close(pruned(x), expected, rtol=1e-4, atol=1e-5)
     before = sum(p.numel() for p in gm.parameters())

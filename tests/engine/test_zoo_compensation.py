@@ -1,5 +1,6 @@
 """Statistics and compensation on the zoo: constant channels cut with compensation leave
-the outputs as they were, wherever their readers are (Linear, conv, grouped conv)."""
+the outputs as they were, wherever their readers are (Linear, conv, grouped conv), and so do
+attention heads whose features are constants of their own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch import nn
 from jobs.job_config import Compensation
 from pruning.data import ArrayData, Feeder
 from pruning.graph import analyse
+from pruning.ranking import reconstruction_rankings
 from pruning.reader import read_program
 from pruning.stats import collect
 from pruning.surgery import apply_plan
@@ -114,7 +116,7 @@ def test_constant_channels_read_by_linear_layers_compensate_exactly(
     for group in candidates:  # zero the rows of channels 0 and width-1 in every producer
         dead = [0, group.width - 1]
         for ps in group.producers:
-            if ps.path.endswith(".weight"):
+            if ps.path.endswith("weight"):  # also `in_proj_weight` (nn.MultiheadAttention)
                 w = gm.get_parameter(ps.path)
                 with torch.no_grad():
                     w.index_fill_(0, torch.tensor(ps.span.positions(dead)), 0.0)
@@ -136,3 +138,38 @@ def test_constant_channels_read_by_linear_layers_compensate_exactly(
     with torch.no_grad():
         torch.testing.assert_close(pruned(xt), gm(xt), rtol=1e-4, atol=1e-5)
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in gm.parameters())
+
+
+@pytest.mark.parametrize("name", ["vit", "mha"])
+def test_heads_with_constant_features_cost_nothing_and_cut_exactly_with_linear_compensation(
+    tmp_path: Path, name: str
+) -> None:
+    """Heads whose q, k, v rows are zero output v's bias: a constant per feature, different
+    across the head's features. The reconstruction criterion ranks them first at no cost,
+    and linear compensation (fitted about each feature's mean) cuts them exactly."""
+    _, gm, analysis, feeder = load(tmp_path, name)
+    (group,) = [g for g in analysis.prunable if g.width == 3]  # the heads
+    assert all(t.span.block == 4 for t in group.taps)
+    dead = [0, 2]
+    for ps in group.producers:  # rows of q, k and v: zero weights, distinct biases
+        rows = torch.tensor(ps.span.positions(dead))
+        t = gm.get_parameter(ps.path)
+        with torch.no_grad():
+            if ps.path.endswith("weight"):
+                t.index_fill_(0, rows, 0.0)
+            else:  # nn.MultiheadAttention's are zeros: the features would all be 0
+                t[rows] = torch.linspace(-1.0, 1.0, len(rows))
+    x = np.random.default_rng(0).normal(size=(24, *build(name).input_shape)).astype(np.float32)
+    taps = {t: g.width for g in analysis.prunable for t in g.taps}  # the criterion reads all
+    stats = collect(gm, taps, feeder(ArrayData(x)), gram=set(taps))
+    ranking = reconstruction_rankings(gm, analysis, stats)[group.name]
+    assert sorted(ranking.order) == dead and max(ranking.cost) < 1e-9
+    plan = {group.name: [1]}
+    pruned = roundtrip(
+        tmp_path,
+        apply_plan(gm, analysis, plan, moments=stats, compensate=Compensation.LINEAR),
+        feeder,
+    )
+    xt = torch.from_numpy(x[:6])
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(xt), gm(xt), rtol=1e-4, atol=1e-5)

@@ -195,17 +195,18 @@ def test_form_errors_are_400_or_415(client: TestClient, model_bytes: bytes) -> N
     assert _tmp_files(client) == []
 
 
-def test_a_convnet_reports_its_groups_coupled_grouped_and_frozen(
+def test_a_model_reports_its_groups_coupled_grouped_heads_and_frozen(
     client: TestClient, tmp_path: Path
 ) -> None:
-    """The worker's real inspection of a ResNeXt/ShuffleNet-style program, read over HTTP."""
+    """The worker's real inspection of a ResNeXt-style and a Llama-style program (grouped-
+    query attention), read over HTTP."""
     from tests.tiny_models import export_to
     from tests.zoo import build
     from worker.inspection import execute_inspection
 
     state = client.app.state
     shapes = {}
-    for name in ("resnext", "shufflenet"):
+    for name in ("resnext", "llama"):
         model = build(name)
         path = export_to(model, tmp_path / f"{name}.pt2", d_in=model.input_shape)
         model_id = upload(client, "models", path.read_bytes(), f"{name}.pt2").json()["id"]
@@ -220,13 +221,16 @@ def test_a_convnet_reports_its_groups_coupled_grouped_and_frozen(
     assert layers["stem.0"]["coupled"] == ["stem.0", "expand.0"]  # the residual add
     assert layers["reduce.0"] == {
         "name": "reduce.0", "width": 12, "kind": "conv", "coupled": None, "parts": 4,
-        "reason": None,
+        "heads": None, "head_dim": None, "query_heads": None, "unit": None, "reason": None,
     }  # fmt: skip
     (output,) = shapes["resnext"]["frozen"]  # the logits are never cut
     assert output["name"] == "fc" and output["reason"]
     assert shapes["resnext"]["inputs"] == [
         {"name": "x", "shape": [None, 8, 8, 8], "dtype": "float32"}
     ]
-    frozen = {g["name"]: g["reason"] for g in shapes["shufflenet"]["frozen"]}
-    assert "splits a layer's channels between its parts" in frozen["stem.0"]
+    heads = {g["name"]: g for g in shapes["llama"]["layers"]}["q_proj"]
+    assert (heads["kind"], heads["coupled"]) == ("head", ["q_proj", "k_proj", "v_proj"])
+    # 2 key/value heads cut as units, each with the 4 query heads that share it
+    assert (heads["width"], heads["heads"], heads["query_heads"], heads["head_dim"]) == (2, 2, 8, 4)
+    frozen = {g["name"]: g["reason"] for g in shapes["llama"]["frozen"]}
     assert all(frozen.values())

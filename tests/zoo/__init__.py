@@ -7,6 +7,7 @@ randomised BatchNorm statistics so that slicing them matters.
     convnets.py      VGG, ResNet, bottleneck, DenseNet, Inception, 1-D convnet
     mobile.py        MobileNet (depthwise, SE), ResNeXt (grouped convs), ShuffleNet
     transformers.py  transformer MLP, ConvNeXt, ViT
+    attention.py     GPT, Llama (GQA, rotary), nn.MultiheadAttention, Swin window attention
     programs.py      a zoo model exported, read back and analysed as the engine does
 """
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from tests.tiny_models import randomize_bn
+from tests.zoo.attention import GPTBlock, LlamaBlock, MHABlock, SwinBlock
 from tests.zoo.convnets import Bottleneck, Conv1dNet, DenseNetish, Inceptionish, ResNetish, VGGish
 from tests.zoo.mobile import InvertedResidual, ResNeXtish, ShuffleNetish
 from tests.zoo.transformers import ConvNeXtish, TransformerMLP, ViTish
@@ -33,6 +35,10 @@ ZOO: dict[str, type[nn.Module]] = {
     "shufflenet": ShuffleNetish,
     "inception": Inceptionish,
     "resnext": ResNeXtish,
+    "gpt": GPTBlock,
+    "llama": LlamaBlock,
+    "mha": MHABlock,
+    "swin": SwinBlock,
 }
 
 
