@@ -9,6 +9,7 @@ if any model fails.
 
     make zoo                                   # every family of FAMILIES
     .venv/bin/python -m bench.zoo resnet18 swin_t --size 64
+    .venv/bin/python -m bench.zoo vit_b_16 --size 224 --allocation uniform
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def check(
     export_batch: int,
     criterion: str = "variance",
     latency: bool = True,
+    allocation: str = "global",
 ) -> Outcome:
     started = time.monotonic()
     model_path, data_path, out_shape = prepare(name, work, size, samples, export_batch)
@@ -100,6 +102,8 @@ def check(
         criterion,
         "--thresholds",
         "f0.3",
+        "--allocation",
+        allocation,
         "--batch-size",
         str(export_batch),
         "--out",
@@ -165,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["variance", "reconstruction", "seed"],
         help="the criterion to prune with (default variance)",
     )
+    parser.add_argument(
+        "--allocation",
+        default="global",
+        choices=["global", "uniform"],
+        help="how f0.3 is spread across layers (default global, the service's default)",
+    )
     args = parser.parse_args(argv)
     names = args.models or [n for members in FAMILIES.values() for n in members]
     failed = 0
@@ -172,7 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="deadweight-zoo-") as tmp:
         for name in names:
             try:
-                o = check(name, Path(tmp), args.size, args.samples, args.batch, args.criterion)
+                o = check(
+                    name,
+                    Path(tmp),
+                    args.size,
+                    args.samples,
+                    args.batch,
+                    args.criterion,
+                    allocation=args.allocation,
+                )
             except Exception as exc:  # a failure to build or export is a failed row, not a crash
                 o = Outcome(name, False, error=f"{type(exc).__name__}: {exc}")
             failed += not o.ok

@@ -101,7 +101,7 @@ def apply_plan(
     for (path, dim), positions in removed.items():
         tensor = get_tensor(out, path)
         keep = [i for i in range(tensor.shape[dim]) if i not in positions]
-        index = torch.tensor(keep, device=tensor.device)
+        index = torch.tensor(keep, dtype=torch.long, device=tensor.device)
         set_tensor(out, path, tensor.index_select(dim, index), copy=False)
     _fix_args(out, arg_delta)
     keep_rms_divisors(out, cuts)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.graph.coupling import broadcasts_over
+from pruning.graph.coupling import broadcasts_over, slice_stored
 from pruning.graph.registry import HandlerTable, argument, norm_dim, opaque, positional
 from pruning.graph.regroup import align
 from pruning.graph.tracking import ChannelMap, WalkState
@@ -94,6 +94,13 @@ def _sdpa(state: WalkState, node: fx.Node) -> None:
     out = None if ratio is None else couple_heads(state, node, [q, k, v], [1, ratio, ratio])
     if out is None:
         opaque(state, node, "q, k and v lay out their heads differently")
+        return
+    # A mask per head must lose the cut heads too: a stored one is sliced with them;
+    # one computed otherwise (MultiheadAttention's expanded key_padding_mask) cannot be.
+    if mask is not None and not (
+        broadcasts_over(state, mask, out.dim, nd) or slice_stored(state, mask, out, nd)
+    ):
+        opaque(state, node, "an attention mask that differs between heads")
         return
     state.set_map(node, out)
 

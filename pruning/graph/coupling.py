@@ -105,7 +105,7 @@ def _meet_untracked(
 ) -> None:
     """Tracked channels meet a tensor no group tracks: it must broadcast over the channels,
     or be a stored tensor sliced with them; else the groups freeze."""
-    if broadcasts_over(state, other, m.dim, out_ndim) or _slice_param_operand(
+    if broadcasts_over(state, other, m.dim, out_ndim) or slice_stored(
         state, other, m, out_ndim
     ):
         state.set_map(node, m)
@@ -136,7 +136,7 @@ def couple_cat_along_other_dim(
             if s1.group is not None and s2.group is not None:
                 state.union(s1.group, s2.group, node.name)
     for x, m in zip(inputs, maps, strict=True):
-        if m is None and not _slice_param_operand(state, x, ref, ndim):
+        if m is None and not slice_stored(state, x, ref, ndim):
             state.freeze(
                 ref.groups,
                 f"{node.name} concatenates these channels with a tensor that is not cut alongside",
@@ -151,7 +151,7 @@ def _layout(m: ChannelMap) -> list[tuple[int, int, int]]:
     return [(s.start, s.width, s.block) for s in m.segs]
 
 
-def _slice_param_operand(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> bool:
+def slice_stored(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> bool:
     """A stored tensor meeting the channels elementwise (a position embedding, a layer-scale
     vector, Swin's relative position bias per head) is sliced with them, along the dim the
     channels come from (`param_trace`). Returns False if `other` is not such a tensor."""
@@ -168,10 +168,10 @@ def _slice_param_operand(state: WalkState, other: Any, m: ChannelMap, out_ndim: 
     for seg in m.segs:
         if seg.group is not None:
             group = state.group(seg.group)
-            group.channel_params.append(
-                ParamSlice(source.path, Span(source.dim, seg.start, seg.block))
-            )
+            span = Span(source.dim, seg.start, seg.block)
+            group.channel_params.append(ParamSlice(source.path, span))
             group.arg_fixes.extend(ArgFix(node, 1, item, seg.block) for node, item in source.sizes)
+            state.claim(source.path, span, seg.group, "a stored tensor")
     return True
 
 

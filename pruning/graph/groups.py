@@ -131,8 +131,8 @@ class ChannelGroup:
         """Neurons one cut unit removes, for budgets counted in neurons: a head's output
         features (head_dim, times the query heads sharing its key/value head), or the
         channels a view made one unit (`unit`)."""
-        if self.kind == "head" and self.consumers:
-            return self.consumers[0].weight.span.block
+        if self.kind == "head" and self.consumers:  # the output projection reads them all
+            return max(c.weight.span.block for c in self.consumers)
         return self.unit
 
     @property

@@ -49,7 +49,8 @@ def consume(
         if any(p.path == weight for p in state.group(seg.group).producers):
             state.freeze(
                 [seg.group],
-                f"{node.name}: its weight is tied to the embedding that makes these channels",
+                f"{node.name}: its weight also makes these channels (an output layer tied to the "
+                "embedding, or a layer applied to its own output)",
             )
         span = Span(m.dim, seg.start, seg.block)
         state.group(seg.group).consumers.append(
@@ -67,13 +68,24 @@ def consume(
 def produce(
     state: WalkState, node: fx.Node, kind: str, weight: str, bias: str | None, width: int, dim: int
 ) -> int:
-    """Start a group named after the layer: its weight rows and bias are the channels."""
+    """Start a group named after the layer: its weight rows and bias are the channels.
+
+    A layer called again makes the same channels: its output gets the group's map as the
+    group is laid out now (regrouped into heads, say), not a new group."""
+    owner = state.stored.get((weight, 0, 0))
+    if owner is not None:
+        g = state.group(owner)
+        spans = sorted((p.span for p in g.producers if p.path == weight), key=lambda s: s.offset)
+        segs = tuple(Seg(owner, s.offset, g.width, s.block) for s in spans)
+        state.set_map(node, ChannelMap(dim, segs))
+        return state.root(owner)
     gid = state.new_group(weight.removesuffix(".weight"), width, kind)
     group = state.groups[gid]
     group.producers.append(ParamSlice(weight, Span(0)))
     if bias is not None:
         group.producers.append(ParamSlice(bias, Span(0)))
     state.set_map(node, ChannelMap(dim, (Seg(gid, 0, width),)))
+    state.claim(weight, Span(0), gid, node.name)
     return gid
 
 

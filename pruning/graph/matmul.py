@@ -99,6 +99,10 @@ def _linear(
     `bias` is sliced with the rows; `consumer_bias` is where compensation goes (for `mm`,
     the stored vector added right after, which the `add` itself slices as it meets it).
     """
+    m = state.map_of(x)
+    if m is not None and m.period:  # features that repeat per sample are no weight's columns
+        state.freeze(m.groups, f"{node.name} reads heads merged with other features")
+        state.maps[x.name] = None
     consume(state, node, "linear", -1, weight.path, consumer_bias, src=x)
     m = state.map_of(x)
     if m is not None:

@@ -195,8 +195,8 @@ def merge_into_batch(
     """(N, heads, ...) viewed as (N * heads, ...), as a decomposed program does for `bmm`:
     the heads repeat once per sample along the merged dim (a `period`). None otherwise."""
     d, size = m.dim, src[m.dim]
-    if d == 0 or not isinstance(size, int):
-        return None
+    if d == 0 or d == len(src) - 1 or not isinstance(size, int):
+        return None  # merged into the features (the last dim), heads are no batch
     for j in range(d):
         if shape_product(out[: j + 1]) != shape_product(src[: d + 1]):
             continue

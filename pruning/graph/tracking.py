@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.graph.groups import ChannelGroup
+from pruning.graph.groups import ChannelGroup, Span
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,10 @@ class WalkState:
         self.gm = gm
         self.maps: dict[str, ChannelMap | None] = {}
         self.parts: dict[str, list[ChannelMap | None]] = {}  # per output of a split
+        # (path, dim, offset) of a stored tensor -> the group whose channels it holds there:
+        # a second group reaching the same entries (a layer called twice, one bias shared by
+        # two layers' heads) is united with the first, so one cut serves both.
+        self.stored: dict[tuple[str, int, int], int] = {}
         self.groups: list[ChannelGroup] = []
         self._parent: list[int] = []
 
@@ -72,6 +76,13 @@ class WalkState:
         self.groups.append(ChannelGroup(name=unique, width=width, kind=kind, members=[unique]))
         self._parent.append(len(self._parent))
         return len(self.groups) - 1
+
+    def claim(self, path: str, span: Span, gid: int, where: str) -> None:
+        """Record that `gid`'s channels sit in stored tensor `path` at `span`."""
+        key = (path, span.dim, span.offset)
+        owner = self.stored.setdefault(key, gid)
+        if owner != gid:
+            self.union(owner, gid, f"{where} ({path} holds both)")
 
     def root(self, gid: int) -> int:
         while self._parent[gid] != gid:
