@@ -55,8 +55,11 @@ def test_get_shows_the_inspection_once_done(client: TestClient, model_bytes: byt
     }
     # Keys a group does not have are null: not coupled, not grouped, not frozen.
     assert body["layers"] == [
-        {"name": "0", "width": 8, "kind": "linear", "coupled": None, "parts": None, "reason": None}
-    ]
+        {
+            "name": "0", "width": 8, "kind": "linear", "coupled": None, "parts": None,
+            "heads": None, "head_dim": None, "query_heads": None, "unit": None, "reason": None,
+        }
+    ]  # fmt: skip
 
     client.app.state.store.models.set_inspected(model_id, ModelStatus.INVALID, None, "op foo")
     body = client.get(f"/v1/models/{model_id}").json()
