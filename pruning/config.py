@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from jobs.job_config import (
@@ -14,6 +15,7 @@ from jobs.job_config import (
     Criterion,
     Format,
     JobConfig,
+    Metric,
     RecoverySpec,
     ThresholdSpec,
 )
@@ -125,6 +127,12 @@ class PruneConfig(JobConfig):
             object.__setattr__(self, "formats", Format.parse_all(self.formats))
         except ValueError as exc:
             raise InvalidConfig(str(exc)) from None
+        # Library callers may pass names ("uniform"); an unknown one is refused, never run
+        # as a default (a plain string would not compare equal to any enum member below).
+        self._coerce("criterion", Criterion)
+        self._coerce("allocation", Allocation)
+        if self.metric is not None:
+            self._coerce("metric", Metric)
         if not self.thresholds:
             raise InvalidConfig("give at least one threshold, or omit them for the default sweep")
         if self.batch_size < 1:
@@ -156,6 +164,14 @@ class PruneConfig(JobConfig):
                     raise InvalidConfig(
                         "criterion 'seed' needs thresholds {mean, std} or {fraction}"
                     )
+
+    def _coerce(self, name: str, kind: type[StrEnum]) -> None:
+        value = getattr(self, name)
+        try:
+            object.__setattr__(self, name, kind(value))
+        except ValueError:
+            choices = ", ".join(m.value for m in kind)
+            raise InvalidConfig(f"{name} {value!r} is not one of: {choices}") from None
 
 
 def parse_thresholds(text: str) -> tuple[Threshold, ...]:

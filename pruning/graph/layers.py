@@ -99,11 +99,19 @@ def _weights(state: WalkState, node: fx.Node) -> tuple[str, str | None] | None:
     return weight, bias
 
 
+def _not_stored(state: WalkState, node: fx.Node, layer: str) -> str:
+    """Why a layer's parameters cannot be cut: which of them is computed, not stored."""
+    if state.attr(argument(node, 1, "weight")) is None:
+        return f"a {layer} whose weight is computed, not a stored parameter"
+    # nn.MultiheadAttention with kdim/vdim: each projection's bias is a chunk of in_proj_bias
+    return f"a {layer} whose bias is computed (a slice of a stored tensor), not a stored parameter"
+
+
 @HANDLERS.handles(aten.linear.default)
 def _linear(state: WalkState, node: fx.Node) -> None:
     params = _weights(state, node)
     if params is None:
-        opaque(state, node, "a Linear whose weight is not a stored parameter")
+        opaque(state, node, _not_stored(state, node, "Linear"))
         return
     weight, bias = params
     consume(state, node, "linear", -1, weight, bias)
@@ -140,8 +148,11 @@ def _conv(state: WalkState, node: fx.Node) -> None:
     groups_at = _CONV_GROUPS_ARG[node.target]
     groups = argument(node, groups_at, "groups", 1)
     transposed = node.target is aten.convolution.default and bool(argument(node, 6, "transposed"))
-    if params is None or transposed or not isinstance(groups, int):
-        opaque(state, node, "a convolution with non-parameter weights or transposed")
+    if params is None:
+        opaque(state, node, _not_stored(state, node, "convolution"))
+        return
+    if transposed or not isinstance(groups, int):
+        opaque(state, node, "a transposed convolution, or one whose groups are computed")
         return
     weight, bias = params
     w = state.gm.get_parameter(weight)  # (out, in / groups, *kernel)

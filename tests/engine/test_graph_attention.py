@@ -171,3 +171,23 @@ def test_a_head_tied_to_the_embedding_freezes_the_stream(tmp_path: Path) -> None
     stream = next(g for g in analysis.groups if "down" in g.members)
     assert "tied to the embedding" in (stream.frozen_reason or "")
     assert len({g.name for g in analysis.groups}) == len(analysis.groups)
+
+
+class KdimAttention(nn.Module):
+    """nn.MultiheadAttention with kdim/vdim: three projection weights, one in_proj_bias that
+    the export chunks into the three biases."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(DIM, 16), nn.Linear(DIM, 8), nn.Linear(DIM, 12)
+        self.mha = nn.MultiheadAttention(16, 4, kdim=8, vdim=12, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mha(self.q(x), self.k(x), self.v(x), need_weights=False)[0]
+
+
+def test_a_projection_whose_bias_is_a_chunk_freezes_saying_so(tmp_path: Path) -> None:
+    analysis, _, _ = _load(tmp_path, KdimAttention())
+    for name in ("q", "k", "v"):
+        reason = analysis.group(name).frozen_reason or ""
+        assert "bias is computed (a slice of a stored tensor)" in reason, reason

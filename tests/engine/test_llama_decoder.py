@@ -4,11 +4,14 @@ recovery, through the engine's entry point (`pruning.run`, what `deadweight prun
 worker call). It keeps its validation loss within a stated margin at a stated reduction.
 
 What was measured (`python -m bench.llama_decoder`, README "A small Llama-style decoder"):
-at `f0.4`, uniform allocation, this seed's decoder goes from 0.060 to 0.055 nats on the
-answer positions with 2 epochs of recovery on 3,000 sequences (63.7 % fewer parameters; one
-kv head of two and its four query heads cut in each layer), and to about 2.8 without
-recovery. The engine's metric is per-token accuracy (it has no cross-entropy metric); the
-loss is computed here, on the downloaded program.
+at `f0.4`, uniform allocation, one kv head of two and its four query heads are cut in each
+layer (63.7 % fewer parameters). Training is not bit-for-bit the same on every machine
+(float kernels differ), and neither is what recovery needs: this seed's decoder went from
+0.060 to 0.055 nats on the answer positions with 2 epochs on one machine, and on another
+trained to 0.0155 and needed more (2 epochs: 0.101, 4: 0.022, 8: 0.0155). The test gives
+6 epochs on 3,000 sequences. Without recovery the loss is 2-5 nats. The engine's metric is
+per-token accuracy (it has no cross-entropy metric); the loss is computed here, on the
+downloaded program.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from tests.zoo.llama_decoder import (
     train,
 )
 
-LOSS_MARGIN = 0.05  # nats over the original's loss on the answer positions (measured -0.005)
+LOSS_MARGIN = 0.05  # nats over the original's loss on the answer positions
 MIN_REDUCTION = 0.60  # fewer parameters (uniform f0.4 gives 63.7 % whatever the data)
 QUERY_PER_KV = HEADS // KV_HEADS
 Decoder = tuple[Path, Task, Task]
@@ -84,7 +87,7 @@ def test_pruned_by_heads_and_swiglu_channels_with_recovery_it_keeps_its_loss(
         thresholds=(Threshold(fraction=0.4),),
         allocation=Allocation.UNIFORM,  # `global` ranks both heads of a layer last (README)
         compensate=Compensation.LINEAR,
-        recovery=Recovery(epochs=2, lr=5e-3),
+        recovery=Recovery(epochs=6, lr=5e-3),
         metric=Metric.ACCURACY,  # per token: logits (B, T, V) against targets (B, T)
         measure_latency=False,
     )

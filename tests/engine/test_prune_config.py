@@ -79,3 +79,18 @@ def test_the_engine_refuses_what_the_api_would() -> None:
         PruneConfig.of(JobConfig(Criterion.SEED, recovery=RecoverySpec(epochs=-1)), 256, "cpu")
     with pytest.raises(InvalidConfig, match="auto"):
         PruneConfig.of(JobConfig(Criterion.RECONSTRUCTION, allocation=Allocation.AUTO), 256, "cpu")
+
+
+def test_library_callers_may_name_the_choices_and_unknown_names_are_refused() -> None:
+    config = PruneConfig(
+        criterion="variance",  # type: ignore[arg-type]
+        allocation="uniform",  # type: ignore[arg-type]
+        metric="mse",  # type: ignore[arg-type]
+    )
+    assert config.criterion is Criterion.VARIANCE
+    assert config.allocation is Allocation.UNIFORM
+    assert config.metric is Metric.MSE
+    with pytest.raises(InvalidConfig, match="allocation 'even' is not one of: global, uniform"):
+        PruneConfig(allocation="even")  # type: ignore[arg-type]
+    with pytest.raises(InvalidConfig, match="criterion 'magnitude'"):
+        PruneConfig(criterion="magnitude")  # type: ignore[arg-type]
