@@ -26,7 +26,7 @@ def ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
     if consumer.bias is not None:
         return consumer.bias
     node = next(n for n in gm.graph.nodes if n.name == consumer.node)
-    if node.target in _PRODUCTS:
+    if node.target in _PRODUCTS or _computed_bias(node):
         return _bias_after_product(gm, node, consumer)
     path = consumer.weight.path.removesuffix(".weight") + ".bias"
     owner, attr = _owner(gm, path)
@@ -44,9 +44,17 @@ def ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
     return path
 
 
+def _computed_bias(node: fx.Node) -> bool:
+    """A layer whose bias is computed (a part of a stored vector, as `nn.MultiheadAttention`
+    with `kdim`/`vdim` takes it from `in_proj_bias`): compensation goes after the layer."""
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    return isinstance(bias, fx.Node) and bias.op != "get_attr"
+
+
 def _bias_after_product(gm: fx.GraphModule, node: fx.Node, consumer: Consumer) -> str:
-    """`x @ W.T` becomes `x @ W.T + b`, b a new zero vector (one per product, reused by
-    every group it reads): an `add` after the product, its users reading the sum."""
+    """`x @ W.T` (or a Linear whose bias is computed) becomes `x @ W.T + b`, b a new zero
+    vector (one per product, reused by every group it reads): an `add` after the product,
+    its users reading the sum."""
     for user in node.users:
         if user.target is torch.ops.aten.add.Tensor and user.meta.get("compensation_bias"):
             return str(user.args[1].target)  # type: ignore[union-attr]

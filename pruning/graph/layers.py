@@ -9,12 +9,14 @@ the channels (weight, bias, `normalized_shape`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import fx
 
 from pruning.graph.groups import ArgFix, Consumer, ParamSlice, Span, Tap
+from pruning.graph.param_trace import StoredPart, stored_part
 from pruning.graph.registry import HandlerTable, argument, norm_dim, opaque, positional
 from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
@@ -89,22 +91,32 @@ def produce(
     return gid
 
 
-def _weights(state: WalkState, node: fx.Node) -> tuple[str, str | None] | None:
-    """The layer's weight and bias paths; None unless both are stored tensors."""
+@dataclass(frozen=True)
+class _Params:
+    weight: str
+    bias: str | None  # a stored bias
+    # Or a part of a stored vector (`in_proj_bias`): sliced with the rows; compensation
+    # goes into a bias added after the layer (`compensation_bias.ensure_bias`).
+    part: StoredPart | None = None
+
+
+def _weights(state: WalkState, node: fx.Node) -> _Params | None:
+    """The layer's weight and bias; None unless the weight is stored and the bias is stored
+    or an equal part of a stored vector."""
     weight = state.attr(argument(node, 1, "weight"))
     bias_arg = argument(node, 2, "bias")
     bias = state.attr(bias_arg)
-    if weight is None or (bias_arg is not None and bias is None):
+    part = stored_part(state, bias_arg) if bias_arg is not None and bias is None else None
+    if weight is None or (bias_arg is not None and bias is None and part is None):
         return None
-    return weight, bias
+    return _Params(weight, bias, part)
 
 
 def _not_stored(state: WalkState, node: fx.Node, layer: str) -> str:
     """Why a layer's parameters cannot be cut: which of them is computed, not stored."""
     if state.attr(argument(node, 1, "weight")) is None:
         return f"a {layer} whose weight is computed, not a stored parameter"
-    # nn.MultiheadAttention with kdim/vdim: each projection's bias is a chunk of in_proj_bias
-    return f"a {layer} whose bias is computed (a slice of a stored tensor), not a stored parameter"
+    return f"a {layer} whose bias is computed, neither stored nor an equal part of a stored vector"
 
 
 @HANDLERS.handles(aten.linear.default)
@@ -113,10 +125,23 @@ def _linear(state: WalkState, node: fx.Node) -> None:
     if params is None:
         opaque(state, node, _not_stored(state, node, "Linear"))
         return
-    weight, bias = params
-    consume(state, node, "linear", -1, weight, bias)
-    width = int(state.gm.get_parameter(weight).shape[0])
-    produce(state, node, "linear", weight, bias, width, (state.ndim(node) or 2) - 1)
+    consume(state, node, "linear", -1, params.weight, params.bias)
+    width = int(state.gm.get_parameter(params.weight).shape[0])
+    dim = (state.ndim(node) or 2) - 1
+    gid = produce(state, node, "linear", params.weight, params.bias, width, dim)
+    if params.part is not None:
+        _produce_part(state, node, gid, params.part)
+
+
+def _produce_part(state: WalkState, node: fx.Node, gid: int, part: StoredPart) -> None:
+    """The bias part is sliced with the rows. Every part of one split is cut alike, so the
+    parts stay equal (`chunk` keeps its count): their groups are united."""
+    group = state.group(gid)
+    bias = ParamSlice(part.path, Span(0, part.offset))
+    if bias not in group.producers:
+        group.producers.append(bias)
+    first = state.split_parts.setdefault(part.split, gid)
+    state.union(first, gid, f"{node.name} (its bias is a part of {part.path})")
 
 
 @HANDLERS.handles(aten.embedding.default)
@@ -148,13 +173,13 @@ def _conv(state: WalkState, node: fx.Node) -> None:
     groups_at = _CONV_GROUPS_ARG[node.target]
     groups = argument(node, groups_at, "groups", 1)
     transposed = node.target is aten.convolution.default and bool(argument(node, 6, "transposed"))
-    if params is None:
+    if params is None or params.part is not None:
         opaque(state, node, _not_stored(state, node, "convolution"))
         return
     if transposed or not isinstance(groups, int):
         opaque(state, node, "a transposed convolution, or one whose groups are computed")
         return
-    weight, bias = params
+    weight, bias = params.weight, params.bias
     w = state.gm.get_parameter(weight)  # (out, in / groups, *kernel)
     out_ch, in_per_group = int(w.shape[0]), int(w.shape[1])
     if groups == 1:

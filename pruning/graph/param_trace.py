@@ -11,6 +11,7 @@ way spell their count.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ import torch
 from torch import fx
 
 from pruning.graph.dims import shape_product
-from pruning.graph.registry import norm_dim, positional
+from pruning.graph.registry import argument, norm_dim, positional
 from pruning.graph.tracking import WalkState
 
 aten = torch.ops.aten
@@ -106,3 +107,38 @@ def _indexed(state: WalkState, node: fx.Node, before: tuple[Any, ...], dim: int)
     if k is None or dim < k:
         return None
     return dim - k + 1
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """Part `index` of a stored vector cut into equal parts (`chunk`/`split` along dim 0):
+    `nn.MultiheadAttention` with `kdim`/`vdim` takes each projection's bias so from
+    `in_proj_bias`. Its entries start at `offset`."""
+
+    path: str
+    offset: int
+    split: str  # the node that splits it: every part's group is cut alike (equal parts)
+
+
+def stored_part(state: WalkState, value: Any) -> StoredPart | None:
+    """The stored vector part behind `value`, or None."""
+    if not (isinstance(value, fx.Node) and value.target is operator.getitem):
+        return None
+    split, index = value.args
+    if not isinstance(split, fx.Node) or split.target not in _EQUAL_SPLITS:
+        return None
+    path = state.attr(positional(split, 0))
+    shape = state.shape(value)
+    if path is None or shape is None or len(shape) != 1 or not isinstance(shape[0], int):
+        return None
+    whole = state.shape(positional(split, 0))
+    if whole is None or len(whole) != 1 or norm_dim(int(argument(split, 2, "dim", 0)), 1) != 0:
+        return None
+    parts = split.meta.get("val")
+    if not isinstance(parts, (list, tuple)) or len({tuple(p.shape) for p in parts}) != 1:
+        return None  # unequal parts could not stay in step after a cut
+    return StoredPart(path, int(index) * int(shape[0]), split.name)  # type: ignore[arg-type]
+
+
+_EQUAL_SPLITS = (torch.ops.aten.chunk.default, torch.ops.aten.split.Tensor)
+

@@ -17,9 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pruning.data import Feeder
+from jobs.job_config import Compensation
+from pruning.data import ArrayData, Feeder
 from pruning.graph import GraphAnalysis, analyse
 from pruning.reader import read_program
+from pruning.stats import collect
 from pruning.surgery import apply_plan
 from tests.engine.graph_helpers import Zeroing, consumer_masks
 from tests.tiny_models import export_to
@@ -181,13 +183,42 @@ class KdimAttention(nn.Module):
         super().__init__()
         self.q, self.k, self.v = nn.Linear(DIM, 16), nn.Linear(DIM, 8), nn.Linear(DIM, 12)
         self.mha = nn.MultiheadAttention(16, 4, kdim=8, vdim=12, batch_first=True)
+        self.head = nn.Linear(16, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mha(self.q(x), self.k(x), self.v(x), need_weights=False)[0]
+        return self.head(self.mha(self.q(x), self.k(x), self.v(x), need_weights=False)[0])
 
 
-def test_a_projection_whose_bias_is_a_chunk_freezes_saying_so(tmp_path: Path) -> None:
-    analysis, _, _ = _load(tmp_path, KdimAttention())
-    for name in ("q", "k", "v"):
-        reason = analysis.group(name).frozen_reason or ""
-        assert "bias is computed (a slice of a stored tensor)" in reason, reason
+def test_projections_whose_biases_are_parts_of_one_vector_are_cut_by_heads(
+    tmp_path: Path,
+) -> None:
+    model = KdimAttention()
+    analysis, feeder, gm = _load(tmp_path, model)
+    (group,) = [g for g in analysis.prunable if g.kind == "head"]
+    assert group.width == 4 and len(group.members) == 3
+    x = torch.randn(6, TOKENS, DIM)
+    kept = [0, 3]
+    pruned = roundtrip(tmp_path, apply_plan(gm, analysis, {group.name: kept}), feeder)
+    assert pruned.get_parameter("mha.in_proj_bias").shape == (3 * 2 * 4,)
+    assert pruned.get_parameter("mha.k_proj_weight").shape == (2 * 4, 8)
+    with torch.no_grad():
+        expected = Zeroing(gm, consumer_masks(analysis, {group.name: kept})).run(x)
+        torch.testing.assert_close(pruned(x), expected, rtol=1e-5, atol=1e-6)
+    # Constant channels of k, cut with mean compensation, leave the outputs as they were: what
+    # they gave goes into a bias added after mha's k projection (its own is in in_proj_bias).
+    dead = [1, 4, 6]
+    with torch.no_grad():
+        model.k.weight[dead] = 0.0
+        model.k.bias[dead] = torch.tensor([0.5, -1.0, 2.0])
+    analysis, feeder, gm = _load(tmp_path, model)
+    data = np.random.default_rng(0).normal(size=(64, TOKENS, DIM)).astype(np.float32)
+    stats = collect(
+        gm, {t: g.width for g in analysis.prunable for t in g.taps}, feeder(ArrayData(data))
+    )
+    keep = [j for j in range(8) if j not in dead]
+    cut = apply_plan(gm, analysis, {"k": keep}, moments=stats, compensate=Compensation.MEAN)
+    assert [n for n in cut.graph.nodes if n.meta.get("compensation_bias")]
+    compensated = roundtrip(tmp_path, cut, feeder)
+    assert compensated.get_parameter("mha.k_proj_weight").shape == (16, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(compensated(x), model(x), rtol=1e-5, atol=1e-5)
