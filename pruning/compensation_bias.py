@@ -33,7 +33,8 @@ def ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
     if attr in owner._parameters:
         return path  # made for another group this consumer reads
     weight = get_tensor(gm, consumer.weight.path)
-    zeros = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    rows = weight.shape[1 if consumer.weight.span.dim == 0 else 0]  # (in, out) if stored so
+    zeros = torch.zeros(rows, dtype=weight.dtype, device=weight.device)
     owner.register_parameter(attr, torch.nn.Parameter(zeros))
     with gm.graph.inserting_before(node):
         bias_node = gm.graph.get_attr(path)
@@ -68,7 +69,8 @@ def _bias_after_product(gm: fx.GraphModule, node: fx.Node, consumer: Consumer) -
         attr = f"{name}_compensation_bias_{n}"
     path = prefix + attr
     weight = get_tensor(gm, consumer.weight.path)
-    zeros = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+    rows = weight.shape[1 if consumer.weight.span.dim == 0 else 0]  # (in, out) if stored so
+    zeros = torch.zeros(rows, dtype=weight.dtype, device=weight.device)
     owner.register_parameter(attr, torch.nn.Parameter(zeros))
     with gm.graph.inserting_after(node):
         bias_node = gm.graph.get_attr(path)

@@ -32,7 +32,7 @@ from pruning.compensation import RIDGE
 from pruning.criteria import Ranking
 from pruning.graph import ChannelGroup, Consumer, GraphAnalysis, Tap, get_tensor
 from pruning.stats import RunningStats
-from pruning.surgery import dense_weight
+from pruning.surgery import oriented_weight
 
 # Greedy steps per group: wider groups remove several channels per step (a block update).
 # Each step rewrites the (C, C) inverse, so the steps are also bounded by STEP_BUDGET / C²
@@ -88,7 +88,7 @@ def _rank_group(
 
 def _columns(gm: fx.GraphModule, consumer: Consumer, width: int) -> torch.Tensor:
     """A consumer's weight columns of the group's channels as (rows, C), float64."""
-    weight = dense_weight(get_tensor(gm, consumer.weight.path).detach(), consumer.groups)
+    weight = oriented_weight(get_tensor(gm, consumer.weight.path).detach(), consumer)
     span = consumer.weight.span
     cols = weight[:, span.offset : span.offset + width * span.block].to(torch.float64).cpu()
     cols = cols.reshape(weight.shape[0], width, -1)  # (out, C, positions)
@@ -104,7 +104,9 @@ def _parameters_per_channel(gm: fx.GraphModule, group: ChannelGroup) -> float:
     for c in group.consumers:
         t = get_tensor(gm, c.weight.path)
         # A grouped conv's input channel is read by the rows of its own conv group only.
-        total += t.numel() // max(int(t.shape[1]) * c.groups, 1) * c.weight.span.block
+        total += (
+            t.numel() // max(int(t.shape[c.weight.span.dim]) * c.groups, 1) * c.weight.span.block
+        )
     return float(max(total, 1))
 
 

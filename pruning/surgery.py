@@ -28,7 +28,15 @@ from pruning.module_copy import clone_module, set_tensor
 from pruning.rms_norm_surgery import keep_rms_divisors
 from pruning.stats import RunningStats
 
-__all__ = ["EXPORT_LOCK", "apply_plan", "clone_module", "dense_weight", "export", "set_tensor"]
+__all__ = [
+    "EXPORT_LOCK",
+    "apply_plan",
+    "clone_module",
+    "dense_weight",
+    "export",
+    "oriented_weight",
+    "set_tensor",
+]
 
 # While torch.export traces, it patches `torch.nn.Module.__call__` and `__getattr__` for the
 # whole process (torch.fx's tracer), so a module called or built in another thread at that
@@ -83,7 +91,7 @@ def apply_plan(
             if c.groups > 1:
                 grouped.setdefault(c.weight.path, (c.groups, set()))[1].update(cols)
             else:
-                removed.setdefault((c.weight.path, 1), set()).update(cols)
+                removed.setdefault((c.weight.path, c.weight.span.dim), set()).update(cols)
         for fix in group.arg_fixes:
             key = (fix.node, fix.arg, fix.item)
             arg_delta[key] = arg_delta.get(key, 0) + len(gone) * fix.block
@@ -146,6 +154,14 @@ def _cut_grouped_columns(weight: torch.Tensor, groups: int, gone: set[int]) -> t
     return torch.cat(blocks, 0)
 
 
+def oriented_weight(weight: torch.Tensor, consumer: Consumer) -> torch.Tensor:
+    """A consumer's weight as (out, in, *kernel): a weight stored (in, out) (`x @ W`, HF's
+    `Conv1D`) transposed, a grouped conv's made dense (`dense_weight`)."""
+    if consumer.weight.span.dim == 0:
+        return weight.t()
+    return dense_weight(weight, consumer.groups)
+
+
 def dense_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     """The (out, in, *kernel) weight of an ordinary conv equal to a grouped one."""
     if groups == 1:
@@ -171,7 +187,7 @@ def _compensate(
     raw = get_tensor(gm, consumer.weight.path).detach()
     # A copy even when the weight is float64 already: it is written below, and the module's
     # own tensor may be shared with the original (`share_parameters`).
-    weight = dense_weight(raw, consumer.groups).to(torch.float64, copy=True)  # (out, in, ...)
+    weight = oriented_weight(raw, consumer).to(torch.float64, copy=True)  # (out, in, ...)
     width, span = stats.channels, consumer.weight.span
     lo, hi = span.offset, span.offset + width * span.block
     columns = weight[:, lo:hi].reshape(weight.shape[0], width, -1).cpu()  # (out, C, positions)
@@ -188,11 +204,13 @@ def _compensate(
     shift = fold(columns, kept, gone, a, b)  # (out,)
     if linear:
         weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
-        set_tensor(gm, consumer.weight.path, weight.to(raw.dtype), copy=False)
+        stored = weight.t() if consumer.weight.span.dim == 0 else weight
+        set_tensor(gm, consumer.weight.path, stored.to(raw.dtype), copy=False)
     had_bias = consumer.bias is not None
     bias_path = ensure_bias(gm, consumer)
-    if not had_bias and (consumer.weight.path, 0) in removed:
-        removed[(bias_path, 0)] = removed[(consumer.weight.path, 0)]  # its rows are cut too
+    rows = (consumer.weight.path, 1 if consumer.weight.span.dim == 0 else 0)
+    if not had_bias and rows in removed:
+        removed[(bias_path, 0)] = removed[rows]  # its rows are cut too
     bias = get_tensor(gm, bias_path)
     set_tensor(gm, bias_path, bias + shift.to(bias.device, bias.dtype), copy=False)
 

@@ -105,9 +105,7 @@ def _meet_untracked(
 ) -> None:
     """Tracked channels meet a tensor no group tracks: it must broadcast over the channels,
     or be a stored tensor sliced with them; else the groups freeze."""
-    if broadcasts_over(state, other, m.dim, out_ndim) or slice_stored(
-        state, other, m, out_ndim
-    ):
+    if broadcasts_over(state, other, m.dim, out_ndim) or slice_stored(state, other, m, out_ndim):
         state.set_map(node, m)
         return
     state.freeze(

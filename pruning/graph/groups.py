@@ -57,7 +57,7 @@ class Consumer:
 
     node: str
     kind: str  # "linear" | "conv"
-    weight: ParamSlice  # span.dim == 1
+    weight: ParamSlice  # span.dim 1; 0 for a weight stored (in, out) (`x @ W`, HF's Conv1D)
     bias: str | None
     tap: Tap
     # A grouped convolution (groups > 1) holds, per output row, only the columns of its own

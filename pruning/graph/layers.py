@@ -16,7 +16,7 @@ import torch
 from torch import fx
 
 from pruning.graph.groups import ArgFix, Consumer, ParamSlice, Span, Tap
-from pruning.graph.param_trace import StoredPart, stored_part
+from pruning.graph.param_trace import StoredPart, produce_part, stored_part
 from pruning.graph.registry import HandlerTable, argument, norm_dim, opaque, positional
 from pruning.graph.tracking import ChannelMap, Seg, WalkState
 
@@ -34,9 +34,11 @@ def consume(
     bias: str | None,
     groups: int = 1,
     src: fx.Node | None = None,
+    in_dim: int = 1,
 ) -> None:
     """Record `node` as a consumer of every group in its input's channel map (`src`: the
-    input read, when it is not the node's first argument, as in `addmm(bias, x, W.T)`)."""
+    input read, when it is not the node's first argument, as in `addmm(bias, x, W.T)`;
+    `in_dim`: the weight's dim of input channels, 0 for a weight stored (in, out))."""
     src = positional(node, 0) if src is None else src
     m = state.map_of(src)
     if m is None:
@@ -59,7 +61,7 @@ def consume(
             Consumer(
                 node=node.name,
                 kind=kind,
-                weight=ParamSlice(weight, Span(1, seg.start, seg.block)),
+                weight=ParamSlice(weight, Span(in_dim, seg.start, seg.block)),
                 bias=bias,
                 tap=Tap(src.name, span),
                 groups=groups,
@@ -68,13 +70,21 @@ def consume(
 
 
 def produce(
-    state: WalkState, node: fx.Node, kind: str, weight: str, bias: str | None, width: int, dim: int
+    state: WalkState,
+    node: fx.Node,
+    kind: str,
+    weight: str,
+    bias: str | None,
+    width: int,
+    dim: int,
+    out_dim: int = 0,
 ) -> int:
-    """Start a group named after the layer: its weight rows and bias are the channels.
+    """Start a group named after the layer: its weight rows (dim `out_dim` of the weight: 1
+    for one stored (in, out), as HF's `Conv1D`) and bias are the channels.
 
     A layer called again makes the same channels: its output gets the group's map as the
     group is laid out now (regrouped into heads, say), not a new group."""
-    owner = state.stored.get((weight, 0, 0))
+    owner = state.stored.get((weight, out_dim, 0))
     if owner is not None:
         g = state.group(owner)
         spans = sorted((p.span for p in g.producers if p.path == weight), key=lambda s: s.offset)
@@ -83,11 +93,11 @@ def produce(
         return state.root(owner)
     gid = state.new_group(weight.removesuffix(".weight"), width, kind)
     group = state.groups[gid]
-    group.producers.append(ParamSlice(weight, Span(0)))
+    group.producers.append(ParamSlice(weight, Span(out_dim)))
     if bias is not None:
         group.producers.append(ParamSlice(bias, Span(0)))
     state.set_map(node, ChannelMap(dim, (Seg(gid, 0, width),)))
-    state.claim(weight, Span(0), gid, node.name)
+    state.claim(weight, Span(out_dim), gid, node.name)
     return gid
 
 
@@ -130,18 +140,7 @@ def _linear(state: WalkState, node: fx.Node) -> None:
     dim = (state.ndim(node) or 2) - 1
     gid = produce(state, node, "linear", params.weight, params.bias, width, dim)
     if params.part is not None:
-        _produce_part(state, node, gid, params.part)
-
-
-def _produce_part(state: WalkState, node: fx.Node, gid: int, part: StoredPart) -> None:
-    """The bias part is sliced with the rows. Every part of one split is cut alike, so the
-    parts stay equal (`chunk` keeps its count): their groups are united."""
-    group = state.group(gid)
-    bias = ParamSlice(part.path, Span(0, part.offset))
-    if bias not in group.producers:
-        group.producers.append(bias)
-    first = state.split_parts.setdefault(part.split, gid)
-    state.union(first, gid, f"{node.name} (its bias is a part of {part.path})")
+        produce_part(state, node, gid, params.part)
 
 
 @HANDLERS.handles(aten.embedding.default)

@@ -4,13 +4,15 @@ product of two activations carries channels through its free dims.
 After `run_decompositions()` a Linear is `addmm(bias, x, W.T)`, `mm(x, W.T)` (no bias, or
 the bias added after it), or, for an input that is not contiguous, `bmm(x, view(expand(W.T)))`
 followed by `add(..., bias)`. `W.T` is `permute(W, [1, 0])`, `t(W)` or `transpose(W, 0, 1)`
-of a stored 2-D weight. The weight is found through the transpose, so the group has the
-same producer rows and consumer columns of W as in the un-decomposed program, and is named
-alike; sizes in the expand and view that spell out W's two widths shrink with the cut.
+of a stored 2-D weight; a weight stored (in, out) and read as it is (`x @ W`, HF's GPT-2
+`Conv1D`: `addmm(b, x, W)`) is a Linear too, its rows and columns swapped. The weight is
+found through the transpose, so the group has the same producer rows and consumer columns
+of W as in the un-decomposed program, and is named alike; sizes in the expand and view that
+spell out W's two widths shrink with the cut.
 
 A product of two activations (`bmm` in attention, say) passes the left operand's rows or the
 right operand's columns through; where it sums over channels (q @ k^T), no layer's weight
-reads them, so they freeze. A product with any other stored matrix freezes too.
+reads them, so they freeze. A stored matrix on the left (`W @ x`) freezes too.
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ _VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 
 @dataclass
 class _Weight:
-    """A stored (out, in) weight read transposed, and the size arguments that spell its
-    widths on the way to the product: (node, item) of `in`, and of `out`."""
+    """A stored weight read as (in, out): an (out, in) one transposed (`out_dim` 0), or one
+    stored (in, out) and read as it is (`out_dim` 1: HF's `Conv1D`, `x @ W`); and the size
+    arguments that spell its widths on the way to the product: (node, item) of `in`, `out`."""
 
     path: str
     out: int
     in_: int
+    out_dim: int = 0
     in_sizes: list[tuple[str, int]] = field(default_factory=list)
     out_sizes: list[tuple[str, int]] = field(default_factory=list)
 
@@ -79,9 +83,10 @@ def _mm(state: WalkState, node: fx.Node) -> None:
     weight = _weight(state, b)
     if isinstance(weight, _Weight):
         _linear(state, node, a, weight, None, _bias_after(state, node, weight.out))
-    elif isinstance(weight, str) or isinstance(_weight(state, a), (str, _Weight)):
-        how = f" ({weight})" if isinstance(weight, str) else ""
-        opaque(state, node, f"a matrix product with a stored matrix that is not W.T{how}")
+    elif isinstance(weight, str):
+        opaque(state, node, f"a matrix product with {weight}")
+    elif isinstance(_weight(state, a), (str, _Weight)):
+        opaque(state, node, "a matrix product with a stored matrix on the left (W @ x)")
     else:
         _activations(state, node, a, b)
 
@@ -103,7 +108,8 @@ def _linear(
     if m is not None and m.period:  # features that repeat per sample are no weight's columns
         state.freeze(m.groups, f"{node.name} reads heads merged with other features")
         state.maps[x.name] = None
-    consume(state, node, "linear", -1, weight.path, consumer_bias, src=x)
+    in_dim = 1 - weight.out_dim
+    consume(state, node, "linear", -1, weight.path, consumer_bias, src=x, in_dim=in_dim)
     m = state.map_of(x)
     if m is not None:
         for seg in m.segs:
@@ -112,12 +118,12 @@ def _linear(
                     ArgFix(name, 1, item, seg.block) for name, item in weight.in_sizes
                 )
     dim = (state.ndim(node) or 2) - 1
-    gid = produce(state, node, "linear", weight.path, bias, weight.out, dim)
+    gid = produce(state, node, "linear", weight.path, bias, weight.out, dim, weight.out_dim)
     state.group(gid).arg_fixes.extend(ArgFix(name, 1, item) for name, item in weight.out_sizes)
 
 
 def _weight(state: WalkState, value: Any) -> _Weight | str | None:
-    """`_Weight` when `value` is W.T of a stored 2-D weight (through a broadcast to a batch);
+    """`_Weight` when `value` is W.T, or W, of a stored 2-D weight (through a broadcast);
     a reason when it is another stored tensor; None for an activation."""
     chain: list[fx.Node] = []
     while isinstance(value, fx.Node) and value.target in _BROADCASTS:
@@ -125,18 +131,24 @@ def _weight(state: WalkState, value: Any) -> _Weight | str | None:
         value = value.args[0]
     if not isinstance(value, fx.Node):
         return None
-    if state.attr(value) is not None:
-        return "a stored matrix used as it is"
-    if value.target not in _TRANSPOSES:
-        return None
-    path = state.attr(value.args[0])
-    if path is None:
-        return None
-    stored = get_tensor(state.gm, path)
-    if stored.dim() != 2 or not _swaps_2d(value):
-        return "a stored tensor rearranged otherwise than W.T"
-    out, in_ = (int(n) for n in stored.shape)
-    weight = _Weight(path, out, in_)
+    path = state.attr(value)
+    if path is not None:  # (in, out) as stored: `x @ W`
+        stored = get_tensor(state.gm, path)
+        if stored.dim() != 2:
+            return "a stored tensor of more than two dims"
+        in_, out = (int(n) for n in stored.shape)
+        weight = _Weight(path, out, in_, out_dim=1)
+    else:
+        if value.target not in _TRANSPOSES:
+            return None
+        path = state.attr(value.args[0])
+        if path is None:
+            return None
+        stored = get_tensor(state.gm, path)
+        if stored.dim() != 2 or not _swaps_2d(value):
+            return "a stored tensor rearranged otherwise than W.T"
+        out, in_ = (int(n) for n in stored.shape)
+        weight = _Weight(path, out, in_)
     for link in chain:
         shape = state.shape(link)
         if shape is None or tuple(shape[-2:]) != (in_, out):

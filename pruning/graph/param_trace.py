@@ -19,6 +19,7 @@ import torch
 from torch import fx
 
 from pruning.graph.dims import shape_product
+from pruning.graph.groups import ParamSlice, Span
 from pruning.graph.registry import argument, norm_dim, positional
 from pruning.graph.tracking import WalkState
 
@@ -142,3 +143,13 @@ def stored_part(state: WalkState, value: Any) -> StoredPart | None:
 
 _EQUAL_SPLITS = (torch.ops.aten.chunk.default, torch.ops.aten.split.Tensor)
 
+
+def produce_part(state: WalkState, node: fx.Node, gid: int, part: StoredPart) -> None:
+    """The bias part is sliced with the rows. Every part of one split is cut alike, so the
+    parts stay equal (`chunk` keeps its count): their groups are united."""
+    group = state.group(gid)
+    bias = ParamSlice(part.path, Span(0, part.offset))
+    if bias not in group.producers:
+        group.producers.append(bias)
+    first = state.split_parts.setdefault(part.split, gid)
+    state.union(first, gid, f"{node.name} (its bias is a part of {part.path})")

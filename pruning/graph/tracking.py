@@ -64,7 +64,7 @@ class WalkState:
         # two layers' heads) is united with the first, so one cut serves both.
         self.stored: dict[tuple[str, int, int], int] = {}
         # A split of a stored vector whose parts are layers' biases -> the group of the first
-        # part (`layers._produce_part`): the others are united with it.
+        # part (`param_trace.produce_part`): the others are united with it.
         self.split_parts: dict[str, int] = {}
         self.groups: list[ChannelGroup] = []
         self._parent: list[int] = []

@@ -15,6 +15,7 @@ from pruning.data import Feeder
 from pruning.graph import GraphAnalysis, analyse
 from pruning.reader import read_program
 from pruning.surgery import apply_plan
+from tests.engine.graph_helpers import Zeroing, consumer_masks
 from tests.tiny_models import MLP, randomize_bn
 from tests.zoo.programs import roundtrip
 
@@ -164,40 +165,8 @@ def groups(analysis: GraphAnalysis) -> dict[str, tuple[int, int, bool]]:
     return {g.name: (g.width, g.parts, g.prunable) for g in analysis.groups}
 
 
-class Zeroing(fx.Interpreter):
-    """Runs a module with channel positions zeroed where each consumer reads its tap (the
-    tapped argument, which for `addmm(bias, x, W.T)` is not the first)."""
-
-    def __init__(self, gm: fx.GraphModule, masks: dict[str, list[tuple[str, int, list[int]]]]):
-        super().__init__(gm)
-        self.masks = masks
-        self._node: fx.Node | None = None
-
-    def run_node(self, n: fx.Node) -> Any:
-        self._node = n
-        return super().run_node(n)
-
-    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
-        node = self._node
-        assert node is not None
-        args = list(args)
-        for tap, dim, positions in self.masks.get(node.name, []):
-            i = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.name == tap)
-            x = args[i].clone()
-            x.index_fill_(dim, torch.tensor(positions, dtype=torch.long), 0.0)
-            args[i] = x
-        return super().call_function(target, tuple(args), kwargs)
-
-
 def zeroed(gm: fx.GraphModule, analysis: GraphAnalysis, plan: dict[str, list[int]]) -> Zeroing:
-    masks: dict[str, list[tuple[str, int, list[int]]]] = {}
-    for name, kept in plan.items():
-        group = analysis.group(name)
-        gone = [c for c in range(group.width) if c not in set(kept)]
-        for c in group.consumers:
-            entry = (c.tap.node, c.tap.span.dim, c.tap.span.positions(gone))
-            masks.setdefault(c.node, []).append(entry)
-    return Zeroing(gm, masks)
+    return Zeroing(gm, consumer_masks(analysis, plan))
 
 
 def random_plan(

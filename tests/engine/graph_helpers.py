@@ -31,35 +31,39 @@ def sliced(group: ChannelGroup) -> list[str]:
 
 
 class Zeroing(fx.Interpreter):
-    """Runs the original module with given channel positions zeroed at consumers' inputs."""
+    """Runs a module with channel positions zeroed where each consumer reads its tap (the
+    tapped argument, which for `addmm(bias, x, W.T)` is not the first)."""
 
-    def __init__(self, gm: fx.GraphModule, masks: dict[str, list[tuple[int, list[int]]]]):
+    def __init__(self, gm: fx.GraphModule, masks: dict[str, list[tuple[str, int, list[int]]]]):
         super().__init__(gm)
         self.masks = masks
-
-    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
-        name = self._current
-        if name in self.masks:
-            x = args[0].clone()
-            for dim, positions in self.masks[name]:
-                index = torch.tensor(positions, dtype=torch.long)
-                x.index_fill_(dim, index, 0.0)
-            args = (x, *args[1:])
-        return super().call_function(target, args, kwargs)
+        self._node: fx.Node | None = None
 
     def run_node(self, n: fx.Node) -> Any:
-        self._current = n.name
+        self._node = n
         return super().run_node(n)
+
+    def call_function(self, target: Any, args: Any, kwargs: Any) -> Any:
+        node = self._node
+        assert node is not None
+        args = list(args)
+        for tap, dim, positions in self.masks.get(node.name, []):
+            i = next(i for i, a in enumerate(node.args) if isinstance(a, fx.Node) and a.name == tap)
+            x = args[i].clone()
+            x.index_fill_(dim, torch.tensor(positions, dtype=torch.long), 0.0)
+            args[i] = x
+        return super().call_function(target, tuple(args), kwargs)
 
 
 def consumer_masks(
     analysis: GraphAnalysis, plan: dict[str, list[int]]
-) -> dict[str, list[tuple[int, list[int]]]]:
-    """For `Zeroing`: the positions of the removed channels where each consumer reads them."""
-    masks: dict[str, list[tuple[int, list[int]]]] = {}
+) -> dict[str, list[tuple[str, int, list[int]]]]:
+    """For `Zeroing`: per consumer, (tapped node, dim, positions) of the removed channels."""
+    masks: dict[str, list[tuple[str, int, list[int]]]] = {}
     for name, kept in plan.items():
         group = analysis.group(name)
         gone = [c for c in range(group.width) if c not in set(kept)]
         for c in group.consumers:
-            masks.setdefault(c.node, []).append((c.tap.span.dim, c.tap.span.positions(gone)))
+            entry = (c.tap.node, c.tap.span.dim, c.tap.span.positions(gone))
+            masks.setdefault(c.node, []).append(entry)
     return masks

@@ -78,7 +78,9 @@ def test_random_cuts_equal_zeroed_channels(tmp_path: Path, name: str, seed: int)
 
 # Attention: heads merged with the batch around `bmm`, the softmax written out, GQA, the
 # fused (3, heads, head_dim) projections, Swin's gathered bias per head.
-@pytest.mark.parametrize("name", ["convnext", "conv1d", "gpt", "llama", "mha", "swin", "vit"])
+@pytest.mark.parametrize(
+    "name", ["convnext", "conv1d", "gpt", "gpt2", "llama", "mha", "swin", "vit"]
+)
 def test_random_cuts_of_decomposed_zoo_models_equal_zeroed_channels(
     tmp_path: Path, name: str
 ) -> None:
@@ -153,19 +155,40 @@ def test_attention_scores_freeze_with_a_reason_and_values_are_cut(tmp_path: Path
     assert [c.weight.path for c in analysis.group("v").consumers] == ["o.weight"]
 
 
-def test_a_stored_matrix_used_untransposed_freezes(tmp_path: Path) -> None:
+def test_a_stored_matrix_used_as_it_is_is_a_linear_layer(tmp_path: Path) -> None:
+    """`x @ W` with W stored (in, out) (HF's `Conv1D`): its columns are the channels."""
+
     class Projection(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.fc = nn.Linear(6, 8)
-            self.proj = nn.Parameter(torch.randn(8, 5))  # (in, out): not a Linear's W.T
+            self.proj = nn.Parameter(torch.randn(8, 5))  # (in, out)
             self.head = nn.Linear(5, 2)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(torch.relu(self.fc(x)) @ self.proj)
+            return self.head(torch.relu(torch.relu(self.fc(x)) @ self.proj))
 
-    _, analysis, _ = dm.decomposed(tmp_path, Projection(), (6,))
-    assert "stored matrix that is not W.T" in (analysis.group("fc").frozen_reason or "")
+    gm, analysis, feeder = dm.decomposed(tmp_path, Projection(), (6,))
+    assert {"fc", "proj"} <= {g.name for g in analysis.prunable}
+    plan = {"fc": [0, 3, 4, 7], "proj": [1, 2, 4]}
+    dm.check_cut_equals_zeroed(tmp_path, gm, analysis, feeder, plan)
+    pruned = apply_plan(gm, analysis, plan)
+    assert pruned.get_parameter("proj").shape == (4, 3)
+
+
+def test_a_stored_matrix_on_the_left_freezes(tmp_path: Path) -> None:
+    class LeftProduct(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(6, 8)
+            self.mix = nn.Parameter(torch.randn(4, 8))
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head((self.mix @ torch.relu(self.fc(x)).T).T)
+
+    _, analysis, _ = dm.decomposed(tmp_path, LeftProduct(), (6,))
+    assert "stored matrix on the left" in (analysis.group("fc").frozen_reason or "")
 
 
 @pytest.mark.parametrize("name", sorted(dm.MODELS))

@@ -25,6 +25,7 @@ EXPECTED_PRUNABLE = {
     "inception": {"squeeze.0", "b1.0", "b3.0", "pool_proj.0", "left.0", "right.0", "c1.0", "c2.0"},
     "resnext": {"stem.0", "reduce.0", "grouped.0", "se.reduce", "head"},
     "gpt": {"c_attn", "fc"},
+    "gpt2": {"c_attn", "fc"},
     "llama": {"q_proj", "gate_proj"},
     "mha": {"attn.in_proj_weight"},
     "swin": {"qkv"},
@@ -33,6 +34,7 @@ EXPECTED_PRUNABLE = {
 EXPECTED_HEADS = {
     "vit": {"qkv": (3, 3, 4)},
     "gpt": {"c_attn": (4, 4, 4)},
+    "gpt2": {"c_attn": (4, 4, 4)},
     "llama": {"q_proj": (2, 8, 4)},  # 2 key/value heads, each with its 4 query heads
     "mha": {"attn.in_proj_weight": (3, 3, 4)},
     "swin": {"qkv": (2, 2, 4)},

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tests.tiny_models import randomize_bn
-from tests.zoo.attention import GPTBlock, LlamaBlock, MHABlock, SwinBlock
+from tests.zoo.attention import GPT2Block, GPTBlock, LlamaBlock, MHABlock, SwinBlock
 from tests.zoo.convnets import Bottleneck, Conv1dNet, DenseNetish, Inceptionish, ResNetish, VGGish
 from tests.zoo.mobile import InvertedResidual, ResNeXtish, ShuffleNetish
 from tests.zoo.transformers import ConvNeXtish, TransformerMLP, ViTish
@@ -36,6 +36,7 @@ ZOO: dict[str, type[nn.Module]] = {
     "inception": Inceptionish,
     "resnext": ResNeXtish,
     "gpt": GPTBlock,
+    "gpt2": GPT2Block,
     "llama": LlamaBlock,
     "mha": MHABlock,
     "swin": SwinBlock,

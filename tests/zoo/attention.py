@@ -2,6 +2,8 @@
 
 - `GPTBlock`: learned position embedding, one fused c_attn split into q, k, v with
   `split`, explicit causal attention (`masked_fill`, `softmax`, `@`), GELU MLP.
+- `GPT2Block`: the same with HF GPT-2's `Conv1D` layers: weights stored (in, out) and
+  applied as `addmm(b, x.view(-1, nx), W)`, viewed back to (N, T, nf).
 - `LlamaBlock`: RMSNorm, rotary embeddings, grouped-query attention (8 query heads, 2
   key/value heads, k and v repeated by `expand` + `reshape`), SwiGLU MLP.
 - `MHABlock`: `nn.MultiheadAttention` as exported (fused in-projection, heads merged with
@@ -48,6 +50,30 @@ class GPTBlock(nn.Module):
         x = x + self.c_proj(y)
         x = x + self.proj(F.gelu(self.fc(self.ln_2(x))))
         return self.head(x.mean(1))
+
+
+class Conv1D(nn.Module):
+    """HF transformers' GPT-2 layer: a Linear whose weight is stored (in, out)."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) / math.sqrt(nx))
+        self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size_out = (*x.size()[:-1], self.nf)
+        x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return x.view(size_out)
+
+
+class GPT2Block(GPTBlock):
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__(dim)
+        self.c_attn: nn.Module = Conv1D(3 * dim, dim)
+        self.c_proj: nn.Module = Conv1D(dim, dim)
+        self.fc: nn.Module = Conv1D(4 * dim, dim)
+        self.proj: nn.Module = Conv1D(dim, 4 * dim)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
