@@ -33,7 +33,8 @@ ATEN_OPS: frozenset[str] = frozenset(
     mean sum amax amin max min var std var_mean prod norm linalg_vector_norm any all
     add add_ sub sub_ mul mul_ div div_ neg pow sqrt rsqrt exp log abs clamp clamp_min clamp_max
     clamp_ minimum maximum reciprocal sign floor ceil round remainder fmod where
-    eq ne lt le gt ge logical_not logical_and logical_or bitwise_and bitwise_or
+    eq ne lt le gt ge logical_not logical_and logical_or bitwise_and bitwise_or __and__ __or__
+    cumsum diff
     cat stack split split_with_sizes chunk narrow slice select index index_select unbind
     split_tensor tensor_split roll flip pad constant_pad_nd
     softmax _softmax log_softmax _log_softmax scaled_dot_product_attention

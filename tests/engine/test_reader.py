@@ -251,3 +251,27 @@ def test_expensive_symbolic_expressions_are_refused(expr: str, reason: str) -> N
 )
 def test_out_overloads_are_refused(target: str, allowed: bool) -> None:
     assert is_allowed_target(target) is allowed
+
+
+class MaskOps(torch.nn.Module):
+    """What HF transformers' models compute from token ids before attention: a padding mask
+    combined with `&`, positions by `cumsum`, and `diff`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = (x > -1.0) & (x < 1.0)
+        positions = mask.long().cumsum(-1)
+        steps = torch.diff(x, dim=-1, prepend=x[:, :1])
+        return self.fc(x * positions + steps)
+
+
+def test_the_mask_and_position_ops_of_language_models_are_read(tmp_path: Path) -> None:
+    model = MaskOps().eval()
+    program = read_program(export_to(model, tmp_path / "m.pt2", d_in=6))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert {"aten.__and__.Tensor", "aten.cumsum.default", "aten.diff.default"} <= targets
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(program.module()(x), model(x))
