@@ -32,6 +32,7 @@ ATEN_OPS: frozenset[str] = frozenset(
     adaptive_max_pool1d adaptive_max_pool2d
     mean sum amax amin max min var std var_mean prod norm linalg_vector_norm any all
     add add_ sub sub_ mul mul_ div div_ neg pow sqrt rsqrt exp log abs clamp clamp_min clamp_max
+    sin cos erf
     clamp_ minimum maximum reciprocal sign floor ceil round remainder fmod where
     eq ne lt le gt ge logical_not logical_and logical_or bitwise_and bitwise_or __and__ __or__
     cumsum diff

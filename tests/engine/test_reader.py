@@ -255,7 +255,7 @@ def test_out_overloads_are_refused(target: str, allowed: bool) -> None:
 
 class MaskOps(torch.nn.Module):
     """What HF transformers' models compute from token ids before attention: a padding mask
-    combined with `&`, positions by `cumsum`, and `diff`."""
+    combined with `&`, positions by `cumsum`, `diff`, and rotary tables by `cos`, `sin`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -265,13 +265,14 @@ class MaskOps(torch.nn.Module):
         mask = (x > -1.0) & (x < 1.0)
         positions = mask.long().cumsum(-1)
         steps = torch.diff(x, dim=-1, prepend=x[:, :1])
-        return self.fc(x * positions + steps)
+        return self.fc(x * positions + steps + positions.float().cos() * x.sin())
 
 
 def test_the_mask_and_position_ops_of_language_models_are_read(tmp_path: Path) -> None:
     model = MaskOps().eval()
     program = read_program(export_to(model, tmp_path / "m.pt2", d_in=6))
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
-    assert {"aten.__and__.Tensor", "aten.cumsum.default", "aten.diff.default"} <= targets
+    ops = {"__and__.Tensor", "cumsum.default", "diff.default", "cos.default", "sin.default"}
+    assert {f"aten.{op}" for op in ops} <= targets
     x = torch.randn(5, 6)
     torch.testing.assert_close(program.module()(x), model(x))
