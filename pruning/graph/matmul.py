@@ -135,7 +135,7 @@ def _weight(state: WalkState, value: Any) -> _Weight | str | None:
     if path is not None:  # (in, out) as stored: `x @ W`
         stored = get_tensor(state.gm, path)
         if stored.dim() != 2:
-            return "a stored tensor of more than two dims"
+            return "a stored tensor that is not a matrix"
         in_, out = (int(n) for n in stored.shape)
         weight = _Weight(path, out, in_, out_dim=1)
     else:
