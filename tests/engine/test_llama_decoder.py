@@ -9,9 +9,9 @@ layer (63.7 % fewer parameters). Training did not give the same model on every m
 (same code and seed; the cause was not looked into), and neither is what recovery needs:
 this seed's decoder went from 0.060 to 0.055 nats on the answer positions with 2 epochs on
 one machine, and on another trained to 0.0155 and needed more (2 epochs: 0.101, 4: 0.022,
-8: 0.0155). The test gives 6 epochs on 3,000 sequences. Without recovery the loss is 2-5 nats. The engine's metric is
-per-token accuracy (it has no cross-entropy metric); the loss is computed here, on the
-downloaded program.
+8: 0.0155). The test gives 6 epochs on 3,000 sequences. Without recovery the loss is 2-5
+nats. The engine's metric is per-token accuracy (it has no cross-entropy metric); the loss
+is computed here, on the downloaded program.
 """
 
 from __future__ import annotations
