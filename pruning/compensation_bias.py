@@ -33,8 +33,7 @@ def ensure_bias(gm: fx.GraphModule, consumer: Consumer) -> str:
     if attr in owner._parameters:
         return path  # made for another group this consumer reads
     weight = get_tensor(gm, consumer.weight.path)
-    rows = weight.shape[1 if consumer.weight.span.dim == 0 else 0]  # (in, out) if stored so
-    zeros = torch.zeros(rows, dtype=weight.dtype, device=weight.device)
+    zeros = torch.zeros(weight.shape[consumer.out_dim], dtype=weight.dtype, device=weight.device)
     owner.register_parameter(attr, torch.nn.Parameter(zeros))
     with gm.graph.inserting_before(node):
         bias_node = gm.graph.get_attr(path)
@@ -69,8 +68,7 @@ def _bias_after_product(gm: fx.GraphModule, node: fx.Node, consumer: Consumer) -
         attr = f"{name}_compensation_bias_{n}"
     path = prefix + attr
     weight = get_tensor(gm, consumer.weight.path)
-    rows = weight.shape[1 if consumer.weight.span.dim == 0 else 0]  # (in, out) if stored so
-    zeros = torch.zeros(rows, dtype=weight.dtype, device=weight.device)
+    zeros = torch.zeros(weight.shape[consumer.out_dim], dtype=weight.dtype, device=weight.device)
     owner.register_parameter(attr, torch.nn.Parameter(zeros))
     with gm.graph.inserting_after(node):
         bias_node = gm.graph.get_attr(path)

@@ -157,7 +157,7 @@ def _cut_grouped_columns(weight: torch.Tensor, groups: int, gone: set[int]) -> t
 def oriented_weight(weight: torch.Tensor, consumer: Consumer) -> torch.Tensor:
     """A consumer's weight as (out, in, *kernel): a weight stored (in, out) (`x @ W`, HF's
     `Conv1D`) transposed, a grouped conv's made dense (`dense_weight`)."""
-    if consumer.weight.span.dim == 0:
+    if consumer.transposed:
         return weight.t()
     return dense_weight(weight, consumer.groups)
 
@@ -204,11 +204,11 @@ def _compensate(
     shift = fold(columns, kept, gone, a, b)  # (out,)
     if linear:
         weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
-        stored = weight.t() if consumer.weight.span.dim == 0 else weight
+        stored = weight.t() if consumer.transposed else weight
         set_tensor(gm, consumer.weight.path, stored.to(raw.dtype), copy=False)
     had_bias = consumer.bias is not None
     bias_path = ensure_bias(gm, consumer)
-    rows = (consumer.weight.path, 1 if consumer.weight.span.dim == 0 else 0)
+    rows = (consumer.weight.path, consumer.out_dim)
     if not had_bias and rows in removed:
         removed[(bias_path, 0)] = removed[rows]  # its rows are cut too
     bias = get_tensor(gm, bias_path)

@@ -64,6 +64,16 @@ class Consumer:
     # group: the columns of removed channels are local to each group (see surgery).
     groups: int = 1
 
+    @property
+    def transposed(self) -> bool:
+        """Its weight is stored (in, out): HF's `Conv1D`, `x @ W`."""
+        return self.weight.span.dim == 0
+
+    @property
+    def out_dim(self) -> int:
+        """The weight's dim of output rows."""
+        return 1 if self.transposed else 0
+
 
 OUTPUT_SIZES = -1  # ArgFix.arg for a split's part sizes (the op becomes split_with_sizes)
 
