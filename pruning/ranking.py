@@ -89,8 +89,8 @@ def _rank_group(
 def _columns(gm: fx.GraphModule, consumer: Consumer, width: int) -> torch.Tensor:
     """A consumer's weight columns of the group's channels as (rows, C), float64."""
     weight = oriented_weight(get_tensor(gm, consumer.weight.path).detach(), consumer)
-    span = consumer.weight.span
-    cols = weight[:, span.offset : span.offset + width * span.block].to(torch.float64).cpu()
+    at = torch.tensor(consumer.weight.span.positions(range(width)), device=weight.device)
+    cols = weight[:, at].to(torch.float64).cpu()
     cols = cols.reshape(weight.shape[0], width, -1)  # (out, C, positions)
     return cols.permute(0, 2, 1).reshape(-1, width)  # (out * positions, C)
 

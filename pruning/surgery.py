@@ -26,6 +26,7 @@ from pruning.errors import UnsupportedModel
 from pruning.graph import OUTPUT_SIZES, ChannelGroup, Consumer, GraphAnalysis, Plan, Tap, get_tensor
 from pruning.module_copy import clone_module, set_tensor
 from pruning.rms_norm_surgery import keep_rms_divisors
+from pruning.shuffle_surgery import gather_shuffles
 from pruning.stats import RunningStats
 
 __all__ = [
@@ -113,6 +114,7 @@ def apply_plan(
         set_tensor(out, path, tensor.index_select(dim, index), copy=False)
     _fix_args(out, arg_delta)
     keep_rms_divisors(out, cuts)
+    gather_shuffles(out, cuts)
     out.recompile()
     return out
 
@@ -188,9 +190,9 @@ def _compensate(
     # A copy even when the weight is float64 already: it is written below, and the module's
     # own tensor may be shared with the original (`share_parameters`).
     weight = oriented_weight(raw, consumer).to(torch.float64, copy=True)  # (out, in, ...)
-    width, span = stats.channels, consumer.weight.span
-    lo, hi = span.offset, span.offset + width * span.block
-    columns = weight[:, lo:hi].reshape(weight.shape[0], width, -1).cpu()  # (out, C, positions)
+    width = stats.channels
+    at = torch.tensor(consumer.weight.span.positions(range(width)), device=weight.device)
+    columns = weight[:, at].reshape(weight.shape[0], width, -1).cpu()  # (out, C, positions)
     # A grouped conv's rows read only their own conv group: a reconstruction across groups
     # could not be written into its weight, so it keeps mean folding.
     linear = mode is Compensation.LINEAR and stats.comoment is not None and consumer.groups == 1
@@ -203,7 +205,7 @@ def _compensate(
         kept, a, b = [], torch.zeros(len(gone), 0, dtype=torch.float64), folded_means(stats)[gone]
     shift = fold(columns, kept, gone, a, b)  # (out,)
     if linear:
-        weight[:, lo:hi] = columns.reshape(weight[:, lo:hi].shape).to(weight.device)
+        weight[:, at] = columns.reshape(weight[:, at].shape).to(weight.device)
         stored = weight.t() if consumer.transposed else weight
         set_tensor(gm, consumer.weight.path, stored.to(raw.dtype), copy=False)
     had_bias = consumer.bias is not None

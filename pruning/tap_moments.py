@@ -164,7 +164,11 @@ class TapMoments:
         dtype is below float32); a flattened channel's block becomes one more sample dim."""
         dim = self.span.dim % value.dim()
         block = self.span.block
-        x = value.detach().narrow(dim, self.span.offset, self.width * block)
+        if self.span.contiguous:
+            x = value.detach().narrow(dim, self.span.offset, self.width * block)
+        else:  # channels a shuffle interleaved: gathered, channel by channel (a copy)
+            at = torch.tensor(self.span.positions(range(self.width)), device=value.device)
+            x = value.detach().index_select(dim, at)
         if block > 1:
             x = x.view(*x.shape[:dim], self.width, block, *x.shape[dim + 1 :])  # (.., C, block, ..)
         if x.dtype not in (torch.float32, torch.float64):

@@ -10,6 +10,8 @@ passthrough.py   activations, dropout, pooling, reductions over other dims
 reshape.py       permute, transpose, flatten, view, slice: the channel dim moves
 coupling.py      residual add, gate (x * s), cat along tokens: groups cut alike
 concat.py        cat and split along the channels: groups at offsets
+shuffle.py       channel shuffles: a permutation of positions (interleaved runs)
+divide.py        a group divided where a split's edge falls inside its channels
 rms_norm.py      RMSNorm over the channels: its weight sliced, its mean's divisor kept
 tensor_paths.py  parameters and buffers by attribute path
 """

@@ -2,19 +2,23 @@
 
 `cat` along the channels places each part's groups at an offset (DenseNet, Inception
 branches); `split`/`chunk` along them hand each part the runs inside it, and the part
-sizes shrink with the cut. A split through one layer's channels (ShuffleNet's channel
-split) would shrink the parts unevenly, so it freezes. Concatenation along another dim
-couples the parts instead (`coupling.couple_cat_along_other_dim`).
+sizes shrink with the cut. A split through one layer's channels either folds them (equal
+parts of one layer, a fused qkv projection: channel c of every part is cut together) or
+divides the group at the edges (ShuffleNet's channel split after a shuffle: `divide`).
+Concatenation along another dim couples the parts instead
+(`coupling.couple_cat_along_other_dim`).
 """
 
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 
 import torch
 from torch import fx
 
 from pruning.graph.coupling import couple_cat_along_other_dim
+from pruning.graph.divide import divide_at_edges
 from pruning.graph.groups import OUTPUT_SIZES, ArgFix
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
 from pruning.graph.regroup import fold_parts
@@ -51,16 +55,16 @@ def _cat(state: WalkState, node: fx.Node) -> None:
         if m is None:
             segs.append(Seg(None, offset, size))
         else:
-            segs.extend(Seg(s.group, s.start + offset, s.width, s.block) for s in m.segs)
+            segs.extend(replace(s, start=s.start + offset) for s in m.segs)
         offset += size
     state.set_map(node, ChannelMap(dim, tuple(segs)))
 
 
 @HANDLERS.handles(aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
 def _split(state: WalkState, node: fx.Node) -> None:
-    """Splits along the channels hand each part the segments inside it; a layer's channels
-    split between parts (ShuffleNet's channel split) freeze, since their parts would shrink
-    unevenly. The part sizes are width-encoding arguments."""
+    """Splits along the channels hand each part the runs inside it, after folding or
+    dividing the groups whose runs cross an edge. The part sizes are width-encoding
+    arguments."""
     m = state.map_of(positional(node, 0))
     vals = node.meta.get("val")
     if m is None or not isinstance(vals, (list, tuple)):
@@ -77,58 +81,46 @@ def _split(state: WalkState, node: fx.Node) -> None:
         state.freeze(m.groups, f"{node.name} splits these channels into dynamic sizes")
         state.set_map(node, None)
         return
-    if _straddles_any(m, sizes):
-        m = _folded(state, node, m, sizes)
+    edges = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+    if any(s.start < e < s.end for s in m.segs for e in edges):
+        if _one_run(m, sizes):  # a fused projection's parts
+            m = _folded(state, node, m, sizes)
+        else:  # runs interleaved by a shuffle: each part's channels are groups of their own
+            m = divide_at_edges(state, node.name, positional(node, 0), edges)
         if m is None:
+            state.set_map(node, None)
             return
     parts: list[ChannelMap | None] = []
     begin = 0
     for i, size in enumerate(sizes):
-        inside = [
-            s for s in m.segs if begin <= s.start and s.start + s.width * s.block <= begin + size
-        ]
-        if _straddles(m, begin, size):
-            state.freeze(m.groups, f"{node.name} splits a layer's channels between its parts")
-            state.set_map(node, None)
-            return
+        inside = [s for s in m.segs if begin <= s.start and s.end <= begin + size]
         for seg in inside:
             if seg.group is not None:
                 state.group(seg.group).arg_fixes.append(
                     ArgFix(node.name, OUTPUT_SIZES, i, seg.block)
                 )
-        rebased = tuple(Seg(s.group, s.start - begin, s.width, s.block) for s in inside)
+        rebased = tuple(replace(s, start=s.start - begin) for s in inside)
         parts.append(ChannelMap(dim, rebased) if rebased else None)
         begin += size
     state.parts[node.name] = parts
     state.set_map(node, None)
 
 
-def _straddles_any(m: ChannelMap, sizes: list[int]) -> bool:
-    begins = [sum(sizes[:i]) for i in range(len(sizes))]
-    return any(_straddles(m, b, n) for b, n in zip(begins, sizes, strict=True))
+def _one_run(m: ChannelMap, sizes: list[int]) -> bool:
+    """One layer's channels, back to back, split into equal parts."""
+    seg = m.segs[0]
+    whole = len(m.segs) == 1 and seg.group is not None and seg.start == 0
+    return whole and not seg.interleaved and len(set(sizes)) == 1 and seg.end == sum(sizes)
 
 
 def _folded(state: WalkState, node: fx.Node, m: ChannelMap, sizes: list[int]) -> ChannelMap | None:
     """One layer's channels split into equal parts (a fused qkv projection's q, k and v):
-    channel c of every part is cut together (`regroup.fold_parts`). Anything else freezes."""
+    channel c of every part is cut together (`regroup.fold_parts`). None if it cannot be."""
     seg = m.segs[0]
-    whole = len(m.segs) == 1 and seg.group is not None and seg.start == 0
-    if whole and len(set(sizes)) == 1 and seg.width * seg.block == sum(sizes):
-        assert seg.group is not None
-        if fold_parts(state, seg.group, len(sizes), node.name):
-            return state.map_of(positional(node, 0))
-    state.freeze(m.groups, f"{node.name} splits a layer's channels between its parts")
-    state.set_map(node, None)
+    assert seg.group is not None
+    if fold_parts(state, seg.group, len(sizes), node.name):
+        return state.map_of(positional(node, 0))
     return None
-
-
-def _straddles(m: ChannelMap, begin: int, size: int) -> bool:
-    """True if a run of channels crosses either edge of the part [begin, begin + size)."""
-    end = begin + size
-    return any(
-        s.start < end < s.start + s.width * s.block or s.start < begin < s.start + s.width * s.block
-        for s in m.segs
-    )
 
 
 @HANDLERS.handles(aten.unbind.int)

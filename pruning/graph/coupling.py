@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from pruning.graph.groups import ArgFix, ParamSlice, Span
+from pruning.graph.groups import ArgFix, ParamSlice
 from pruning.graph.param_trace import stored_source
 from pruning.graph.registry import HandlerTable, positional
 from pruning.graph.tracking import ChannelMap, WalkState
@@ -144,9 +144,9 @@ def couple_cat_along_other_dim(
     state.set_map(node, ref)
 
 
-def _layout(m: ChannelMap) -> list[tuple[int, int, int]]:
+def _layout(m: ChannelMap) -> list[tuple[int, int, int, int, int]]:
     """Where the runs of channels sit, whichever groups own them."""
-    return [(s.start, s.width, s.block) for s in m.segs]
+    return [(s.start, s.width, s.block, s.pitch, s.step) for s in m.segs]
 
 
 def slice_stored(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> bool:
@@ -157,7 +157,7 @@ def slice_stored(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> 
     if shape is None:
         return False
     dim = m.dim - (out_ndim - len(shape))
-    total = max(s.start + s.width * s.block for s in m.segs)
+    total = max(s.end for s in m.segs)
     if dim < 0 or shape[dim] != total:
         return False
     source = stored_source(state, other, dim)
@@ -166,7 +166,7 @@ def slice_stored(state: WalkState, other: Any, m: ChannelMap, out_ndim: int) -> 
     for seg in m.segs:
         if seg.group is not None:
             group = state.group(seg.group)
-            span = Span(source.dim, seg.start, seg.block)
+            span = seg.span(source.dim)
             group.channel_params.append(ParamSlice(source.path, span))
             group.arg_fixes.extend(ArgFix(node, 1, item, seg.block) for node, item in source.sizes)
             state.claim(source.path, span, seg.group, "a stored tensor")

@@ -33,7 +33,9 @@ def _expr(d: Any) -> sympy.Expr:
 # -- which new dims are indexed later ------------------------------------------------------
 _INDEXING = (aten.select.int, aten.unbind.int, aten.slice.Tensor)  # a decomposed unbind slices
 _SPLITS = (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
-_KEEPS_DIMS = (aten.contiguous.default, aten.clone.default, aten.alias.default)
+# Ops that copy a tensor as it is, and views that only reshape it.
+COPIES = (aten.contiguous.default, aten.clone.default, aten.alias.default)
+VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 
 
 def indexed_later(node: fx.Node, dim: int) -> bool:
@@ -56,7 +58,7 @@ def _moved(user: fx.Node, dim: int) -> int | None:
     """Where `dim` of the input is in `user`'s output, for ops that only move dims."""
     src = user.args[0]
     ndim = _ndim(src) if isinstance(src, fx.Node) else 0
-    if user.target in _KEEPS_DIMS:
+    if user.target in COPIES:
         return dim
     if user.target is aten.permute.default:
         order = [norm_dim(int(i), ndim) for i in positional(user, 1)]

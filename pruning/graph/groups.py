@@ -22,17 +22,31 @@ Plan = dict[str, list[int]]
 class Span:
     """Where a group's channels sit along one dimension of a tensor.
 
-    Channel `c` of the group occupies positions `offset + c * block + b` for b < block:
-    `offset` places a group inside a concatenation, `block` is the number of features one
-    channel became when a feature map was flattened.
+    Channel `c` of the group occupies positions `offset + c * pitch + b * step` for
+    b < block: `offset` places a group inside a concatenation, `block` is the number of
+    features one channel became when a feature map was flattened. Channels lie back to back
+    (`pitch` = block) unless a channel shuffle interleaved them with other groups' (`stride`,
+    and `step` between one channel's own positions).
     """
 
     dim: int
     offset: int = 0
     block: int = 1
+    stride: int = 0  # positions from one channel to the next; 0: block * step
+    step: int = 1
 
-    def positions(self, channels: list[int]) -> list[int]:
-        return [self.offset + c * self.block + b for c in channels for b in range(self.block)]
+    @property
+    def pitch(self) -> int:
+        return self.stride or self.block * self.step
+
+    @property
+    def contiguous(self) -> bool:
+        """Channels back to back, each one run: positions offset .. offset + width * block."""
+        return self.pitch == self.block and self.step == 1
+
+    def positions(self, channels: list[int] | range) -> list[int]:
+        pitch, step = self.pitch, self.step
+        return [self.offset + c * pitch + b * step for c in channels for b in range(self.block)]
 
 
 @dataclass(frozen=True)
@@ -108,6 +122,23 @@ class Renorm:
     block: int = 1
 
 
+@dataclass(frozen=True)
+class Shuffle:
+    """A channel shuffle that the group's channels pass (`pruning.graph.shuffle`).
+
+    After a cut its `groups` parts may differ in size, where a view to (groups, C / groups)
+    would fail, so surgery rewrites it as a gather of the kept positions of `source`, in
+    shuffled order (`pruning.shuffle_surgery`). `span`: where the group's channels sit in
+    `source`, along `dim`.
+    """
+
+    node: str  # the op whose output is the shuffled tensor (a view, or `channel_shuffle`)
+    source: str  # the tensor it shuffles
+    dim: int
+    groups: int
+    span: Span
+
+
 @dataclass
 class ChannelGroup:
     """Channels cut together everywhere they travel."""
@@ -120,6 +151,7 @@ class ChannelGroup:
     consumers: list[Consumer] = field(default_factory=list)
     arg_fixes: list[ArgFix] = field(default_factory=list)
     renorms: list[Renorm] = field(default_factory=list)
+    shuffles: list[Shuffle] = field(default_factory=list)
     members: list[str] = field(default_factory=list)  # producing layers coupled into this group
     # The channels fall into `parts` equal contiguous runs (the groups of a grouped
     # convolution that produces or reads them); every run must keep as many as the others.

@@ -56,14 +56,13 @@ def consume(
                 f"{node.name}: its weight also makes these channels (an output layer tied to the "
                 "embedding, or a layer applied to its own output)",
             )
-        span = Span(m.dim, seg.start, seg.block)
         state.group(seg.group).consumers.append(
             Consumer(
                 node=node.name,
                 kind=kind,
-                weight=ParamSlice(weight, Span(in_dim, seg.start, seg.block)),
+                weight=ParamSlice(weight, seg.span(in_dim)),
                 bias=bias,
-                tap=Tap(src.name, span),
+                tap=Tap(src.name, seg.span(m.dim)),
                 groups=groups,
             )
         )
@@ -85,6 +84,10 @@ def produce(
     A layer called again makes the same channels: its output gets the group's map as the
     group is laid out now (regrouped into heads, say), not a new group."""
     owner = state.stored.get((weight, out_dim, 0))
+    if owner is not None and state.root(owner) in state.pieces:
+        state.freeze([owner], f"{node.name} calls a layer again whose channels a split divided")
+        state.set_map(node, None)
+        return state.root(owner)
     if owner is not None:
         g = state.group(owner)
         spans = sorted((p.span for p in g.producers if p.path == weight), key=lambda s: s.offset)
@@ -209,6 +212,7 @@ def _grouped(
             and seg.group is not None
             and seg.start == 0
             and seg.block == 1
+            and not seg.interleaved
             and state.group(seg.group).width == seg.width
         )
         if not whole:
@@ -238,9 +242,9 @@ def _depthwise(
         if seg.group is None:
             continue
         group = state.group(seg.group)
-        group.channel_params.append(ParamSlice(weight, Span(0, seg.start)))
+        group.channel_params.append(ParamSlice(weight, seg.span(0)))
         if bias is not None:
-            group.channel_params.append(ParamSlice(bias, Span(0, seg.start)))
+            group.channel_params.append(ParamSlice(bias, seg.span(0)))
         group.arg_fixes.append(ArgFix(node.name, groups_at, None))
     state.set_map(node, m)
 
@@ -263,7 +267,7 @@ def _batch_norm(state: WalkState, node: fx.Node) -> None:
         for seg in m.segs:
             if seg.group is not None:
                 state.group(seg.group).channel_params.extend(
-                    ParamSlice(p, Span(0, seg.start)) for p in paths if p is not None
+                    ParamSlice(p, seg.span(0)) for p in paths if p is not None
                 )
     state.set_map(node, m)
 
@@ -286,6 +290,6 @@ def _layer_norm(state: WalkState, node: fx.Node) -> None:
     for seg in m.segs:
         if seg.group is not None:
             g = state.group(seg.group)
-            g.channel_params.extend(ParamSlice(p, Span(0, seg.start)) for p in params if p)
+            g.channel_params.extend(ParamSlice(p, seg.span(0)) for p in params if p)
             g.arg_fixes.append(ArgFix(node.name, 1, 0))
     state.set_map(node, m)

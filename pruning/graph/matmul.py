@@ -25,6 +25,7 @@ from torch import fx
 
 from pruning.graph.attention import couple_heads
 from pruning.graph.coupling import broadcasts_over
+from pruning.graph.dims import VIEWS
 from pruning.graph.groups import ArgFix
 from pruning.graph.layers import consume, produce
 from pruning.graph.registry import HandlerTable, argument, opaque, positional
@@ -45,7 +46,6 @@ _BROADCASTS = (
     aten.contiguous.default,
 )
 # Between a matmul and the `add` of its bias: the batch dims split back out.
-_VIEWS = (aten.view.default, aten._unsafe_view.default, aten.reshape.default)
 
 
 @dataclass
@@ -178,7 +178,7 @@ def _bias_after(state: WalkState, node: fx.Node, width: int) -> str | None:
     value = node
     while len(value.users) == 1:
         user = next(iter(value.users))
-        if user.target in _VIEWS:
+        if user.target in VIEWS:
             value = user
             continue
         if user.target is aten.add.Tensor:

@@ -30,6 +30,8 @@ def coarsen(state: WalkState, gid: int, factor: int, where: str) -> bool:
     g = state.group(gid)
     if factor == 1:
         return True
+    if _interleaved(state, gid, where):
+        return False
     if g.width % factor or (g.width // factor) % g.parts:
         state.freeze([gid], f"{where} needs units of {factor} of {g.width} channels")
         return False
@@ -43,6 +45,8 @@ def fold_parts(state: WalkState, gid: int, factor: int, where: str) -> bool:
     g = state.group(gid)
     if factor == 1:
         return True
+    if _interleaved(state, gid, where):
+        return False
     if g.width % factor or g.parts > 1:
         state.freeze([gid], f"{where} needs {factor} equal parts of {g.width} channels")
         return False
@@ -74,6 +78,26 @@ def align(state: WalkState, first: ChannelMap, second: ChannelMap, where: str) -
         assert fine.group is not None
         if not coarsen(state, fine.group, coarse.block // fine.block, where):
             return False
+    return True
+
+
+def _interleaved(state: WalkState, gid: int, where: str) -> bool:
+    """True (and the group frozen) if a shuffle interleaved its channels with others':
+    their units cannot be regrouped as runs."""
+    root = state.root(gid)
+    g = state.groups[root]
+    spans = [p.span for p in (*g.producers, *g.channel_params)]
+    spans += [s for c in g.consumers for s in (c.weight.span, c.tap.span)]
+    runs = [
+        s
+        for m in state.maps.values()
+        if m is not None
+        for s in m.segs
+        if s.group is not None and state.root(s.group) == root
+    ]
+    if not g.shuffles and all(s.contiguous for s in spans) and not any(s.interleaved for s in runs):
+        return False
+    state.freeze([root], f"{where} regroups channels that a channel shuffle interleaved")
     return True
 
 

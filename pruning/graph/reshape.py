@@ -3,8 +3,9 @@ dims after it (flatten, view), or cut another dim down (slice, select).
 
 Merging turns each channel into a block of features (a feature map flattened for a Linear:
 `Seg.block`); a view whose sizes spell out the channel count gets an `ArgFix` so that it
-shrinks with the cut. A view that splits the channel dim (attention heads, channel
-shuffle) or a slice that picks some channels cannot be followed and freezes the groups.
+shrinks with the cut. A view that splits the channel dim into heads or parts regroups
+the group (`split_view`); one that starts a channel shuffle is followed to its end
+(`shuffle`). A slice that picks some channels cannot be followed and freezes the groups.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from torch import fx
 from pruning.graph.dims import shape_product
 from pruning.graph.groups import ArgFix
 from pruning.graph.registry import HandlerTable, argument, norm_dim, positional
+from pruning.graph.shuffle import shuffle_start
 from pruning.graph.split_view import merge_into_batch, split_channels, unperiod
-from pruning.graph.tracking import ChannelMap, Seg, WalkState
+from pruning.graph.tracking import ChannelMap, WalkState
 
 aten = torch.ops.aten
 HANDLERS = HandlerTable()
@@ -138,9 +140,11 @@ def _merge_dims(
     if not all(isinstance(s, int) for s in trailing):
         state.freeze(m.groups, f"{node.name} flattens a dimension of dynamic size")
         return None
-    block = math.prod(trailing)
-    segs = tuple(Seg(s.group, s.start * block, s.width, s.block * block) for s in m.segs)
-    return ChannelMap(start, segs)
+    spread = [s.spread(math.prod(trailing)) for s in m.segs]
+    if None in spread:
+        state.freeze(m.groups, f"{node.name} flattens channels a shuffle interleaved")
+        return None
+    return ChannelMap(start, tuple(s for s in spread if s is not None))
 
 
 @HANDLERS.handles(aten.view.default, aten.reshape.default, aten._unsafe_view.default)
@@ -153,7 +157,13 @@ def _view(state: WalkState, node: fx.Node) -> None:
     if m.period:
         _settle(state, node, m, unperiod(state, node, m, src, out))
         return
+    if shuffle_start(state, node):
+        return
     new = _view_map(m, src, out)
+    if new is None and any(s.interleaved for s in m.segs):
+        state.freeze(m.groups, f"{node.name} splits channels a shuffle interleaved")
+        state.set_map(node, None)
+        return
     if new is None:
         split = split_channels(state, node, m, src, out, (1, 0))
         _settle(state, node, m, split or merge_into_batch(state, node, m, src, out))
@@ -208,11 +218,10 @@ def _view_map(m: ChannelMap, src: tuple[Any, ...], out: tuple[Any, ...]) -> Chan
             if not all(isinstance(s, int) for s in merged):
                 break
             if out[j] == math.prod(merged):
-                block = math.prod(merged[1:])
-                segs = tuple(
-                    Seg(s.group, s.start * block, s.width, s.block * block) for s in m.segs
-                )
-                return ChannelMap(j, segs)
+                spread = [s.spread(math.prod(merged[1:])) for s in m.segs]
+                if None in spread:
+                    return None
+                return ChannelMap(j, tuple(s for s in spread if s is not None))
     return None
 
 

@@ -85,8 +85,9 @@ def _one_part_each(
     at: SizesAt,
 ) -> ChannelMap | None:
     """(..., F * D, ...) viewed as (..., F, D, ...) where each of the F parts holds one
-    run of channels laid out alike (ShuffleNet's shuffle after its split and branch): the
-    runs are united, so that position c of every part is one channel, kept along D."""
+    run of channels laid out alike, and no swap follows (a channel shuffle is followed
+    as a permutation instead, `shuffle`): the runs are united, so that position c of
+    every part is one channel, kept along D."""
     d = m.dim
     parts, part = len(m.segs), int(src[d]) // len(m.segs)
     first = m.segs[0]

@@ -29,6 +29,42 @@ class Seg:
     start: int
     width: int
     block: int = 1
+    # Interleaved by a channel shuffle (`shuffle`): from one channel to the next, and
+    # between one channel's own positions (see `Span`). Only the ops in `walk.INTERLEAVED`
+    # read such a run; any other op freezes its group.
+    stride: int = 0
+    step: int = 1
+
+    @property
+    def pitch(self) -> int:
+        return self.stride or self.block * self.step
+
+    @property
+    def interleaved(self) -> bool:
+        return self.pitch != self.block or self.step != 1
+
+    @property
+    def end(self) -> int:
+        """One past its last position."""
+        return self.start + (self.width - 1) * self.pitch + (self.block - 1) * self.step + 1
+
+    def spread(self, k: int) -> Seg | None:
+        """This run after each position of its dim became `k` (its dim merged with the dims
+        after it): None if one channel's positions would not be evenly spaced."""
+        if k == 1:
+            return self
+        if self.step != 1 and self.block > 1:
+            return None
+        stride = self.pitch * k if self.interleaved else 0
+        return Seg(self.group, self.start * k, self.width, self.block * k, stride)
+
+    def span(self, dim: int) -> Span:
+        """Where its channels sit along `dim` of a tensor laid out as this run."""
+        if not self.interleaved:
+            return Span(dim, self.start, self.block)
+        if self.block == 1:  # one position per channel: only the pitch matters
+            return Span(dim, self.start, 1, self.pitch)
+        return Span(dim, self.start, self.block, self.stride, self.step)
 
 
 @dataclass(frozen=True)
@@ -66,6 +102,12 @@ class WalkState:
         # A split of a stored vector whose parts are layers' biases -> the group of the first
         # part (`param_trace.produce_part`): the others are united with it.
         self.split_parts: dict[str, int] = {}
+        # Maps decided ahead for nodes not visited yet (the end of a channel shuffle,
+        # `shuffle`): the walk sets them instead of calling the node's handler.
+        self.ahead: dict[str, ChannelMap | None] = {}
+        # A group divided from another (`divide`) -> (that group's id and name, the piece's
+        # first channel there): names the pieces and lists them in that group's place.
+        self.pieces: dict[int, tuple[int, str, int]] = {}
         self.groups: list[ChannelGroup] = []
         self._parent: list[int] = []
 
@@ -113,6 +155,7 @@ class WalkState:
         g1.consumers += g2.consumers
         g1.arg_fixes += g2.arg_fixes
         g1.renorms += g2.renorms
+        g1.shuffles += g2.shuffles
         g1.members += g2.members
         g1.kind = g1.kind if g1.kind == g2.kind else "coupled"
         g1.unit = max(g1.unit, g2.unit)
@@ -171,11 +214,12 @@ class WalkState:
         return None
 
     def result(self) -> list[ChannelGroup]:
-        roots: list[ChannelGroup] = []
+        roots: list[tuple[tuple[int, int], ChannelGroup]] = []
         for gid, g in enumerate(self.groups):
             if self.root(gid) != gid:
                 continue
             if g.frozen_reason is None and not g.consumers:
                 g.frozen_reason = "no layer consumes these channels"
-            roots.append(g)
-        return roots
+            origin, _, first = self.pieces.get(gid, (gid, "", 0))
+            roots.append(((origin, first), g))
+        return [g for _, g in sorted(roots, key=lambda r: r[0])]

@@ -25,10 +25,13 @@ from pruning.graph.passthrough import HANDLERS as PASSTHROUGH
 from pruning.graph.registry import combine, positional
 from pruning.graph.reshape import HANDLERS as RESHAPE
 from pruning.graph.rms_norm import HANDLERS as RMS_NORM
-from pruning.graph.tracking import WalkState
+from pruning.graph.shuffle import HANDLERS as SHUFFLE
+from pruning.graph.tracking import ChannelMap, WalkState
 
 # Every op the analysis understands, by target; each family is one module.
-HANDLERS = combine(LAYERS, MATMUL, PASSTHROUGH, RESHAPE, COUPLING, CONCAT, RMS_NORM, ATTENTION)
+HANDLERS = combine(
+    LAYERS, MATMUL, PASSTHROUGH, RESHAPE, COUPLING, CONCAT, RMS_NORM, ATTENTION, SHUFFLE
+)
 
 aten = torch.ops.aten
 # The ops that read a map whose dim also holds the batch (`ChannelMap.period`): they only
@@ -45,6 +48,21 @@ PERIODIC = {
     aten.alias.default,
     aten.bmm.default,  # heads on the batch dim of a decomposed attention (`matmul`)
 }
+
+# The ops that read runs a channel shuffle interleaved (`Seg.stride`): their handlers carry
+# a run's spacing into the spans they record and the maps they set. Any other op freezes
+# such channels.
+INTERLEAVED = (
+    {
+        *LAYERS.handlers,
+        *PASSTHROUGH.handlers,
+        *RESHAPE.handlers,
+        *COUPLING.handlers,
+        *CONCAT.handlers,
+        *SHUFFLE.handlers,
+    }
+    - {aten.unflatten.int}
+)
 
 
 def analyse(gm: fx.GraphModule) -> GraphAnalysis:
@@ -69,13 +87,18 @@ def visit(state: WalkState, node: fx.Node) -> None:
         return
     if node.op != "call_function":
         return
+    if node.name in state.ahead:  # the end of a channel shuffle (`shuffle`)
+        state.set_map(node, state.ahead.pop(node.name))
+        return
     handler = HANDLERS.get(node.target)
-    if node.target not in PERIODIC:
-        for arg in node.all_input_nodes:
-            m = state.map_of(arg)
-            if m is not None and m.period:
-                state.freeze(m.groups, f"{node.name} reads heads merged with the batch")
-                state.maps[arg.name] = None
+    for arg in node.all_input_nodes:
+        m = state.map_of(arg)
+        if m is not None and m.period and node.target not in PERIODIC:
+            state.freeze(m.groups, f"{node.name} reads heads merged with the batch")
+            state.maps[arg.name] = None
+        elif m is not None and node.target not in INTERLEAVED and _interleaved(m):
+            state.freeze(m.groups, f"{node.name} reads channels that a channel shuffle mixed")
+            state.maps[arg.name] = None
     if handler is not None:
         handler(state, node)
         return
@@ -86,6 +109,10 @@ def visit(state: WalkState, node: fx.Node) -> None:
             arg, f"operation {node.target} ({node.name}) is not supported on these channels"
         )
     state.set_map(node, None)
+
+
+def _interleaved(m: ChannelMap) -> bool:
+    return any(s.interleaved for s in m.segs)
 
 
 def _freeze_all(state: WalkState, value: Any, reason: str) -> None:

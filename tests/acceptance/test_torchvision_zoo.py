@@ -18,7 +18,7 @@ SUITE_MODELS = [
     "resnet18",  # residual stages with projection shortcuts
     "squeezenet1_1",  # fire modules: concatenated expand branches
     "regnet_y_400mf",  # grouped convolutions with SE between them
-    "shufflenet_v2_x0_5",  # channel split and shuffle (frozen with reasons)
+    "shufflenet_v2_x0_5",  # channel split and shuffle (divided groups, gathers)
 ]
 
 
@@ -29,3 +29,5 @@ def test_prune_cuts_a_torchvision_classifier(tmp_path: Path, name: str) -> None:
     assert outcome.ok, outcome.error
     assert outcome.reduction >= MIN_REDUCTION
     assert outcome.prunable > 0
+    if name == "shufflenet_v2_x0_5":  # every shuffled branch is cut; only the logits stay
+        assert outcome.frozen == 1

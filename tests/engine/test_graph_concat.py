@@ -1,6 +1,6 @@
 """Concatenation and split along the channels: each group keeps its run of positions, at an
 offset after a `cat`, rebased in each part of a `split`; a split through one layer's
-channels freezes them."""
+channels folds them (equal parts) or divides them (`pruning.graph.divide`)."""
 
 from __future__ import annotations
 
@@ -93,11 +93,20 @@ def test_a_split_into_equal_halves_cuts_channel_c_of_both(tmp_path: Path) -> Non
     assert [(f.arg, f.item) for f in conv.arg_fixes] == [(OUTPUT_SIZES, 0), (OUTPUT_SIZES, 1)]
 
 
-def test_an_uneven_split_through_one_layers_channels_freezes_them(tmp_path: Path) -> None:
+def test_an_uneven_split_through_one_layers_channels_divides_them(tmp_path: Path) -> None:
+    """Each part's channels become a group of their own, named by the channels they hold:
+    rows 0-2 of conv are read by fc, rows 3-7 by branch."""
     analysis = analysed(tmp_path, ChannelSplit((3, 5)), (3, 4, 4))
-    reason = analysis.group("conv").frozen_reason or ""
-    assert "splits a layer's channels between its parts" in reason
-    assert analysis.group("branch").prunable
+    first, second = analysis.group("conv[0:3]"), analysis.group("conv[3:8]")
+    assert first.prunable and second.prunable and (first.width, second.width) == (3, 5)
+    assert [p.span for p in second.producers] == [Span(0, 3), Span(0, 3)]  # weight, bias
+    assert [(c.weight.path, c.weight.span.offset) for c in first.consumers] == [("fc.weight", 0)]
+    assert [(c.weight.path, c.weight.span.offset) for c in second.consumers] == [
+        ("branch.weight", 0)
+    ]
+    assert [(f.arg, f.item) for f in first.arg_fixes] == [(OUTPUT_SIZES, 0)]
+    assert [(f.arg, f.item) for f in second.arg_fixes] == [(OUTPUT_SIZES, 1)]
+    assert [g.name for g in analysis.groups][:3] == ["conv[0:3]", "conv[3:8]", "branch"]
 
 
 def test_a_split_along_another_dim_keeps_the_channels(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ EXPECTED_PRUNABLE = {
     "transformer_mlp": {"fc1"},
     "convnext": {"stem", "pwconv1"},
     "vit": {"patch", "fc1", "qkv"},
-    "shufflenet": {"after.0", "stem.0"},  # split, branch and shuffle: one group, cut alike
+    # Each split divides the groups the shuffle before it interleaved (`divide`).
+    "shufflenet": {"left.0[0:1]", "left.0[2:4]", "right.0[1:2]", "branch1.0[0:2]", "after.0"},
     "inception": {"squeeze.0", "b1.0", "b3.0", "pool_proj.0", "left.0", "right.0", "c1.0", "c2.0"},
     "resnext": {"stem.0", "reduce.0", "grouped.0", "se.reduce", "head"},
     "gpt": {"c_attn", "fc"},

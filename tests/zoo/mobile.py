@@ -1,5 +1,5 @@
 """Efficient convnets: MobileNetV2/V3 (depthwise convs, squeeze-and-excitation), ResNeXt /
-RegNet-Y (grouped convs), ShuffleNet (channel split and shuffle, which must freeze)."""
+RegNet-Y (grouped convs), ShuffleNet V2 (channel split and shuffle)."""
 
 from __future__ import annotations
 
@@ -65,21 +65,35 @@ class ResNeXtish(nn.Module):
 
 
 class ShuffleNetish(nn.Module):
-    """Channel split and channel shuffle: groups that the engine must freeze, not miscut."""
+    """ShuffleNet V2's blocks: two branches concatenated and shuffled (its stride-2 block),
+    then blocks that split the channels in halves, pass the second half through a branch
+    and shuffle the result; the second such block splits the runs the first shuffle
+    interleaved, and a depthwise conv reads them (its shuffle is `nn.ChannelShuffle`)."""
 
     input_shape = (4, 8, 8)
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem = conv_bn(4, 8, k=1)
-        self.branch = conv_bn(4, 4, k=1)
+        self.left = conv_bn(4, 4, k=1)
+        self.right = conv_bn(4, 4, k=1)
+        self.branch1 = conv_bn(4, 4, k=1)
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(4), conv_bn(4, 4, 1)
+        )
+        self.shuffle = nn.ChannelShuffle(2)
         self.after = conv_bn(8, 6, k=1)
         self.fc = nn.Linear(6, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stem(x)
+        h = _shuffled(torch.cat([self.left(x), self.right(x)], dim=1))  # (N, 8, H, W)
         a, b = h.chunk(2, dim=1)
-        h = torch.cat([a, self.branch(b)], dim=1)  # (N, 8, H, W)
-        n, c, hh, ww = h.shape
-        h = h.view(n, 2, c // 2, hh, ww).transpose(1, 2).reshape(n, c, hh, ww)  # shuffle
+        h = _shuffled(torch.cat([a, self.branch1(b)], dim=1))
+        a, b = h.chunk(2, dim=1)
+        h = self.shuffle(torch.cat([a, self.branch2(b)], dim=1))
         return self.fc(self.after(h).mean((2, 3)))
+
+
+def _shuffled(h: torch.Tensor) -> torch.Tensor:
+    """torchvision's channel shuffle in 2 groups: view, swap, view back."""
+    n, c, hh, ww = h.shape
+    return h.view(n, 2, c // 2, hh, ww).transpose(1, 2).contiguous().view(n, -1, hh, ww)
