@@ -34,10 +34,10 @@ def _channel_shuffle(state: WalkState, node: fx.Node) -> None:
     if m is None:
         state.set_map(node, None)
         return
-    groups = int(argument(node, 1, "groups"))
-    state.set_map(node, None if m.dim != 1 else permuted(state, src, node, 1, groups))
-    if m.dim != 1:
-        state.freeze(m.groups, f"{node.name} shuffles another dimension")
+    if m.dim != 1:  # it shuffles dim 1, and the channels are elsewhere: they stay
+        state.set_map(node, m)
+        return
+    state.set_map(node, permuted(state, src, node, 1, int(argument(node, 1, "groups"))))
 
 
 def shuffle_start(state: WalkState, node: fx.Node) -> bool:
@@ -74,11 +74,20 @@ def _shuffle_end(state: WalkState, node: fx.Node) -> fx.Node | None:
     while end is not None and end.target in COPIES:
         end = _only_user(end) if len(end.users) == 1 else None
     shape = state.shape(end) if end is not None else None
-    if end is None or end.target not in VIEWS or shape is None or len(shape) != len(src):
+    if end is None or not _merges_back(end, d) or shape is None or len(shape) != len(src):
         return None
     if shape[d] != size or shape_product(shape[:d]) != shape_product(src[:d]):
         return None
     return end
+
+
+def _merges_back(node: fx.Node, d: int) -> bool:
+    """A view, or a `flatten` of dims d and d + 1 (the shapes are checked by the caller)."""
+    if node.target is aten.flatten.using_ints:
+        ndim = WalkState.ndim(positional(node, 0)) or 0
+        dims = (argument(node, 1, "start_dim", 0), argument(node, 2, "end_dim", -1))
+        return [norm_dim(int(x), ndim) for x in dims] == [d, d + 1]
+    return node.target in VIEWS
 
 
 def _only_user(node: fx.Node) -> fx.Node | None:
@@ -105,7 +114,11 @@ def permuted(
     """The map of `src` shuffled into `groups` parts along `dim`, recorded in its groups;
     None (the groups frozen) if a channel's positions straddle two parts."""
     size = state.shape(src)[dim]  # type: ignore[index]
-    per = int(size) // groups
+    m = state.map_of(src)
+    if not isinstance(size, int) or size % groups:
+        state.freeze(m.groups if m else [], f"{end.name} shuffles a dynamic number of channels")
+        return None
+    per = size // groups
     m = divide_at_edges(state, end.name, src, [per * p for p in range(1, groups)])
     if m is None:
         return None

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from pruning.graph import Span
+from pruning.reader import read_program
 from pruning.shuffle_surgery import kept_order
 from pruning.surgery import apply_plan
 from tests.engine.graph_helpers import Zeroing, analysed, consumer_masks
@@ -92,6 +93,36 @@ def test_a_cut_rewrites_each_shuffle_as_a_gather(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = Zeroing(gm, consumer_masks(analysis, plan)).run(x)
         torch.testing.assert_close(back(x), expected, rtol=1e-5, atol=1e-6)
+
+
+class _FlattenShuffle(nn.Module):
+    """A shuffle that merges back with `flatten`, then a split into unequal parts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+        self.left, self.right = nn.Conv2d(3, 2, 1), nn.Conv2d(5, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.cat([self.a(x), self.b(x)], dim=1))
+        n, c, hh, ww = h.shape
+        h = h.view(n, 2, c // 2, hh, ww).transpose(1, 2).flatten(1, 2)
+        p, q = h.split([3, 5], dim=1)
+        return (self.left(p) + self.right(q)).mean((2, 3))
+
+
+def test_a_shuffle_merged_back_by_flatten_is_cut_like_a_view(tmp_path: Path) -> None:
+    analysis = analysed(tmp_path, _FlattenShuffle(), (3, 4, 4))
+    assert [g.name for g in analysis.groups if not g.prunable] == ["left"]  # the output
+    # [a0 b0 a1 | b1 a2 b2 a3 b3]: a and b divided where the split's edge falls
+    assert [g.name for g in analysis.prunable] == ["a[0:2]", "a[2:4]", "b[0:1]", "b[1:4]"]
+    gm = read_program(tmp_path / "model.pt2").module()
+    plan = {"a[0:2]": [1], "a[2:4]": [0], "b[1:4]": [0, 2]}
+    pruned = apply_plan(gm, analysis, plan)
+    x = torch.randn(4, 3, 4, 4)
+    with torch.no_grad():
+        expected = Zeroing(gm, consumer_masks(analysis, plan)).run(x)
+        torch.testing.assert_close(pruned(x), expected, rtol=1e-5, atol=1e-6)
 
 
 class _MixedAfterShuffle(nn.Module):
