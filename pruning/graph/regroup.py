@@ -82,22 +82,11 @@ def align(state: WalkState, first: ChannelMap, second: ChannelMap, where: str) -
 
 
 def _interleaved(state: WalkState, gid: int, where: str) -> bool:
-    """True (and the group frozen) if a shuffle interleaved its channels with others':
-    their units cannot be regrouped as runs."""
-    root = state.root(gid)
-    g = state.groups[root]
-    spans = [p.span for p in (*g.producers, *g.channel_params)]
-    spans += [s for c in g.consumers for s in (c.weight.span, c.tap.span)]
-    runs = [
-        s
-        for m in state.maps.values()
-        if m is not None
-        for s in m.segs
-        if s.group is not None and state.root(s.group) == root
-    ]
-    if not g.shuffles and all(s.contiguous for s in spans) and not any(s.interleaved for s in runs):
+    """True (and the group frozen) if its channels passed a channel shuffle: interleaved
+    with other groups' there, their units cannot be regrouped as runs."""
+    if not state.group(gid).shuffles:
         return False
-    state.freeze([root], f"{where} regroups channels that a channel shuffle interleaved")
+    state.freeze([gid], f"{where} regroups channels that a channel shuffle interleaved")
     return True
 
 

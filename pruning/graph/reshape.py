@@ -160,7 +160,7 @@ def _view(state: WalkState, node: fx.Node) -> None:
     if shuffle_start(state, node):
         return
     new = _view_map(m, src, out)
-    if new is None and any(s.interleaved for s in m.segs):
+    if new is None and m.interleaved:
         state.freeze(m.groups, f"{node.name} splits channels a shuffle interleaved")
         state.set_map(node, None)
         return

@@ -84,6 +84,11 @@ class ChannelMap:
     def groups(self) -> list[int]:
         return [s.group for s in self.segs if s.group is not None]
 
+    @property
+    def interleaved(self) -> bool:
+        """A channel shuffle interleaved some of its runs (`Seg.stride`)."""
+        return any(s.interleaved for s in self.segs)
+
     def moved(self, dim: int) -> ChannelMap:
         return ChannelMap(dim, self.segs, self.period)
 

@@ -26,7 +26,7 @@ from pruning.graph.registry import combine, positional
 from pruning.graph.reshape import HANDLERS as RESHAPE
 from pruning.graph.rms_norm import HANDLERS as RMS_NORM
 from pruning.graph.shuffle import HANDLERS as SHUFFLE
-from pruning.graph.tracking import ChannelMap, WalkState
+from pruning.graph.tracking import WalkState
 
 # Every op the analysis understands, by target; each family is one module.
 HANDLERS = combine(
@@ -96,7 +96,7 @@ def visit(state: WalkState, node: fx.Node) -> None:
         if m is not None and m.period and node.target not in PERIODIC:
             state.freeze(m.groups, f"{node.name} reads heads merged with the batch")
             state.maps[arg.name] = None
-        elif m is not None and node.target not in INTERLEAVED and _interleaved(m):
+        elif m is not None and m.interleaved and node.target not in INTERLEAVED:
             state.freeze(m.groups, f"{node.name} reads channels that a channel shuffle mixed")
             state.maps[arg.name] = None
     if handler is not None:
@@ -109,10 +109,6 @@ def visit(state: WalkState, node: fx.Node) -> None:
             arg, f"operation {node.target} ({node.name}) is not supported on these channels"
         )
     state.set_map(node, None)
-
-
-def _interleaved(m: ChannelMap) -> bool:
-    return any(s.interleaved for s in m.segs)
 
 
 def _freeze_all(state: WalkState, value: Any, reason: str) -> None:
