@@ -45,6 +45,7 @@ def divide_at_edges(
                 cuts.setdefault(state.root(seg.group), set()).add(k)
     for gid, at in cuts.items():
         if not divide(state, gid, sorted(at), where):
+            state.freeze(m.groups, f"{where} splits the channels of a grouped convolution")
             return None
     m = state.map_of(src)  # as `divide` rewrote it
     assert m is not None
