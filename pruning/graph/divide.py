@@ -83,7 +83,13 @@ def divide(state: WalkState, gid: int, at: list[int], where: str) -> bool:
         state.pieces[piece] = (origin, base, offset + lo)
         _fill(state.groups[piece], g, lo, hi)
         ids.append(piece)
-    _rewrite_maps(state, root, ids, bounds)
+    state.resegment(
+        root,
+        lambda seg: [
+            replace(seg, group=gid, start=seg.start + lo * seg.pitch, width=hi - lo)
+            for gid, (lo, hi) in zip(ids, pairwise(bounds), strict=True)
+        ],
+    )
     _claim_pieces(state, g, ids, bounds)
     first = state.groups[root]
     _fill(first, replace(g), 0, bounds[1])
@@ -124,29 +130,6 @@ def _consumer(c: Consumer, lo: int) -> Consumer:
         weight=_param(c.weight, lo),
         tap=Tap(c.tap.node, _span(c.tap.span, lo)),
     )
-
-
-def _rewrite_maps(state: WalkState, root: int, ids: list[int], bounds: list[int]) -> None:
-    def pieces(m: ChannelMap) -> ChannelMap:
-        segs: list[Seg] = []
-        for seg in m.segs:
-            if seg.group is None or state.root(seg.group) != root:
-                segs.append(seg)
-                continue
-            segs.extend(
-                replace(seg, group=gid, start=seg.start + lo * seg.pitch, width=hi - lo)
-                for gid, (lo, hi) in zip(ids, pairwise(bounds), strict=True)
-            )
-        return replace(m, segs=tuple(sorted(segs, key=lambda s: s.start)))
-
-    for name, m in state.maps.items():
-        if m is not None:
-            state.maps[name] = pieces(m)
-    for name, parts in state.parts.items():
-        state.parts[name] = [None if m is None else pieces(m) for m in parts]
-    for name, m in state.ahead.items():
-        if m is not None:
-            state.ahead[name] = pieces(m)
 
 
 def _claim_pieces(state: WalkState, g: ChannelGroup, ids: list[int], bounds: list[int]) -> None:

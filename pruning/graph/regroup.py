@@ -114,13 +114,12 @@ def _rewrite(state: WalkState, gid: int, width: int, growth: int, each: _Transfo
     g.arg_fixes = [replace(f, block=f.block * growth) for f in g.arg_fixes]
     g.renorms = [replace(r, block=r.block * growth) for r in g.renorms]
     g.unit *= growth
-    for name, m in state.maps.items():
-        if m is not None:
-            state.maps[name] = _map(state, m, root, width, each)
-    for name, parts in state.parts.items():
-        state.parts[name] = [
-            None if m is None else _map(state, m, root, width, each) for m in parts
-        ]
+    state.resegment(
+        root,
+        lambda seg: [
+            Seg(seg.group, r.offset, width, r.block) for r in each(_Run(seg.start, seg.block))
+        ],
+    )
 
 
 def _span(span: Span, each: _Transform) -> list[Span]:
@@ -137,15 +136,3 @@ def _consumer(c: Consumer, each: _Transform) -> list[Consumer]:
         replace(c, weight=ParamSlice(c.weight.path, w), tap=Tap(c.tap.node, t))
         for w, t in zip(weights, taps, strict=True)
     ]
-
-
-def _map(state: WalkState, m: ChannelMap, root: int, width: int, each: _Transform) -> ChannelMap:
-    segs: list[Seg] = []
-    for seg in m.segs:
-        if seg.group is None or state.root(seg.group) != root:
-            segs.append(seg)
-            continue
-        segs.extend(
-            Seg(seg.group, r.offset, width, r.block) for r in each(_Run(seg.start, seg.block))
-        )
-    return replace(m, segs=tuple(sorted(segs, key=lambda s: s.start)))

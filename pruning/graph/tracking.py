@@ -10,7 +10,8 @@ parts (grouped convolutions) or freeze with a reason.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -192,6 +193,26 @@ class WalkState:
         m = self.map_of(node)
         if m is not None:
             self.freeze(m.groups, reason)
+
+    def resegment(self, root: int, each: Callable[[Seg], list[Seg]]) -> None:
+        """Replace every run of group `root` in every recorded map (values, split parts,
+        maps decided ahead) by the runs `each` gives: a group regrouped or divided."""
+
+        def remap(m: ChannelMap | None) -> ChannelMap | None:
+            if m is None:
+                return None
+            segs = [
+                new
+                for seg in m.segs
+                for new in (
+                    [seg] if seg.group is None or self.root(seg.group) != root else each(seg)
+                )
+            ]
+            return replace(m, segs=tuple(sorted(segs, key=lambda s: s.start)))
+
+        self.maps = {name: remap(m) for name, m in self.maps.items()}
+        self.parts = {name: [remap(m) for m in parts] for name, parts in self.parts.items()}
+        self.ahead = {name: remap(m) for name, m in self.ahead.items()}
 
     # -- values ---------------------------------------------------------------------------
     def map_of(self, arg: Any) -> ChannelMap | None:
